@@ -1,0 +1,25 @@
+// Node base URLs: the one place that decides what a valid node address is.
+//
+// Used by the control plane (rejecting bad input with a message a person can act on) and by
+// the proxy (where to connect). Pure, safe from any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace corral {
+
+struct NodeUrl {
+  std::string host;  // name or IP literal, no brackets
+  int port = 0;
+  std::string Normalized() const;  // "http://host:port"
+};
+
+// Accepts "http://host:port", "http://host" (port 80) and "host:port" (http assumed), with an
+// optional trailing "/". Rejects other schemes, paths, queries, user info, empty hosts and ports
+// outside 1..65535, with an InvalidArgument status that names the problem.
+absl::StatusOr<NodeUrl> ParseNodeUrl(std::string_view text);
+
+}  // namespace corral

@@ -1,0 +1,37 @@
+// Reads the few fields routing needs from a JSON request body without building a document.
+//
+// The body is forwarded untouched; this only peeks. Key matching follows Go's encoding/json as
+// Ollama's server does: top-level keys only, case-insensitive, the last duplicate wins, unknown
+// keys ignored. Pure, safe from any thread.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace corral::dataplane {
+
+struct BodyFields {
+  std::optional<std::string> model;        // "model" when a string
+  std::optional<std::string> name;         // "name" when a string (pull/push/delete/show)
+  std::optional<std::string> source;       // "source" (copy)
+  std::optional<std::string> destination;  // "destination" (copy)
+  std::optional<bool> stream;              // "stream" when a boolean
+  // "keep_alive" is 0 (number 0, or the string "0" / "0s" / any zero duration).
+  bool keep_alive_zero = false;
+  // generate without "prompt" or with "" / chat without "messages" or with []: Ollama's
+  // load/unload shortcuts (ollama-api.md §3.4).
+  bool prompt_empty = true;
+  bool messages_empty = true;
+
+  // First non-empty of model, name: Go's cmp.Or, what every endpoint routes by.
+  std::string ModelOrName() const;
+};
+
+// InvalidArgument with Ollama's wording for a body that is empty ("missing request body"),
+// not JSON, or JSON that is not an object.
+absl::StatusOr<BodyFields> PeekBody(std::string_view body);
+
+}  // namespace corral::dataplane

@@ -1,0 +1,71 @@
+// Route classification: which of Ollama's endpoints a request is for, and how the proxy must
+// treat it (shared/design.md "The request path", shared/ollama-api.md §2 and §11).
+//
+// Pure, safe from any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace corral::dataplane {
+
+enum class Endpoint {
+  // Proxy-answered, fleet-wide.
+  kRoot,          // GET/HEAD /
+  kVersion,       // GET/HEAD /api/version
+  kTags,          // GET/HEAD /api/tags
+  kPs,            // GET /api/ps
+  kOpenAIModels,  // GET /v1/models
+  // Inference, routed by the body's model.
+  kGenerate,
+  kChat,
+  kEmbed,
+  kEmbeddings,
+  kOpenAIChat,         // POST /v1/chat/completions
+  kOpenAICompletions,  // POST /v1/completions
+  kOpenAIEmbeddings,   // POST /v1/embeddings
+  kOpenAIResponses,    // POST /v1/responses
+  kOpenAIMessages,     // POST /v1/messages
+  // Node-local management.
+  kShow,
+  kOpenAIModel,  // GET /v1/models/:model (model in the path)
+  kPull,
+  kPush,
+  kCreate,
+  kCopy,
+  kDelete,     // DELETE /api/delete (JSON body)
+  kBlobHead,   // HEAD /api/blobs/:digest
+  kBlobUpload, // POST /api/blobs/:digest (raw body, streamed)
+  // The proxy's own endpoints.
+  kProxyHealth,  // GET /api/proxy
+  kProxyState,   // GET /api/proxy/state
+  // Errors Ollama answers in text/plain.
+  kRedirect,          // trailing slash on a known path: 301 (GET/HEAD) or 307 to `redirect_to`
+  kMethodNotAllowed,  // known path, wrong method: 405 "405 method not allowed"
+  kNotFound,          // unknown path: 404 "404 page not found"
+};
+
+enum class RouteClass {
+  kFleet,      // answered from the snapshot or by fan-out to every node
+  kInference,  // one node chosen by model and strategy
+  kNodeLocal,  // node-local management, routed to the node(s) it concerns
+  kProxy,      // the proxy's own endpoints
+  kError,      // kRedirect / kMethodNotAllowed / kNotFound
+};
+
+struct Route {
+  Endpoint endpoint = Endpoint::kNotFound;
+  RouteClass route_class = RouteClass::kError;
+  // True for /v1/* paths: errors use the OpenAI error object, mid-stream errors are SSE events.
+  bool openai = false;
+  // kBlobHead/kBlobUpload: the digest; kOpenAIModel: the model; kRedirect: the target path.
+  std::string param;
+};
+
+// `method` is the HTTP method as received ("HEAD" included), `path` has no query string.
+Route ClassifyRoute(std::string_view method, std::string_view path);
+
+// Stable lower-case name for logs and the state endpoint, e.g. "generate", "v1.chat".
+const char* EndpointName(Endpoint endpoint);
+
+}  // namespace corral::dataplane

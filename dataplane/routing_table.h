@@ -1,0 +1,73 @@
+// RoutingTable: an immutable, validated view of one snapshot, indexed for node selection.
+//
+// Built once per snapshot, then shared read-only: readers hold a shared_ptr<const RoutingTable>
+// for the length of a request, so a snapshot swap never changes a request's view half-way.
+// Thread safety: immutable after Build, safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "corral/v1/snapshot.pb.h"
+
+namespace corral::dataplane {
+
+// One node with what routing needs precomputed.
+struct NodeEntry {
+  const corral::v1::Node* proto = nullptr;  // points into RoutingTable::snapshot()
+  std::string name;
+  std::string host;
+  int port = 0;
+  bool routable = false;  // admin ENABLED and health not UNHEALTHY
+  std::unordered_set<std::string> model_keys;   // canonical keys of installed models
+  std::unordered_set<std::string> loaded_keys;  // canonical keys of loaded models
+};
+
+// Policies with the snapshot's zero values replaced by the documented defaults.
+struct EffectivePolicy {
+  corral::v1::Strategy strategy = corral::v1::STRATEGY_LEAST_ACTIVE;
+  int max_attempts = 3;
+  int eject_after_failures = 3;
+  int64_t eject_base_ms = 5000;
+  int64_t eject_max_ms = 60000;
+  int64_t connect_ms = 2000;
+  int64_t first_byte_ms = 600000;
+  int64_t idle_ms = 300000;
+};
+
+// Checks what the proxy relies on: unique valid node names, parseable node URLs, known admin
+// state and strategy, non-negative limits. The message names the first offending field.
+absl::Status ValidateSnapshot(const corral::v1::Snapshot& snapshot);
+
+class RoutingTable {
+ public:
+  // Validates and indexes. Fails with ValidateSnapshot's status.
+  static absl::StatusOr<std::shared_ptr<const RoutingTable>> Build(corral::v1::Snapshot snapshot);
+
+  const corral::v1::Snapshot& snapshot() const { return snapshot_; }
+  uint64_t version() const { return snapshot_.version(); }
+  const EffectivePolicy& policy() const { return policy_; }
+
+  // Nodes in snapshot order (the deterministic tie-break order).
+  const std::vector<NodeEntry>& nodes() const { return nodes_; }
+  const NodeEntry* FindNode(std::string_view name) const;
+
+  // Indexes into nodes() of every node that lists the model (by canonical key), routable or not.
+  const std::vector<size_t>& NodesWithModel(const std::string& canonical_key) const;
+
+ private:
+  RoutingTable() = default;
+
+  corral::v1::Snapshot snapshot_;
+  EffectivePolicy policy_;
+  std::vector<NodeEntry> nodes_;
+  std::unordered_map<std::string, size_t> by_name_;
+  std::unordered_map<std::string, std::vector<size_t>> by_model_;
+};
+
+}  // namespace corral::dataplane
