@@ -1,0 +1,90 @@
+// Registry: the fleet's durable state in SQLite (WAL) — nodes, strategy, discovery ranges,
+// admin/inference tokens, and the snapshot version.
+//
+// Every change is one transaction that also bumps the snapshot version, so a version names
+// exactly one registry state and versions never go back, restarts included. The schema is
+// versioned (PRAGMA user_version) and migrated forward at Open.
+//
+// Thread safety: all methods are safe from any thread (one connection, serialized by a mutex;
+// SQLite's busy timeout covers other processes). Change listeners run on the writing thread
+// after the commit, outside the mutex.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "corral/v1/control.pb.h"
+#include "corral/v1/snapshot.pb.h"
+
+struct sqlite3;
+
+namespace corral::control {
+
+// What the prober learned about a node in one probe round.
+struct ProbeResult {
+  bool reachable = false;       // /api/version answered 200
+  std::string error;            // why not, for operators
+  std::string version;          // Ollama version
+  double latency_ms = 0;        // round trip of the liveness probe
+  // Present only when the corresponding call succeeded; absent keeps the stored list.
+  std::optional<std::vector<corral::v1::Model>> models;
+  std::optional<std::vector<corral::v1::LoadedModel>> loaded_models;
+};
+
+class Registry {
+ public:
+  // Opens (creating if needed) `path`, enables WAL, migrates the schema. ":memory:" for tests.
+  static absl::StatusOr<std::unique_ptr<Registry>> Open(const std::string& path);
+  ~Registry();
+
+  // ---- nodes (admin) ----
+  // InvalidArgument for a bad name/URL/limit, AlreadyExists for a duplicate name or URL,
+  // NotFound for an unknown node. Each success bumps the version.
+  absl::StatusOr<corral::v1::NodeInfo> CreateNode(const corral::v1::CreateNodeRequest& req,
+                                                  bool discovered = false);
+  absl::StatusOr<corral::v1::NodeInfo> GetNode(const std::string& name);
+  absl::StatusOr<std::vector<corral::v1::NodeInfo>> ListNodes();
+  absl::StatusOr<corral::v1::NodeInfo> UpdateNode(const corral::v1::UpdateNodeRequest& req);
+  absl::Status RemoveNode(const std::string& name);
+  absl::StatusOr<corral::v1::NodeInfo> SetAdminState(const std::string& name,
+                                                     corral::v1::AdminState state);
+
+  // ---- prober ----
+  // Records a probe round for a node and its health verdict (the prober applies thresholds).
+  // Bumps the version only when routing-relevant content changed (health, models, loaded
+  // models, version); latency-only changes are stored without a bump.
+  absl::Status RecordProbe(const std::string& name, const ProbeResult& result,
+                           corral::v1::Health health);
+
+  // ---- strategy ----
+  absl::StatusOr<corral::v1::StrategyConfig> GetStrategy();
+  absl::StatusOr<corral::v1::StrategyConfig> SetStrategy(const corral::v1::SetStrategyRequest& req);
+
+  // ---- discovery ----
+  absl::StatusOr<corral::v1::DiscoveryConfig> GetDiscovery();
+  absl::StatusOr<corral::v1::DiscoveryConfig> SetDiscovery(
+      const corral::v1::SetDiscoveryRequest& req);
+
+  // ---- snapshot ----
+  // The current version and a consistent snapshot of everything routing needs, read in one
+  // transaction.
+  absl::StatusOr<corral::v1::Snapshot> BuildSnapshot();
+  uint64_t version();
+
+  // Called after every committed change that bumped the version.
+  void AddChangeListener(std::function<void(uint64_t version)> listener);
+
+ private:
+  Registry() = default;
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;  // guarded by mu_
+  std::vector<std::function<void(uint64_t)>> listeners_;  // guarded by mu_ (copied to notify)
+};
+
+}  // namespace corral::control
