@@ -949,7 +949,8 @@ bool SimServer::FailBeforeAnswer(FailMode mode, bool openai, ConnectionWatch& wa
       return true;
     case FailMode::kHang:
       CountInjected();
-      Sleep(milliseconds::max() / 2, watch);
+      while (Sleep(milliseconds(1000), watch)) {
+      }
       if (!shutting_down_) CountCancelled();
       ErrorFor(res, 499, "request canceled", openai);
       return true;
@@ -1105,38 +1106,47 @@ void SimServer::Register(httplib::Server& server) {
         }
         NativeError(res, 500, what);
       });
-  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
-    if (!absl::StartsWith(req.path, "/_sim/")) RecordRequest(req);
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
 
   using Req = const httplib::Request&;
   using Res = httplib::Response&;
-  server.Get("/", [](Req, Res res) {
-    SendText(res, 200, "Ollama is running", "text/plain; charset=utf-8");
-  });
-  server.Get("/api/version", [this](Req, Res res) {
-    SendJson(res, 200, Json{{"version", Config().version}});
-  });
-  server.Get("/api/tags", [this](Req req, Res res) { HandleTags(req, res); });
-  server.Get("/api/ps", [this](Req req, Res res) { HandlePs(req, res); });
-  server.Post("/api/generate", [this](Req req, Res res) { HandleGenerate(req, res); });
-  server.Post("/api/chat", [this](Req req, Res res) { HandleChat(req, res); });
-  server.Post("/api/embed", [this](Req req, Res res) { HandleEmbed(req, res); });
-  server.Post("/api/embeddings", [this](Req req, Res res) { HandleEmbeddings(req, res); });
-  server.Post("/api/show", [this](Req req, Res res) { HandleShow(req, res); });
-  server.Post("/api/pull", [this](Req req, Res res) { HandlePull(req, res); });
-  server.Post("/api/push", [this](Req req, Res res) { HandlePush(req, res); });
-  server.Post("/api/create", [this](Req req, Res res) { HandleCreate(req, res); });
-  server.Post("/api/copy", [this](Req req, Res res) { HandleCopy(req, res); });
-  server.Delete("/api/delete", [this](Req req, Res res) { HandleDelete(req, res); });
-  server.Get("/api/blobs/([^/]+)", [this](Req req, Res res) { HandleBlob(req, res); });
-  server.Post("/api/blobs/([^/]+)", [this](Req req, Res res) { HandleBlob(req, res); });
-  server.Post("/v1/chat/completions", [this](Req req, Res res) { HandleOpenAiChat(req, res); });
-  server.Post("/v1/completions", [this](Req req, Res res) { HandleOpenAiCompletion(req, res); });
-  server.Post("/v1/embeddings", [this](Req req, Res res) { HandleOpenAiEmbeddings(req, res); });
-  server.Get("/v1/models", [this](Req req, Res res) { HandleOpenAiModels(req, res); });
-  server.Get("/v1/models/([^/]+)", [this](Req req, Res res) { HandleOpenAiModel(req, res); });
+  // Ollama routes are recorded for /_sim/stats once the body has been read, before the handler
+  // runs (so a request that hangs or waits is visible at once).
+  const auto recorded = [this](httplib::Server::Handler handler) {
+    return [this, handler](Req req, Res res) {
+      RecordRequest(req);
+      handler(req, res);
+    };
+  };
+  server.Get("/", recorded([](Req, Res res) {
+               SendText(res, 200, "Ollama is running", "text/plain; charset=utf-8");
+             }));
+  server.Get("/api/version", recorded([this](Req, Res res) {
+               SendJson(res, 200, Json{{"version", Config().version}});
+             }));
+  server.Get("/api/tags", recorded([this](Req req, Res res) { HandleTags(req, res); }));
+  server.Get("/api/ps", recorded([this](Req req, Res res) { HandlePs(req, res); }));
+  server.Post("/api/generate", recorded([this](Req req, Res res) { HandleGenerate(req, res); }));
+  server.Post("/api/chat", recorded([this](Req req, Res res) { HandleChat(req, res); }));
+  server.Post("/api/embed", recorded([this](Req req, Res res) { HandleEmbed(req, res); }));
+  server.Post("/api/embeddings",
+              recorded([this](Req req, Res res) { HandleEmbeddings(req, res); }));
+  server.Post("/api/show", recorded([this](Req req, Res res) { HandleShow(req, res); }));
+  server.Post("/api/pull", recorded([this](Req req, Res res) { HandlePull(req, res); }));
+  server.Post("/api/push", recorded([this](Req req, Res res) { HandlePush(req, res); }));
+  server.Post("/api/create", recorded([this](Req req, Res res) { HandleCreate(req, res); }));
+  server.Post("/api/copy", recorded([this](Req req, Res res) { HandleCopy(req, res); }));
+  server.Delete("/api/delete", recorded([this](Req req, Res res) { HandleDelete(req, res); }));
+  server.Get("/api/blobs/([^/]+)", recorded([this](Req req, Res res) { HandleBlob(req, res); }));
+  server.Post("/api/blobs/([^/]+)", recorded([this](Req req, Res res) { HandleBlob(req, res); }));
+  server.Post("/v1/chat/completions",
+              recorded([this](Req req, Res res) { HandleOpenAiChat(req, res); }));
+  server.Post("/v1/completions",
+              recorded([this](Req req, Res res) { HandleOpenAiCompletion(req, res); }));
+  server.Post("/v1/embeddings",
+              recorded([this](Req req, Res res) { HandleOpenAiEmbeddings(req, res); }));
+  server.Get("/v1/models", recorded([this](Req req, Res res) { HandleOpenAiModels(req, res); }));
+  server.Get("/v1/models/([^/]+)",
+             recorded([this](Req req, Res res) { HandleOpenAiModel(req, res); }));
 
   server.Get("/_sim/stats", [this](Req req, Res res) { HandleStats(req, res); });
   server.Get("/_sim/config", [this](Req req, Res res) { HandleConfig(req, res); });
@@ -1146,12 +1156,12 @@ void SimServer::Register(httplib::Server& server) {
 
   // Last: whatever no route took is a 404 or a 405, with Go's plain-text bodies.
   const auto unrouted = [this](Req req, Res res) { HandleUnrouted(req, res); };
-  server.Get(".*", unrouted);
-  server.Post(".*", unrouted);
-  server.Put(".*", unrouted);
-  server.Patch(".*", unrouted);
-  server.Delete(".*", unrouted);
-  server.Options(".*", unrouted);
+  server.Get(".*", recorded(unrouted));
+  server.Post(".*", recorded(unrouted));
+  server.Put(".*", recorded(unrouted));
+  server.Patch(".*", recorded(unrouted));
+  server.Delete(".*", recorded(unrouted));
+  server.Options(".*", recorded(unrouted));
 }
 
 void SimServer::HandleUnrouted(const httplib::Request& req, httplib::Response& res) {
