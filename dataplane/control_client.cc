@@ -1,1 +1,217 @@
-// Being written; see the header.
+#include "dataplane/control_client.h"
+
+#include <algorithm>
+#include <random>
+#include <utility>
+
+#include "common/log.h"
+
+namespace corral::dataplane {
+namespace {
+
+// Keepalive on an idle Watch stream: ping every 30 s (not below the control plane's minimum
+// receive interval, or it answers GOAWAY too_many_pings), give up after 10 s without an answer,
+// and keep pinging without data frames (the default stops after two pings). The channel's own
+// reconnect backoff follows our bounds so the two loops agree.
+std::shared_ptr<grpc::Channel> MakeChannel(const ControlClientOptions& options) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_initial.count()));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(options.backoff_initial.count()));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_max.count()));
+  auto credentials = options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(options.address, credentials, args);
+}
+
+}  // namespace
+
+ControlClient::ControlClient(ControlClientOptions options, ApplyFn apply, LoadFn load)
+    : options_(std::move(options)),
+      apply_(std::move(apply)),
+      load_(std::move(load)),
+      channel_(MakeChannel(options_)),
+      stub_(corral::v1::Discovery::NewStub(channel_)) {}
+
+ControlClient::~ControlClient() { Stop(); }
+
+void ControlClient::Start(uint64_t served_version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_ || watch_thread_.joinable()) return;
+  applied_version_ = served_version;
+  watch_thread_ = std::thread([this] { WatchLoop(); });
+  report_thread_ = std::thread([this] { ReportLoop(); });
+}
+
+void ControlClient::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
+    if (report_ctx_ != nullptr) report_ctx_->TryCancel();
+  }
+  cv_.notify_all();
+  if (watch_thread_.joinable()) watch_thread_.join();
+  if (report_thread_.joinable()) report_thread_.join();
+  connected_ = false;
+}
+
+void ControlClient::AddAuth(grpc::ClientContext* ctx) const {
+  if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+}
+
+bool ControlClient::SleepUnlessStopping(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !cv_.wait_for(lock, d, [this] { return stopping_; });
+}
+
+void ControlClient::WatchLoop() {
+  std::mt19937_64 rng(std::random_device{}());
+  std::chrono::milliseconds backoff = options_.backoff_initial;
+  while (true) {
+    const bool delivered = WatchOnce();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    if (delivered) backoff = options_.backoff_initial;
+    // Full jitter over the upper half, so proxies cut off together do not return together.
+    std::uniform_int_distribution<int64_t> pick(backoff.count() / 2, backoff.count());
+    const std::chrono::milliseconds delay(pick(rng));
+    CORRAL_LOG(kInfo, "control-client")
+        << "reconnecting to " << options_.address << " in " << delay.count()
+        << " ms; serving snapshot version " << applied_version_.load();
+    if (!SleepUnlessStopping(delay)) return;
+    backoff = std::min(backoff * 2, options_.backoff_max);
+  }
+}
+
+bool ControlClient::WatchOnce() {
+  grpc::ClientContext ctx;
+  // Wait for the channel to connect instead of failing at once while the control plane is
+  // down; Stop cancels the wait.
+  ctx.set_wait_for_ready(true);
+  AddAuth(&ctx);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return false;
+    watch_ctx_ = &ctx;
+  }
+  corral::v1::WatchRequest request;
+  request.set_proxy_id(options_.proxy_id);
+  request.set_have_version(applied_version_.load());
+
+  std::unique_ptr<grpc::ClientReader<corral::v1::Snapshot>> reader = stub_->Watch(&ctx, request);
+  bool delivered = false;
+  corral::v1::Snapshot snapshot;
+  while (reader->Read(&snapshot)) {
+    if (!delivered) {
+      CORRAL_LOG(kInfo, "control-client") << "watching " << options_.address;
+    }
+    delivered = true;
+    connected_ = true;
+    HandleSnapshot(snapshot);
+  }
+  connected_ = false;
+  const grpc::Status status = reader->Finish();
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    watch_ctx_ = nullptr;
+    stopping = stopping_;
+  }
+  if (!stopping) {
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+        status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      CORRAL_LOG(kError, "control-client")
+          << "control plane " << options_.address
+          << " refused this proxy's token: " << status.error_message();
+    } else {
+      CORRAL_LOG(kWarn, "control-client")
+          << "watch stream to " << options_.address << " ended: "
+          << (status.ok() ? std::string("closed by the control plane") : status.error_message());
+    }
+  }
+  return delivered;
+}
+
+void ControlClient::HandleSnapshot(const corral::v1::Snapshot& snapshot) {
+  const uint64_t version = snapshot.version();
+  // A snapshot already served (the first message after a reconnect, usually) is only
+  // acknowledged: rebuilding the same table gains nothing.
+  absl::Status applied = absl::OkStatus();
+  if (version == 0 || version != applied_version_.load()) applied = apply_(snapshot);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (applied.ok()) {
+      applied_version_ = version;
+      if (rejected_version_.load() <= version) {
+        rejected_version_ = 0;
+        rejected_reason_.clear();
+      }
+    } else {
+      rejected_version_ = version;
+      rejected_reason_ = std::string(applied.message());
+    }
+    report_due_ = true;
+  }
+  cv_.notify_all();
+  if (!applied.ok()) {
+    CORRAL_LOG(kWarn, "control-client")
+        << "rejected snapshot version " << version << ": " << applied.message()
+        << "; still serving version " << applied_version_.load();
+  } else {
+    CORRAL_LOG(kDebug, "control-client") << "applied snapshot version " << version;
+  }
+}
+
+void ControlClient::ReportLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto next = std::chrono::steady_clock::now() + options_.report_interval;
+  while (true) {
+    cv_.wait_until(lock, next, [this] { return stopping_ || report_due_; });
+    if (stopping_) return;
+    report_due_ = false;
+    lock.unlock();
+    SendReport();
+    lock.lock();
+    next = std::chrono::steady_clock::now() + options_.report_interval;
+  }
+}
+
+void ControlClient::SendReport() {
+  corral::v1::ReportRequest request;
+  request.set_proxy_id(options_.proxy_id);
+  if (load_) {
+    for (corral::v1::NodeLoad& load : load_()) *request.add_nodes() = std::move(load);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.report_timeout);
+  AddAuth(&ctx);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    // Read together so an ack and a nack never describe two different moments.
+    request.set_applied_version(applied_version_.load());
+    if (rejected_version_.load() > applied_version_.load()) {
+      request.set_rejected_version(rejected_version_.load());
+      request.set_rejected_reason(rejected_reason_);
+    }
+    report_ctx_ = &ctx;
+  }
+  corral::v1::ReportResponse response;
+  const grpc::Status status = stub_->Report(&ctx, request, &response);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    report_ctx_ = nullptr;
+  }
+  if (!status.ok()) {
+    CORRAL_LOG(kDebug, "control-client")
+        << "report to " << options_.address << " failed: " << status.error_message();
+  }
+}
+
+}  // namespace corral::dataplane
