@@ -1,1 +1,393 @@
-// Being written.
+// ControlClient against a real gRPC Discovery server running in the test process on a loopback
+// port: the server streams the snapshots the test publishes and records every Watch and Report.
+#include "dataplane/control_client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "tests/support/process.h"
+
+namespace corral::dataplane {
+namespace {
+
+using corral::testing::WaitFor;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+corral::v1::Snapshot SnapshotVersion(uint64_t version) {
+  corral::v1::Snapshot snapshot;
+  snapshot.set_version(version);
+  corral::v1::Node* node = snapshot.add_nodes();
+  node->set_name("gpu-" + std::to_string(version));
+  node->set_url("http://127.0.0.1:11434");
+  return snapshot;
+}
+
+// What the control plane's Discovery service does, scripted by the test: every Watch gets the
+// latest published snapshot at once and each later one; Report is recorded. Calls whose token
+// does not match `token` are refused like the real service refuses them.
+class ScriptedDiscovery final : public corral::v1::Discovery::Service {
+ public:
+  explicit ScriptedDiscovery(std::string token) : token_(std::move(token)) {}
+
+  void Publish(const corral::v1::Snapshot& snapshot) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      latest_ = snapshot;
+    }
+    cv_.notify_all();
+  }
+  // Ends every open stream (used before a server shutdown so handlers return at once).
+  void Close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  std::vector<corral::v1::ReportRequest> reports() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reports_;
+  }
+  std::vector<corral::v1::WatchRequest> watches() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return watches_;
+  }
+  int refused() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return refused_;
+  }
+  bool HasReport(const std::function<bool(const corral::v1::ReportRequest&)>& pred) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& r : reports_) {
+      if (pred(r)) return true;
+    }
+    return false;
+  }
+
+  // Discovery
+  grpc::Status Watch(grpc::ServerContext* ctx, const corral::v1::WatchRequest* request,
+                     grpc::ServerWriter<corral::v1::Snapshot>* writer) override {
+    if (!Authorized(ctx)) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token");
+    std::unique_lock<std::mutex> lock(mu_);
+    watches_.push_back(*request);
+    uint64_t sent = 0;
+    while (!ctx->IsCancelled() && !closing_) {
+      if (latest_ && latest_->version() != sent) {
+        corral::v1::Snapshot copy = *latest_;
+        lock.unlock();
+        if (!writer->Write(copy)) return grpc::Status::OK;
+        lock.lock();
+        sent = copy.version();
+        continue;
+      }
+      // Short waits so a cancelled call is noticed without a notification.
+      cv_.wait_for(lock, milliseconds(20));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Report(grpc::ServerContext* ctx, const corral::v1::ReportRequest* request,
+                      corral::v1::ReportResponse*) override {
+    if (!Authorized(ctx)) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token");
+    std::lock_guard<std::mutex> lock(mu_);
+    reports_.push_back(*request);
+    return grpc::Status::OK;
+  }
+
+ private:
+  bool Authorized(grpc::ServerContext* ctx) {
+    auto it = ctx->client_metadata().find("authorization");
+    const bool ok = it != ctx->client_metadata().end() &&
+                    std::string(it->second.data(), it->second.size()) == "Bearer " + token_;
+    if (!ok) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++refused_;
+    }
+    return ok;
+  }
+
+  const std::string token_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<corral::v1::Snapshot> latest_;
+  bool closing_ = false;
+  std::vector<corral::v1::ReportRequest> reports_;
+  std::vector<corral::v1::WatchRequest> watches_;
+  int refused_ = 0;
+};
+
+// A real gRPC server on 127.0.0.1 hosting a ScriptedDiscovery.
+class DiscoveryServer {
+ public:
+  // port 0 picks a free port.
+  explicit DiscoveryServer(int port = 0, const std::string& token = "secret") : service_(token) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+  }
+  ~DiscoveryServer() { Shutdown(); }
+
+  void Shutdown() {
+    if (!server_) return;
+    service_.Close();
+    server_->Shutdown(std::chrono::system_clock::now() + milliseconds(200));
+    server_->Wait();
+    server_.reset();
+  }
+
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  ScriptedDiscovery& service() { return service_; }
+
+ private:
+  ScriptedDiscovery service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// The proxy's side of ApplyFn: records what it was given; rejects the versions it is told to.
+class RecordingStore {
+ public:
+  absl::Status Apply(const corral::v1::Snapshot& snapshot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (reject_.count(snapshot.version())) {
+      return absl::InvalidArgumentError("node gpu-x has an invalid url");
+    }
+    applied_.push_back(snapshot.version());
+    return absl::OkStatus();
+  }
+  void Reject(uint64_t version) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reject_[version] = true;
+  }
+  std::vector<uint64_t> applied() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return applied_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<uint64_t, bool> reject_;
+  std::vector<uint64_t> applied_;
+};
+
+ControlClientOptions OptionsFor(const std::string& address) {
+  ControlClientOptions options;
+  options.address = address;
+  options.proxy_id = "proxy-a";
+  options.token = "secret";
+  options.report_interval = milliseconds(100);
+  options.backoff_initial = milliseconds(100);
+  options.backoff_max = milliseconds(400);
+  return options;
+}
+
+TEST(ControlClientTest, AppliesEachSnapshotAndAcknowledgesIt) {
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(1));
+  RecordingStore store;
+  ControlClient client(
+      OptionsFor(server.address()), [&](const auto& s) { return store.Apply(s); }, nullptr);
+  client.Start();
+
+  ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 1; }, seconds(10), "v1 applied"));
+  EXPECT_TRUE(client.connected());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server.service().HasReport([](const auto& r) {
+          return r.applied_version() == 1 && r.proxy_id() == "proxy-a" && r.rejected_version() == 0;
+        });
+      },
+      seconds(10), "ack of v1"));
+
+  server.service().Publish(SnapshotVersion(2));
+  ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 2; }, seconds(10), "v2 applied"));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server.service().HasReport([](const auto& r) { return r.applied_version() == 2; });
+      },
+      seconds(10), "ack of v2"));
+  EXPECT_EQ(store.applied(), (std::vector<uint64_t>{1, 2}));
+  ASSERT_FALSE(server.service().watches().empty());
+  EXPECT_EQ(server.service().watches()[0].proxy_id(), "proxy-a");
+  EXPECT_EQ(server.service().watches()[0].have_version(), 0u);
+  EXPECT_EQ(server.service().refused(), 0);
+  client.Stop();
+  EXPECT_FALSE(client.connected());
+}
+
+TEST(ControlClientTest, RejectsWhatApplyRefusesAndKeepsServingTheLastGoodVersion) {
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(1));
+  RecordingStore store;
+  store.Reject(2);
+  ControlClient client(
+      OptionsFor(server.address()), [&](const auto& s) { return store.Apply(s); }, nullptr);
+  client.Start();
+  ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 1; }, seconds(10), "v1 applied"));
+
+  server.service().Publish(SnapshotVersion(2));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server.service().HasReport([](const auto& r) {
+          return r.rejected_version() == 2 && r.applied_version() == 1 &&
+                 absl::StrContains(r.rejected_reason(), "invalid url");
+        });
+      },
+      seconds(10), "nack of v2"));
+  EXPECT_EQ(client.applied_version(), 1u);
+  EXPECT_EQ(client.rejected_version(), 2u);
+
+  // A later good snapshot is applied and clears the rejection from the reports.
+  server.service().Publish(SnapshotVersion(3));
+  ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 3; }, seconds(10), "v3 applied"));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server.service().HasReport(
+            [](const auto& r) { return r.applied_version() == 3 && r.rejected_version() == 0; });
+      },
+      seconds(10), "ack of v3 without the old nack"));
+  EXPECT_EQ(store.applied(), (std::vector<uint64_t>{1, 3}));
+}
+
+TEST(ControlClientTest, ReportsLoadOnTheInterval) {
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(1));
+  std::atomic<int> load_calls{0};
+  ControlClient client(
+      OptionsFor(server.address()), [](const auto&) { return absl::OkStatus(); },
+      [&] {
+        ++load_calls;
+        corral::v1::NodeLoad load;
+        load.set_node("gpu-1");
+        load.set_in_flight(3);
+        load.set_passive_failures(1);
+        return std::vector<corral::v1::NodeLoad>{load};
+      });
+  client.Start();
+  // One ack plus periodic reports: several reports, each with the load.
+  ASSERT_TRUE(WaitFor([&] { return server.service().reports().size() >= 4; }, seconds(10),
+                      "periodic reports"));
+  for (const auto& report : server.service().reports()) {
+    ASSERT_EQ(report.nodes_size(), 1);
+    EXPECT_EQ(report.nodes(0).node(), "gpu-1");
+    EXPECT_EQ(report.nodes(0).in_flight(), 3);
+  }
+  EXPECT_GE(load_calls.load(), 4);
+}
+
+TEST(ControlClientTest, SendsTheServedVersionAndDoesNotReapplyIt) {
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(7));
+  RecordingStore store;
+  ControlClient client(
+      OptionsFor(server.address()), [&](const auto& s) { return store.Apply(s); }, nullptr);
+  client.Start(/*served_version=*/7);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server.service().HasReport([](const auto& r) { return r.applied_version() == 7; });
+      },
+      seconds(10), "ack of the served version"));
+  ASSERT_TRUE(WaitFor([&] { return client.connected(); }, seconds(10), "connected"));
+  EXPECT_EQ(server.service().watches()[0].have_version(), 7u);
+  EXPECT_TRUE(store.applied().empty());
+}
+
+TEST(ControlClientTest, ReconnectsWhenTheControlPlaneRestartsOnItsPort) {
+  auto first = std::make_unique<DiscoveryServer>();
+  const int port = first->port();
+  first->service().Publish(SnapshotVersion(1));
+  RecordingStore store;
+  ControlClient client(
+      OptionsFor(first->address()), [&](const auto& s) { return store.Apply(s); }, nullptr);
+  client.Start();
+  ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 1; }, seconds(10), "v1 applied"));
+
+  first->Shutdown();
+  ASSERT_TRUE(WaitFor([&] { return !client.connected(); }, seconds(10), "disconnected"));
+  // The proxy keeps what it served while the control plane is away.
+  EXPECT_EQ(client.applied_version(), 1u);
+
+  DiscoveryServer second(port);
+  ASSERT_EQ(second.port(), port);
+  second.service().Publish(SnapshotVersion(2));
+  ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 2; }, seconds(30),
+                      "v2 applied from the restarted control plane"));
+  EXPECT_TRUE(client.connected());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return second.service().HasReport([](const auto& r) { return r.applied_version() == 2; });
+      },
+      seconds(10), "ack to the restarted control plane"));
+  ASSERT_FALSE(second.service().watches().empty());
+  EXPECT_EQ(second.service().watches()[0].have_version(), 1u);
+}
+
+// Stop must not wait out a backoff, a pending connect or an open stream. The backoff here is a
+// minute, so a Stop that waited for it would blow the bound by far.
+TEST(ControlClientTest, StopIsPromptInEveryState) {
+  using Clock = std::chrono::steady_clock;
+  auto slow = [](const std::string& address, const std::string& token) {
+    ControlClientOptions options = OptionsFor(address);
+    options.token = token;
+    options.backoff_initial = seconds(60);
+    options.backoff_max = seconds(60);
+    options.report_interval = seconds(60);
+    options.report_timeout = seconds(60);
+    return options;
+  };
+  auto ok = [](const corral::v1::Snapshot&) { return absl::OkStatus(); };
+
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(1));
+  {
+    // Streaming.
+    ControlClient client(slow(server.address(), "secret"), ok, nullptr);
+    client.Start();
+    ASSERT_TRUE(WaitFor([&] { return client.applied_version() == 1; }, seconds(10), "applied"));
+    const auto start = Clock::now();
+    client.Stop();
+    EXPECT_LT(Clock::now() - start, seconds(10));
+  }
+  {
+    // Backing off after the control plane refused the token.
+    ControlClient client(slow(server.address(), "wrong"), ok, nullptr);
+    client.Start();
+    ASSERT_TRUE(
+        WaitFor([&] { return server.service().refused() >= 1; }, seconds(10), "a refused watch"));
+    const auto start = Clock::now();
+    client.Stop();
+    EXPECT_LT(Clock::now() - start, seconds(10));
+    EXPECT_FALSE(client.connected());
+  }
+  {
+    // Waiting for a control plane that is not there.
+    DiscoveryServer gone;
+    const std::string address = gone.address();
+    gone.Shutdown();
+    ControlClient client(slow(address, "secret"), ok, nullptr);
+    client.Start();
+    const auto start = Clock::now();
+    client.Stop();
+    EXPECT_LT(Clock::now() - start, seconds(10));
+    EXPECT_EQ(client.applied_version(), 0u);
+  }
+}
+
+}  // namespace
+}  // namespace corral::dataplane
