@@ -52,8 +52,10 @@ struct ProberOptions {
   // Consecutive successful rounds that bring a node back to the active pool.
   int healthy_threshold = 1;
   size_t workers = 16;  // probe threads, whatever the fleet size
-  // How often the scheduler re-reads the node list (new, removed, re-addressed nodes).
-  std::chrono::milliseconds refresh_interval{1000};
+  // How often the scheduler re-reads the whole node list on its own (new, removed, re-addressed
+  // nodes). ProbeNow and Wake re-read it at once, so this only bounds how long a change made
+  // without them goes unseen; the list carries every model entry, so it is not read every tick.
+  std::chrono::milliseconds refresh_interval{5000};
 };
 
 // The I/O of one probe round: a seam so tests can script answers. Implementations must be safe to
