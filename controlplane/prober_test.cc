@@ -198,8 +198,8 @@ class ProberTest : public ::testing::Test {
   }
   corral::v1::Health HealthOf(const std::string& name) { return Node(name).node().health(); }
 
-  // Moves the clock past every node's next round (the longest jittered interval) and waits
-  // until `rounds` more rounds have been recorded.
+  // Moves the clock once past every node's next round (the longest jittered interval) and
+  // waits until `rounds` more rounds, over all nodes, have been recorded.
   ::testing::AssertionResult NextRounds(uint64_t rounds) {
     const uint64_t target = prober_->completed_rounds() + rounds;
     clock_.Advance(std::chrono::duration_cast<Duration>(options_.interval * 1.2));
@@ -280,7 +280,8 @@ TEST_F(ProberTest, ConfiguredThresholdsApply) {
   StartProber();
   ASSERT_TRUE(WaitFor([&] { return HealthOf("a") == HEALTH_HEALTHY; }, seconds(10), "healthy"));
   transport_.Always(kUrlA, ScriptedTransport::Down());
-  ASSERT_TRUE(NextRounds(2));
+  ASSERT_TRUE(NextRounds(1));
+  ASSERT_TRUE(NextRounds(1));
   EXPECT_EQ(HealthOf("a"), HEALTH_HEALTHY);
   ASSERT_TRUE(NextRounds(1));
   EXPECT_EQ(HealthOf("a"), HEALTH_UNHEALTHY);
