@@ -1,0 +1,675 @@
+#include "ctl/args.h"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace corral::ctl {
+namespace {
+
+using corral::v1::Strategy;
+
+// ---- the command table: usage lines and help texts, one place for both ----
+
+struct CommandSpec {
+  const char* path;   // command words, e.g. "node add"
+  const char* usage;  // everything after "corralctl "
+  const char* summary;
+  const char* details;  // options and notes, may be empty
+};
+
+constexpr char kNodeFlags[] =
+    "  --priority N         tier for the priority strategy; lower is preferred (default 0)\n"
+    "  --weight N           share under the weighted strategy (0 or unset = 1)\n"
+    "  --max-parallel N     most concurrent requests a proxy sends the node (0 = no limit)\n"
+    "  --max-memory-gb G    memory budget of the node in GB (0 = not set)\n"
+    "  --label K=V          set a label; repeatable\n";
+
+const CommandSpec kCommands[] = {
+    {"node add",
+     "node add NAME URL [--priority N] [--weight N] [--max-parallel N] [--max-memory-gb G] "
+     "[--label K=V]...",
+     "register an Ollama node",
+     "NAME is [A-Za-z0-9_.-]{1,64}; URL is http://host:port (or host:port).\n"
+     "The node is probed at once and reaches every proxy with the next snapshot.\n"},
+    {"node list", "node list", "list every node with its state, health and load", ""},
+    {"node get", "node get NAME", "show one node in full: limits, labels, models, last probe", ""},
+    {"node update",
+     "node update NAME [--url URL] [--priority N] [--weight N] [--max-parallel N] "
+     "[--max-memory-gb G] [--label K=V]... [--remove-label K]...",
+     "change a node's settings; only the options given change",
+     "  --url URL            move the node to a new address (its health is re-probed)\n"
+     "  --remove-label K     drop a label; repeatable\n"},
+    {"node remove", "node remove NAME", "remove a node from the fleet", ""},
+    {"node drain", "node drain NAME",
+     "let the node finish its in-flight requests and take no new ones", ""},
+    {"node enable", "node enable NAME", "let the node take requests again", ""},
+    {"node disable", "node disable NAME", "take the node out of routing at once", ""},
+    {"strategy get", "strategy get", "show the routing strategy, retry and timeout policy", ""},
+    {"strategy set",
+     "strategy set NAME [--max-attempts N] [--connect-timeout-ms N] [--first-byte-timeout-ms N] "
+     "[--idle-timeout-ms N] [--eject-after N]",
+     "choose the routing strategy and, optionally, the retry and timeout policy",
+     "NAME is one of: least_active, lowest_latency, round_robin, weighted, priority.\n"
+     "  --max-attempts N           nodes one request may try, the first included (0 = default 3)\n"
+     "  --connect-timeout-ms N     TCP connect to a node (0 = default 2000)\n"
+     "  --first-byte-timeout-ms N  request sent to response headers (0 = default 600000)\n"
+     "  --idle-timeout-ms N        longest silence inside a response (0 = default 300000)\n"
+     "  --eject-after N            consecutive failures before a proxy ejects a node "
+     "(0 = default 3)\n"
+     "Policy options not given keep their current values.\n"},
+    {"state", "state",
+     "every node: pool, health, latency, in-flight, models, loaded models; and the snapshot "
+     "version",
+     ""},
+    {"models", "models", "the fleet-wide model list and where each model lives", ""},
+    {"proxies", "proxies", "connected proxies and the snapshot version each applied", ""},
+    {"pull", "pull MODEL [--node NAME | --all] [--insecure]",
+     "pull a model onto one node or every enabled node, streaming progress",
+     "Without --node the model is pulled onto every enabled node (--all).\n"
+     "Exits 1 if the pull failed on any node.\n"},
+    {"discovery get", "discovery get", "show the port ranges scanned for new nodes", ""},
+    {"discovery set", "discovery set HOST:FROM-TO [HOST:FROM-TO]... [--interval-ms N]",
+     "scan port ranges; nodes that answer like Ollama join the fleet",
+     "HOST:PORT scans a single port; IPv6 hosts go in brackets: [::1]:11434-11440.\n"
+     "  --interval-ms N      time between two scans (0 = default 30000)\n"},
+    {"discovery off", "discovery off", "stop scanning for new nodes", ""},
+};
+
+constexpr char kGlobalHelp[] =
+    "Global options (before or after the command):\n"
+    "  --control ADDR   control plane address (default $CORRAL_CONTROL, else 127.0.0.1:11400)\n"
+    "  --token T        admin token (default $CORRAL_TOKEN, else DATA_DIR/admin.token)\n"
+    "  --data-dir DIR   where to find admin.token (default $CORRAL_DATA_DIR, else ./var)\n"
+    "  --json           machine-readable JSON output (see docs/corralctl.md)\n"
+    "  -h, --help       help for corralctl or for a command\n"
+    "Exit status: 0 ok, 1 the call failed, 2 usage error.\n";
+
+const CommandSpec* FindSpec(const std::string& path) {
+  for (const auto& spec : kCommands) {
+    if (path == spec.path) return &spec;
+  }
+  return nullptr;
+}
+
+bool IsGroup(const std::string& word) {
+  return word == "node" || word == "strategy" || word == "discovery";
+}
+
+std::string CommandHelp(const CommandSpec& spec) {
+  return absl::StrCat("usage: corralctl [global options] ", spec.usage, "\n\n", spec.summary, "\n",
+                      spec.details[0] ? "\n" : "", spec.details, "\n", kGlobalHelp);
+}
+
+// Help for a group ("node") or for everything (empty prefix).
+std::string ListHelp(const std::string& group) {
+  std::string out;
+  if (group.empty()) {
+    out =
+        "usage: corralctl [--control ADDR] [--token T] [--json] <command>\n\n"
+        "Manage a Corral fleet through corral-control's Admin API.\n\nCommands:\n";
+  } else {
+    out = absl::StrCat("usage: corralctl [global options] ", group, " <command>\n\nCommands:\n");
+  }
+  for (const auto& spec : kCommands) {
+    if (!group.empty() && !absl::StartsWith(spec.path, group + " ")) continue;
+    absl::StrAppend(&out, "  ", spec.usage, "\n      ", spec.summary, "\n");
+  }
+  absl::StrAppend(&out, "\nRun 'corralctl <command> --help' for a command's options.\n\n",
+                  kGlobalHelp);
+  return out;
+}
+
+ParseOutcome UsageError(const std::string& message, const std::string& path) {
+  ParseOutcome outcome;
+  outcome.kind = ParseOutcome::Kind::kUsageError;
+  const CommandSpec* spec = FindSpec(path);
+  std::string usage;
+  if (spec != nullptr) {
+    usage = absl::StrCat("usage: corralctl ", spec->usage, "\n");
+  } else if (IsGroup(path)) {
+    for (const auto& s : kCommands) {
+      if (absl::StartsWith(s.path, path + " "))
+        absl::StrAppend(&usage, "       corralctl ", s.usage, "\n");
+    }
+    usage.replace(0, 6, "usage:");
+  } else {
+    usage = "usage: corralctl [--control ADDR] [--token T] [--json] <command> [args]\n";
+  }
+  outcome.text = absl::StrCat("corralctl: ", message, "\n", usage, "Run 'corralctl ",
+                              path.empty() ? "" : path + " ", "--help' for more.\n");
+  return outcome;
+}
+
+// ---- command options ----
+
+struct FlagSpec {
+  const char* name;  // with the leading "--"
+  bool takes_value;
+};
+
+struct ParsedFlags {
+  std::vector<std::string> positionals;
+  std::vector<std::pair<std::string, std::string>> flags;  // in order, repeats kept
+
+  bool Has(const std::string& name) const {
+    for (const auto& [n, v] : flags) {
+      if (n == name) return true;
+    }
+    return false;
+  }
+  std::optional<std::string> Last(const std::string& name) const {
+    std::optional<std::string> value;
+    for (const auto& [n, v] : flags) {
+      if (n == name) value = v;
+    }
+    return value;
+  }
+  std::vector<std::string> All(const std::string& name) const {
+    std::vector<std::string> values;
+    for (const auto& [n, v] : flags) {
+      if (n == name) values.push_back(v);
+    }
+    return values;
+  }
+};
+
+// Splits a command's arguments into positionals and known flags (`--flag value` or
+// `--flag=value`). An empty string means success; otherwise the message of the usage error.
+std::string SplitFlags(const std::vector<std::string>& args, const std::vector<FlagSpec>& known,
+                       ParsedFlags* parsed) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.size() < 2 || arg[0] != '-' || arg == "-") {
+      parsed->positionals.push_back(arg);
+      continue;
+    }
+    std::string name = arg;
+    std::optional<std::string> inline_value;
+    if (auto eq = arg.find('='); eq != std::string::npos && absl::StartsWith(arg, "--")) {
+      name = arg.substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const FlagSpec* spec = nullptr;
+    for (const auto& f : known) {
+      if (name == f.name) spec = &f;
+    }
+    if (spec == nullptr) {
+      // A negative number is a value, not an option: let the positional checks judge it.
+      if (arg.size() > 1 && (std::isdigit(static_cast<unsigned char>(arg[1])) != 0)) {
+        parsed->positionals.push_back(arg);
+        continue;
+      }
+      return absl::StrCat("unknown option ", name);
+    }
+    if (!spec->takes_value) {
+      if (inline_value) return absl::StrCat(name, " takes no value");
+      parsed->flags.emplace_back(name, "");
+      continue;
+    }
+    if (inline_value) {
+      parsed->flags.emplace_back(name, *inline_value);
+    } else if (i + 1 < args.size()) {
+      parsed->flags.emplace_back(name, args[++i]);
+    } else {
+      return absl::StrCat(name, " needs a value");
+    }
+  }
+  return "";
+}
+
+template <typename Int>
+std::string ParseInt(const std::string& flag, const std::string& text, Int* out) {
+  Int value{};
+  const char* begin = text.data();
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (text.empty() || ec == std::errc::result_out_of_range) {
+    if (ec == std::errc::result_out_of_range) {
+      return absl::StrCat(flag, ": ", text, " is out of range");
+    }
+    return absl::StrCat(flag, " needs a whole number, got '", text, "'");
+  }
+  if (ec != std::errc() || ptr != end) {
+    return absl::StrCat(flag, " needs a whole number, got '", text, "'");
+  }
+  *out = value;
+  return "";
+}
+
+std::string ParseDouble(const std::string& flag, const std::string& text, double* out) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(value)) {
+    return absl::StrCat(flag, " needs a number, got '", text, "'");
+  }
+  *out = value;
+  return "";
+}
+
+std::string ParseLabel(const std::string& text, std::string* key, std::string* value) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos) {
+    return absl::StrCat("--label wants KEY=VALUE, got '", text, "'");
+  }
+  *key = text.substr(0, eq);
+  *value = text.substr(eq + 1);
+  return "";
+}
+
+std::string ParseRange(const std::string& text, corral::v1::DiscoveryRange* range) {
+  const std::string bad = absl::StrCat("a range is HOST:FROM-TO or HOST:PORT, got '", text, "'");
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return bad;
+  std::string host = text.substr(0, colon);
+  std::string ports = text.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return bad;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return absl::StrCat(bad, " (put an IPv6 host in brackets)");
+  }
+  std::string from_text = ports, to_text = ports;
+  if (auto dash = ports.find('-'); dash != std::string::npos) {
+    from_text = ports.substr(0, dash);
+    to_text = ports.substr(dash + 1);
+  }
+  int32_t from = 0, to = 0;
+  if (!ParseInt<int32_t>("port", from_text, &from).empty() ||
+      !ParseInt<int32_t>("port", to_text, &to).empty()) {
+    return bad;
+  }
+  range->set_host(host);
+  range->set_port_from(from);
+  range->set_port_to(to);
+  return "";
+}
+
+const std::vector<FlagSpec> kNodeAddFlags = {{"--priority", true},
+                                             {"--weight", true},
+                                             {"--max-parallel", true},
+                                             {"--max-memory-gb", true},
+                                             {"--label", true}};
+
+// The flags shared by `node add` and `node update`, applied through setters so one parser
+// serves both requests.
+template <typename Request>
+std::string ApplyNodeFlags(const ParsedFlags& flags, Request* req,
+                           google::protobuf::Map<std::string, std::string>* labels) {
+  std::string err;
+  if (auto v = flags.Last("--priority")) {
+    int32_t n = 0;
+    if (!(err = ParseInt(std::string("--priority"), *v, &n)).empty()) return err;
+    req->set_priority(n);
+  }
+  if (auto v = flags.Last("--weight")) {
+    int32_t n = 0;
+    if (!(err = ParseInt(std::string("--weight"), *v, &n)).empty()) return err;
+    req->set_weight(n);
+  }
+  if (auto v = flags.Last("--max-parallel")) {
+    int32_t n = 0;
+    if (!(err = ParseInt(std::string("--max-parallel"), *v, &n)).empty()) return err;
+    req->set_max_parallel(n);
+  }
+  if (auto v = flags.Last("--max-memory-gb")) {
+    double g = 0;
+    if (!(err = ParseDouble("--max-memory-gb", *v, &g)).empty()) return err;
+    req->set_max_memory_gb(g);
+  }
+  for (const auto& text : flags.All("--label")) {
+    std::string key, value;
+    if (!(err = ParseLabel(text, &key, &value)).empty()) return err;
+    (*labels)[key] = value;
+  }
+  return "";
+}
+
+ParseOutcome Run(const GlobalOptions& global, CommandKind kind) {
+  ParseOutcome outcome;
+  outcome.kind = ParseOutcome::Kind::kRun;
+  outcome.invocation.global = global;
+  outcome.invocation.kind = kind;
+  return outcome;
+}
+
+ParseOutcome Help(const std::string& text) {
+  ParseOutcome outcome;
+  outcome.kind = ParseOutcome::Kind::kHelp;
+  outcome.text = text;
+  return outcome;
+}
+
+// Parses one command: `path` names it ("node add"), `args` are the words after it.
+ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
+                          const std::vector<std::string>& args) {
+  auto expect = [&](const std::vector<FlagSpec>& known, size_t min_pos, size_t max_pos,
+                    ParsedFlags* flags, std::string* err) {
+    *err = SplitFlags(args, known, flags);
+    if (!err->empty()) return false;
+    const size_t n = flags->positionals.size();
+    if (n < min_pos) {
+      *err = "missing arguments";
+      return false;
+    }
+    if (n > max_pos) {
+      *err = absl::StrCat("unexpected argument '", flags->positionals[max_pos], "'");
+      return false;
+    }
+    return true;
+  };
+  ParsedFlags flags;
+  std::string err;
+
+  // Commands that take one node name and nothing else.
+  static const std::map<std::string, CommandKind> kByName = {
+      {"node get", CommandKind::kNodeGet},         {"node remove", CommandKind::kNodeRemove},
+      {"node drain", CommandKind::kNodeDrain},     {"node enable", CommandKind::kNodeEnable},
+      {"node disable", CommandKind::kNodeDisable},
+  };
+  static const std::map<std::string, CommandKind> kNoArgs = {
+      {"node list", CommandKind::kNodeList},
+      {"strategy get", CommandKind::kStrategyGet},
+      {"state", CommandKind::kState},
+      {"models", CommandKind::kModels},
+      {"proxies", CommandKind::kProxies},
+      {"discovery get", CommandKind::kDiscoveryGet},
+      {"discovery off", CommandKind::kDiscoveryOff},
+  };
+
+  if (auto it = kNoArgs.find(path); it != kNoArgs.end()) {
+    if (!expect({}, 0, 0, &flags, &err)) return UsageError(err, path);
+    return Run(global, it->second);
+  }
+  if (auto it = kByName.find(path); it != kByName.end()) {
+    if (!expect({}, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing NAME" : err, path);
+    }
+    ParseOutcome out = Run(global, it->second);
+    out.invocation.node_name = flags.positionals[0];
+    return out;
+  }
+  if (path == "node add") {
+    if (!expect(kNodeAddFlags, 2, 2, &flags, &err)) {
+      if (err == "missing arguments") {
+        err = flags.positionals.empty() ? "missing NAME and URL" : "missing URL";
+      }
+      return UsageError(err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kNodeAdd);
+    auto& req = out.invocation.create;
+    req.set_name(flags.positionals[0]);
+    req.set_url(flags.positionals[1]);
+    if (!(err = ApplyNodeFlags(flags, &req, req.mutable_labels())).empty()) {
+      return UsageError(err, path);
+    }
+    return out;
+  }
+  if (path == "node update") {
+    std::vector<FlagSpec> known = kNodeAddFlags;
+    known.push_back({"--url", true});
+    known.push_back({"--remove-label", true});
+    if (!expect(known, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing NAME" : err, path);
+    }
+    if (flags.flags.empty()) {
+      return UsageError("nothing to change: give at least one option", path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kNodeUpdate);
+    auto& req = out.invocation.update;
+    req.set_name(flags.positionals[0]);
+    if (auto v = flags.Last("--url")) req.set_url(*v);
+    if (!(err = ApplyNodeFlags(flags, &req, req.mutable_set_labels())).empty()) {
+      return UsageError(err, path);
+    }
+    for (const auto& key : flags.All("--remove-label")) req.add_remove_labels(key);
+    return out;
+  }
+  if (path == "strategy set") {
+    const std::vector<FlagSpec> known = {{"--max-attempts", true},
+                                         {"--connect-timeout-ms", true},
+                                         {"--first-byte-timeout-ms", true},
+                                         {"--idle-timeout-ms", true},
+                                         {"--eject-after", true}};
+    if (!expect(known, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments"
+                            ? absl::StrCat("missing NAME (", ValidStrategyNames(), ")")
+                            : err,
+                        path);
+    }
+    auto strategy = ParseStrategyName(flags.positionals[0]);
+    if (!strategy) {
+      return UsageError(absl::StrCat("unknown strategy '", flags.positionals[0],
+                                     "'; valid strategies: ", ValidStrategyNames()),
+                        path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kStrategySet);
+    out.invocation.strategy = *strategy;
+    auto& o = out.invocation.strategy_overrides;
+    auto int32_flag = [&](const char* name, std::optional<int32_t>* slot) {
+      if (auto v = flags.Last(name)) {
+        int32_t n = 0;
+        if (std::string e = ParseInt(std::string(name), *v, &n); !e.empty()) return e;
+        *slot = n;
+      }
+      return std::string();
+    };
+    auto int64_flag = [&](const char* name, std::optional<int64_t>* slot) {
+      if (auto v = flags.Last(name)) {
+        int64_t n = 0;
+        if (std::string e = ParseInt(std::string(name), *v, &n); !e.empty()) return e;
+        *slot = n;
+      }
+      return std::string();
+    };
+    for (const std::string& e : {int32_flag("--max-attempts", &o.max_attempts),
+                                 int32_flag("--eject-after", &o.eject_after_failures),
+                                 int64_flag("--connect-timeout-ms", &o.connect_ms),
+                                 int64_flag("--first-byte-timeout-ms", &o.first_byte_ms),
+                                 int64_flag("--idle-timeout-ms", &o.idle_ms)}) {
+      if (!e.empty()) return UsageError(e, path);
+    }
+    return out;
+  }
+  if (path == "pull") {
+    if (!expect({{"--node", true}, {"--all", false}, {"--insecure", false}}, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing MODEL" : err, path);
+    }
+    auto node = flags.Last("--node");
+    if (node && flags.Has("--all")) {
+      return UsageError("--node and --all exclude each other", path);
+    }
+    if (node && node->empty()) return UsageError("--node needs a node name", path);
+    ParseOutcome out = Run(global, CommandKind::kPull);
+    auto& req = out.invocation.pull;
+    req.set_model(flags.positionals[0]);
+    if (node) {
+      req.set_node(*node);
+    } else {
+      req.set_all(true);
+    }
+    req.set_insecure(flags.Has("--insecure"));
+    return out;
+  }
+  if (path == "discovery set") {
+    if (!expect({{"--interval-ms", true}}, 1, SIZE_MAX, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing HOST:FROM-TO" : err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kDiscoverySet);
+    auto& req = out.invocation.discovery;
+    for (const auto& text : flags.positionals) {
+      if (!(err = ParseRange(text, req.add_ranges())).empty()) return UsageError(err, path);
+    }
+    if (auto v = flags.Last("--interval-ms")) {
+      int64_t n = 0;
+      if (!(err = ParseInt(std::string("--interval-ms"), *v, &n)).empty()) {
+        return UsageError(err, path);
+      }
+      req.set_interval_ms(n);
+    }
+    return out;
+  }
+  return UsageError(absl::StrCat("unknown command '", path, "'"), "");
+}
+
+}  // namespace
+
+std::optional<Strategy> ParseStrategyName(const std::string& name) {
+  if (name == "least_active") return corral::v1::STRATEGY_LEAST_ACTIVE;
+  if (name == "lowest_latency") return corral::v1::STRATEGY_LOWEST_LATENCY;
+  if (name == "round_robin") return corral::v1::STRATEGY_ROUND_ROBIN;
+  if (name == "weighted") return corral::v1::STRATEGY_WEIGHTED;
+  if (name == "priority") return corral::v1::STRATEGY_PRIORITY;
+  return std::nullopt;
+}
+
+std::string StrategyName(Strategy strategy) {
+  switch (strategy) {
+    case corral::v1::STRATEGY_UNSPECIFIED:
+    case corral::v1::STRATEGY_LEAST_ACTIVE:
+      return "least_active";
+    case corral::v1::STRATEGY_LOWEST_LATENCY:
+      return "lowest_latency";
+    case corral::v1::STRATEGY_ROUND_ROBIN:
+      return "round_robin";
+    case corral::v1::STRATEGY_WEIGHTED:
+      return "weighted";
+    case corral::v1::STRATEGY_PRIORITY:
+      return "priority";
+    default:
+      return absl::StrCat("unknown(", static_cast<int>(strategy), ")");
+  }
+}
+
+std::string ValidStrategyNames() {
+  return "least_active, lowest_latency, round_robin, weighted, priority";
+}
+
+ParseOutcome ParseArgs(const std::vector<std::string>& args) {
+  GlobalOptions global;
+  bool help = false;
+  std::vector<std::string> words;  // everything that is not a global option
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    std::string name = arg;
+    std::optional<std::string> inline_value;
+    if (absl::StartsWith(arg, "--")) {
+      if (auto eq = arg.find('='); eq != std::string::npos) {
+        name = arg.substr(0, eq);
+        inline_value = arg.substr(eq + 1);
+      }
+    }
+    std::optional<std::string>* slot = nullptr;
+    if (name == "--control") slot = &global.control;
+    if (name == "--token") slot = &global.token;
+    if (name == "--data-dir") slot = &global.data_dir;
+    if (slot != nullptr) {
+      if (inline_value) {
+        *slot = *inline_value;
+      } else if (i + 1 < args.size()) {
+        *slot = args[++i];
+      } else {
+        return UsageError(absl::StrCat(name, " needs a value"), "");
+      }
+      if ((*slot)->empty()) return UsageError(absl::StrCat(name, " needs a value"), "");
+      continue;
+    }
+    if (name == "--json") {
+      if (inline_value) return UsageError("--json takes no value", "");
+      global.json = true;
+      continue;
+    }
+    if (arg == "--help" || arg == "-h") {
+      help = true;
+      continue;
+    }
+    words.push_back(arg);
+  }
+
+  if (!words.empty() && words[0] == "help") {
+    help = true;
+    words.erase(words.begin());
+  }
+  if (words.empty()) {
+    if (help) return Help(ListHelp(""));
+    return UsageError("missing command", "");
+  }
+
+  // The command path: a group word plus a sub-command, or a single word.
+  std::string path = words[0];
+  size_t consumed = 1;
+  if (IsGroup(words[0])) {
+    if (words.size() < 2 || absl::StartsWith(words[1], "-")) {
+      if (help) return Help(ListHelp(words[0]));
+      return UsageError(absl::StrCat("missing ", words[0], " command"), words[0]);
+    }
+    path = absl::StrCat(words[0], " ", words[1]);
+    consumed = 2;
+    if (FindSpec(path) == nullptr) {
+      if (help) return Help(ListHelp(words[0]));
+      return UsageError(absl::StrCat("unknown ", words[0], " command '", words[1], "'"), words[0]);
+    }
+  } else if (FindSpec(path) == nullptr) {
+    if (help) return Help(ListHelp(""));
+    return UsageError(absl::StrCat("unknown command '", path, "'"), "");
+  }
+  if (help) return Help(CommandHelp(*FindSpec(path)));
+  return ParseCommand(global, path,
+                      std::vector<std::string>(words.begin() + consumed, words.end()));
+}
+
+absl::StatusOr<Connection> ResolveConnection(const GlobalOptions& global, const EnvLookup& env) {
+  Connection conn;
+  auto non_empty = [](const std::optional<std::string>& v) { return v && !v->empty(); };
+
+  if (global.control) {
+    conn.address = *global.control;
+  } else if (auto v = env("CORRAL_CONTROL"); non_empty(v)) {
+    conn.address = *v;
+  } else {
+    conn.address = kDefaultControlAddress;
+  }
+
+  if (global.token) {
+    conn.token = *global.token;
+    return conn;
+  }
+  if (auto v = env("CORRAL_TOKEN"); non_empty(v)) {
+    conn.token = *v;
+    return conn;
+  }
+  std::string dir = kDefaultDataDir;
+  if (global.data_dir) {
+    dir = *global.data_dir;
+  } else if (auto v = env("CORRAL_DATA_DIR"); non_empty(v)) {
+    dir = *v;
+  }
+  const std::string path = absl::StrCat(dir, "/admin.token");
+  std::ifstream in(path);
+  if (!in) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no admin token: pass --token, set CORRAL_TOKEN, or point --data-dir / CORRAL_DATA_DIR "
+        "at the control plane's data dir (cannot read ",
+        path, ")"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  conn.token = std::string(absl::StripAsciiWhitespace(text.str()));
+  if (conn.token.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("no admin token: ", path, " is empty"));
+  }
+  return conn;
+}
+
+}  // namespace corral::ctl

@@ -1,0 +1,429 @@
+#include "ctl/args.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace corral::ctl {
+namespace {
+
+using Kind = ParseOutcome::Kind;
+
+ParseOutcome Parse(std::vector<std::string> args) { return ParseArgs(args); }
+
+// Parses a command that must succeed and returns its invocation.
+Invocation MustRun(std::vector<std::string> args) {
+  ParseOutcome outcome = Parse(args);
+  EXPECT_EQ(outcome.kind, Kind::kRun) << outcome.text;
+  return outcome.invocation;
+}
+
+// A usage error whose message contains `needle`.
+void ExpectUsage(std::vector<std::string> args, const std::string& needle) {
+  ParseOutcome outcome = Parse(args);
+  std::string joined;
+  for (const auto& a : args) joined += a + " ";
+  EXPECT_EQ(outcome.kind, Kind::kUsageError) << "args: " << joined;
+  EXPECT_NE(outcome.text.find(needle), std::string::npos)
+      << "args: " << joined << "\nwanted '" << needle << "' in:\n"
+      << outcome.text;
+  EXPECT_NE(outcome.text.find("usage:"), std::string::npos) << outcome.text;
+}
+
+// ---- every command ----
+
+TEST(ArgsTest, NodeAddWithEveryFlag) {
+  Invocation inv = MustRun({"node", "add", "gpu1", "http://10.0.0.5:11434", "--priority", "2",
+                            "--weight=3", "--max-parallel", "4", "--max-memory-gb", "23.5",
+                            "--label", "zone=a", "--label", "gpu=4090"});
+  EXPECT_EQ(inv.kind, CommandKind::kNodeAdd);
+  EXPECT_EQ(inv.create.name(), "gpu1");
+  EXPECT_EQ(inv.create.url(), "http://10.0.0.5:11434");
+  EXPECT_EQ(inv.create.priority(), 2);
+  EXPECT_EQ(inv.create.weight(), 3);
+  EXPECT_EQ(inv.create.max_parallel(), 4);
+  EXPECT_DOUBLE_EQ(inv.create.max_memory_gb(), 23.5);
+  ASSERT_EQ(inv.create.labels().size(), 2u);
+  EXPECT_EQ(inv.create.labels().at("zone"), "a");
+  EXPECT_EQ(inv.create.labels().at("gpu"), "4090");
+}
+
+TEST(ArgsTest, NodeAddPassesNegativeLimitsToTheServerToJudge) {
+  // The control plane owns validation (and names the problem); the CLI only checks syntax.
+  Invocation inv = MustRun({"node", "add", "n", "http://h:1", "--max-parallel", "-1", "--weight",
+                            "-2", "--max-memory-gb", "-1.5"});
+  EXPECT_EQ(inv.create.max_parallel(), -1);
+  EXPECT_EQ(inv.create.weight(), -2);
+  EXPECT_DOUBLE_EQ(inv.create.max_memory_gb(), -1.5);
+}
+
+TEST(ArgsTest, NodeAddLabelValueMayContainEquals) {
+  Invocation inv = MustRun({"node", "add", "n", "h:1", "--label", "note=a=b", "--label", "=x"});
+  EXPECT_EQ(inv.create.labels().at("note"), "a=b");
+  EXPECT_EQ(inv.create.labels().at(""), "x");  // empty key: the server rejects it
+}
+
+TEST(ArgsTest, NodeListGetRemoveDrainEnableDisable) {
+  EXPECT_EQ(MustRun({"node", "list"}).kind, CommandKind::kNodeList);
+  const std::map<std::string, CommandKind> by_name = {{"get", CommandKind::kNodeGet},
+                                                      {"remove", CommandKind::kNodeRemove},
+                                                      {"drain", CommandKind::kNodeDrain},
+                                                      {"enable", CommandKind::kNodeEnable},
+                                                      {"disable", CommandKind::kNodeDisable}};
+  for (const auto& [word, kind] : by_name) {
+    Invocation inv = MustRun({"node", word, "gpu1"});
+    EXPECT_EQ(inv.kind, kind) << word;
+    EXPECT_EQ(inv.node_name, "gpu1") << word;
+  }
+}
+
+TEST(ArgsTest, NodeUpdateSetsOnlyWhatIsGiven) {
+  Invocation inv = MustRun({"node", "update", "gpu1", "--weight", "5", "--label", "zone=b",
+                            "--remove-label", "old", "--remove-label", "older"});
+  EXPECT_EQ(inv.kind, CommandKind::kNodeUpdate);
+  EXPECT_EQ(inv.update.name(), "gpu1");
+  EXPECT_TRUE(inv.update.has_weight());
+  EXPECT_EQ(inv.update.weight(), 5);
+  EXPECT_FALSE(inv.update.has_url());
+  EXPECT_FALSE(inv.update.has_priority());
+  EXPECT_FALSE(inv.update.has_max_parallel());
+  EXPECT_FALSE(inv.update.has_max_memory_gb());
+  EXPECT_EQ(inv.update.set_labels().at("zone"), "b");
+  ASSERT_EQ(inv.update.remove_labels_size(), 2);
+  EXPECT_EQ(inv.update.remove_labels(0), "old");
+  EXPECT_EQ(inv.update.remove_labels(1), "older");
+}
+
+TEST(ArgsTest, NodeUpdateUrlAndZeroValuesArePresent) {
+  Invocation inv = MustRun({"node", "update", "gpu1", "--url", "http://h:2", "--priority", "0",
+                            "--max-parallel", "0", "--max-memory-gb", "0"});
+  EXPECT_EQ(inv.update.url(), "http://h:2");
+  EXPECT_TRUE(inv.update.has_priority());
+  EXPECT_TRUE(inv.update.has_max_parallel());
+  EXPECT_TRUE(inv.update.has_max_memory_gb());
+}
+
+TEST(ArgsTest, StrategyGetAndSet) {
+  EXPECT_EQ(MustRun({"strategy", "get"}).kind, CommandKind::kStrategyGet);
+  const std::map<std::string, corral::v1::Strategy> names = {
+      {"least_active", corral::v1::STRATEGY_LEAST_ACTIVE},
+      {"lowest_latency", corral::v1::STRATEGY_LOWEST_LATENCY},
+      {"round_robin", corral::v1::STRATEGY_ROUND_ROBIN},
+      {"weighted", corral::v1::STRATEGY_WEIGHTED},
+      {"priority", corral::v1::STRATEGY_PRIORITY}};
+  for (const auto& [name, value] : names) {
+    Invocation inv = MustRun({"strategy", "set", name});
+    EXPECT_EQ(inv.kind, CommandKind::kStrategySet);
+    EXPECT_EQ(inv.strategy, value);
+    EXPECT_TRUE(inv.strategy_overrides.empty());
+    EXPECT_EQ(StrategyName(value), name);
+  }
+  EXPECT_EQ(StrategyName(corral::v1::STRATEGY_UNSPECIFIED), "least_active");
+}
+
+TEST(ArgsTest, StrategySetPolicyFlags) {
+  Invocation inv = MustRun({"strategy", "set", "round_robin", "--max-attempts", "2",
+                            "--connect-timeout-ms", "1500", "--first-byte-timeout-ms", "60000",
+                            "--idle-timeout-ms=30000", "--eject-after", "5"});
+  const StrategyOverrides& o = inv.strategy_overrides;
+  EXPECT_EQ(o.max_attempts, 2);
+  EXPECT_EQ(o.connect_ms, 1500);
+  EXPECT_EQ(o.first_byte_ms, 60000);
+  EXPECT_EQ(o.idle_ms, 30000);
+  EXPECT_EQ(o.eject_after_failures, 5);
+}
+
+TEST(ArgsTest, FleetViews) {
+  EXPECT_EQ(MustRun({"state"}).kind, CommandKind::kState);
+  EXPECT_EQ(MustRun({"models"}).kind, CommandKind::kModels);
+  EXPECT_EQ(MustRun({"proxies"}).kind, CommandKind::kProxies);
+}
+
+TEST(ArgsTest, PullOneNodeOrAll) {
+  Invocation one = MustRun({"pull", "llama3.2", "--node", "gpu1"});
+  EXPECT_EQ(one.kind, CommandKind::kPull);
+  EXPECT_EQ(one.pull.model(), "llama3.2");
+  EXPECT_EQ(one.pull.node(), "gpu1");
+  EXPECT_FALSE(one.pull.all());
+
+  Invocation all = MustRun({"pull", "llama3.2", "--all", "--insecure"});
+  EXPECT_TRUE(all.pull.all());
+  EXPECT_TRUE(all.pull.node().empty());
+  EXPECT_TRUE(all.pull.insecure());
+
+  // No target means every enabled node.
+  EXPECT_TRUE(MustRun({"pull", "llama3.2"}).pull.all());
+}
+
+TEST(ArgsTest, DiscoveryGetSetOff) {
+  EXPECT_EQ(MustRun({"discovery", "get"}).kind, CommandKind::kDiscoveryGet);
+
+  Invocation set = MustRun({"discovery", "set", "10.0.0.5:11434-11441", "gpu-host:11434",
+                            "[::1]:2000-2010", "--interval-ms", "5000"});
+  EXPECT_EQ(set.kind, CommandKind::kDiscoverySet);
+  ASSERT_EQ(set.discovery.ranges_size(), 3);
+  EXPECT_EQ(set.discovery.ranges(0).host(), "10.0.0.5");
+  EXPECT_EQ(set.discovery.ranges(0).port_from(), 11434);
+  EXPECT_EQ(set.discovery.ranges(0).port_to(), 11441);
+  EXPECT_EQ(set.discovery.ranges(1).host(), "gpu-host");
+  EXPECT_EQ(set.discovery.ranges(1).port_from(), 11434);
+  EXPECT_EQ(set.discovery.ranges(1).port_to(), 11434);
+  EXPECT_EQ(set.discovery.ranges(2).host(), "::1");
+  EXPECT_EQ(set.discovery.ranges(2).port_from(), 2000);
+  EXPECT_EQ(set.discovery.interval_ms(), 5000);
+
+  Invocation off = MustRun({"discovery", "off"});
+  EXPECT_EQ(off.kind, CommandKind::kDiscoveryOff);
+  EXPECT_EQ(off.discovery.ranges_size(), 0);
+}
+
+TEST(ArgsTest, GlobalOptionsBeforeOrAfterTheCommand) {
+  Invocation before = MustRun({"--control", "10.0.0.1:11400", "--token=abc", "--json", "--data-dir",
+                               "/srv/corral", "node", "list"});
+  EXPECT_EQ(before.global.control, "10.0.0.1:11400");
+  EXPECT_EQ(before.global.token, "abc");
+  EXPECT_EQ(before.global.data_dir, "/srv/corral");
+  EXPECT_TRUE(before.global.json);
+
+  Invocation after = MustRun({"node", "list", "--json", "--control=h:1"});
+  EXPECT_TRUE(after.global.json);
+  EXPECT_EQ(after.global.control, "h:1");
+  EXPECT_FALSE(after.global.token.has_value());
+}
+
+// ---- help ----
+
+TEST(ArgsTest, HelpForEverythingGroupsAndEachCommand) {
+  ParseOutcome top = Parse({"--help"});
+  ASSERT_EQ(top.kind, Kind::kHelp);
+  for (const char* word : {"node add", "strategy set", "state", "models", "proxies", "pull",
+                           "discovery set", "--control", "--token", "--json"}) {
+    EXPECT_NE(top.text.find(word), std::string::npos) << word;
+  }
+  EXPECT_EQ(Parse({"help"}).kind, Kind::kHelp);
+  EXPECT_EQ(Parse({"-h"}).kind, Kind::kHelp);
+
+  ParseOutcome node = Parse({"node", "--help"});
+  ASSERT_EQ(node.kind, Kind::kHelp);
+  EXPECT_NE(node.text.find("node drain NAME"), std::string::npos);
+  EXPECT_EQ(node.text.find("strategy set"), std::string::npos);
+
+  const std::vector<std::vector<std::string>> commands = {{"node", "add"},
+                                                          {"node", "list"},
+                                                          {"node", "get"},
+                                                          {"node", "update"},
+                                                          {"node", "remove"},
+                                                          {"node", "drain"},
+                                                          {"node", "enable"},
+                                                          {"node", "disable"},
+                                                          {"strategy", "get"},
+                                                          {"strategy", "set"},
+                                                          {"state"},
+                                                          {"models"},
+                                                          {"proxies"},
+                                                          {"pull"},
+                                                          {"discovery", "get"},
+                                                          {"discovery", "set"},
+                                                          {"discovery", "off"}};
+  for (auto args : commands) {
+    std::string path;
+    for (const auto& a : args) path += (path.empty() ? "" : " ") + a;
+    args.push_back("--help");
+    ParseOutcome help = Parse(args);
+    ASSERT_EQ(help.kind, Kind::kHelp) << path;
+    EXPECT_NE(help.text.find("usage: corralctl [global options] " + path), std::string::npos)
+        << help.text;
+  }
+  // --help wins over missing arguments; "help <command>" works too.
+  EXPECT_EQ(Parse({"node", "add", "--help"}).kind, Kind::kHelp);
+  ParseOutcome help_pull = Parse({"help", "pull"});
+  ASSERT_EQ(help_pull.kind, Kind::kHelp);
+  EXPECT_NE(help_pull.text.find("--all"), std::string::npos);
+  EXPECT_NE(Parse({"strategy", "set", "--help"}).text.find("least_active, lowest_latency"),
+            std::string::npos);
+}
+
+// ---- every usage error ----
+
+TEST(ArgsTest, MissingOrUnknownCommand) {
+  ExpectUsage({}, "missing command");
+  ExpectUsage({"--json"}, "missing command");
+  ExpectUsage({"frobnicate"}, "unknown command 'frobnicate'");
+  ExpectUsage({"node"}, "missing node command");
+  ExpectUsage({"node", "launch", "x"}, "unknown node command 'launch'");
+  ExpectUsage({"strategy"}, "missing strategy command");
+  ExpectUsage({"strategy", "pick"}, "unknown strategy command 'pick'");
+  ExpectUsage({"discovery"}, "missing discovery command");
+  ExpectUsage({"discovery", "on"}, "unknown discovery command 'on'");
+}
+
+TEST(ArgsTest, GlobalOptionErrors) {
+  ExpectUsage({"node", "list", "--control"}, "--control needs a value");
+  ExpectUsage({"--token"}, "--token needs a value");
+  ExpectUsage({"--token=", "state"}, "--token needs a value");
+  ExpectUsage({"--data-dir"}, "--data-dir needs a value");
+  ExpectUsage({"--json=yes", "state"}, "--json takes no value");
+}
+
+TEST(ArgsTest, NodeAddErrors) {
+  ExpectUsage({"node", "add"}, "missing NAME and URL");
+  ExpectUsage({"node", "add", "gpu1"}, "missing URL");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "extra"}, "unexpected argument 'extra'");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--priority"}, "--priority needs a value");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--priority", "high"},
+              "--priority needs a whole number, got 'high'");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--weight", "1.5"},
+              "--weight needs a whole number, got '1.5'");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--max-parallel", "99999999999"},
+              "--max-parallel: 99999999999 is out of range");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--max-memory-gb", "lots"},
+              "--max-memory-gb needs a number, got 'lots'");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--max-memory-gb", "inf"},
+              "--max-memory-gb needs a number");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--label", "zone"},
+              "--label wants KEY=VALUE, got 'zone'");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--colour", "red"}, "unknown option --colour");
+  ExpectUsage({"node", "add", "gpu1", "h:1", "--remove-label", "x"},
+              "unknown option --remove-label");
+}
+
+TEST(ArgsTest, NodeNameCommandErrors) {
+  for (const char* word : {"get", "remove", "drain", "enable", "disable"}) {
+    ExpectUsage({"node", word}, "missing NAME");
+    ExpectUsage({"node", word, "a", "b"}, "unexpected argument 'b'");
+    ExpectUsage({"node", word, "a", "--force"}, "unknown option --force");
+  }
+  ExpectUsage({"node", "list", "extra"}, "unexpected argument 'extra'");
+  ExpectUsage({"node", "list", "--all"}, "unknown option --all");
+}
+
+TEST(ArgsTest, NodeUpdateErrors) {
+  ExpectUsage({"node", "update"}, "missing NAME");
+  ExpectUsage({"node", "update", "gpu1"}, "nothing to change");
+  ExpectUsage({"node", "update", "gpu1", "http://h:1"}, "unexpected argument 'http://h:1'");
+  ExpectUsage({"node", "update", "gpu1", "--url"}, "--url needs a value");
+  ExpectUsage({"node", "update", "gpu1", "--weight", "x"}, "--weight needs a whole number");
+  ExpectUsage({"node", "update", "gpu1", "--label", "novalue"}, "--label wants KEY=VALUE");
+}
+
+TEST(ArgsTest, StrategyErrors) {
+  ExpectUsage({"strategy", "set"}, "missing NAME (least_active, lowest_latency");
+  ParseOutcome bad = Parse({"strategy", "set", "fastest"});
+  EXPECT_EQ(bad.kind, Kind::kUsageError);
+  EXPECT_NE(bad.text.find("unknown strategy 'fastest'; valid strategies: least_active, "
+                          "lowest_latency, round_robin, weighted, priority"),
+            std::string::npos)
+      << bad.text;
+  ExpectUsage({"strategy", "set", "LEAST_ACTIVE"}, "unknown strategy 'LEAST_ACTIVE'");
+  ExpectUsage({"strategy", "set", "weighted", "priority"}, "unexpected argument 'priority'");
+  ExpectUsage({"strategy", "set", "weighted", "--max-attempts", "many"},
+              "--max-attempts needs a whole number");
+  ExpectUsage({"strategy", "set", "weighted", "--idle-timeout-ms", "5s"},
+              "--idle-timeout-ms needs a whole number, got '5s'");
+  ExpectUsage({"strategy", "set", "weighted", "--weight", "1"}, "unknown option --weight");
+  ExpectUsage({"strategy", "get", "now"}, "unexpected argument 'now'");
+}
+
+TEST(ArgsTest, ViewCommandsTakeNoArguments) {
+  ExpectUsage({"state", "gpu1"}, "unexpected argument 'gpu1'");
+  ExpectUsage({"models", "--node", "x"}, "unknown option --node");
+  ExpectUsage({"proxies", "x"}, "unexpected argument 'x'");
+}
+
+TEST(ArgsTest, PullErrors) {
+  ExpectUsage({"pull"}, "missing MODEL");
+  ExpectUsage({"pull", "a", "b"}, "unexpected argument 'b'");
+  ExpectUsage({"pull", "a", "--node", "gpu1", "--all"}, "--node and --all exclude each other");
+  ExpectUsage({"pull", "a", "--node"}, "--node needs a value");
+  ExpectUsage({"pull", "a", "--node="}, "--node needs a node name");
+  ExpectUsage({"pull", "a", "--all=yes"}, "--all takes no value");
+}
+
+TEST(ArgsTest, DiscoveryErrors) {
+  ExpectUsage({"discovery", "set"}, "missing HOST:FROM-TO");
+  ExpectUsage({"discovery", "set", "10.0.0.5"}, "a range is HOST:FROM-TO or HOST:PORT");
+  ExpectUsage({"discovery", "set", ":11434"}, "a range is HOST:FROM-TO");
+  ExpectUsage({"discovery", "set", "h:a-b"}, "got 'h:a-b'");
+  ExpectUsage({"discovery", "set", "h:1-"}, "got 'h:1-'");
+  ExpectUsage({"discovery", "set", "::1:1-2"}, "put an IPv6 host in brackets");
+  ExpectUsage({"discovery", "set", "h:1-2", "--interval-ms", "soon"},
+              "--interval-ms needs a whole number");
+  ExpectUsage({"discovery", "off", "h:1-2"}, "unexpected argument 'h:1-2'");
+  ExpectUsage({"discovery", "get", "--interval-ms", "1"}, "unknown option --interval-ms");
+}
+
+// ---- connection ----
+
+EnvLookup Env(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string TempDirWithToken(const std::string& content) {
+  static int counter = 0;
+  std::string dir = ::testing::TempDir() + "/ctl-args-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(counter++);
+  std::filesystem::create_directories(dir);
+  if (!content.empty()) std::ofstream(dir + "/admin.token") << content;
+  return dir;
+}
+
+TEST(ResolveConnectionTest, FlagsWinOverEnvironment) {
+  GlobalOptions g;
+  g.control = "flag:1";
+  g.token = "flag-token";
+  auto conn = ResolveConnection(g, Env({{"CORRAL_CONTROL", "env:2"}, {"CORRAL_TOKEN", "env"}}));
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  EXPECT_EQ(conn->address, "flag:1");
+  EXPECT_EQ(conn->token, "flag-token");
+}
+
+TEST(ResolveConnectionTest, EnvironmentWinsOverTheTokenFile) {
+  std::string dir = TempDirWithToken("file-token\n");
+  GlobalOptions g;
+  g.data_dir = dir;
+  auto conn = ResolveConnection(g, Env({{"CORRAL_CONTROL", "env:2"}, {"CORRAL_TOKEN", "env"}}));
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  EXPECT_EQ(conn->address, "env:2");
+  EXPECT_EQ(conn->token, "env");
+}
+
+TEST(ResolveConnectionTest, DefaultsAndTheTokenFileInTheDataDir) {
+  std::string dir = TempDirWithToken("  file-token\n");
+  auto conn = ResolveConnection(GlobalOptions(), Env({{"CORRAL_DATA_DIR", dir}}));
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  EXPECT_EQ(conn->address, "127.0.0.1:11400");
+  EXPECT_EQ(conn->token, "file-token");
+
+  GlobalOptions g;
+  g.data_dir = dir;
+  auto from_flag = ResolveConnection(g, Env({{"CORRAL_DATA_DIR", "/nonexistent"}}));
+  ASSERT_TRUE(from_flag.ok()) << from_flag.status();
+  EXPECT_EQ(from_flag->token, "file-token");
+}
+
+TEST(ResolveConnectionTest, NoTokenAnywhereNamesThePlacesLookedAt) {
+  std::string dir = TempDirWithToken("");
+  GlobalOptions g;
+  g.data_dir = dir;
+  auto conn = ResolveConnection(g, Env({}));
+  ASSERT_FALSE(conn.ok());
+  const std::string message(conn.status().message());
+  EXPECT_NE(message.find("--token"), std::string::npos) << message;
+  EXPECT_NE(message.find("CORRAL_TOKEN"), std::string::npos) << message;
+  EXPECT_NE(message.find(dir + "/admin.token"), std::string::npos) << message;
+
+  std::ofstream(dir + "/admin.token") << "\n";
+  auto empty = ResolveConnection(g, Env({}));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(std::string(empty.status().message()).find("is empty"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace corral::ctl

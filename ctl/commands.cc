@@ -1,0 +1,259 @@
+#include "ctl/commands.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "corral/v1/control.grpc.pb.h"
+#include "ctl/format.h"
+
+namespace corral::ctl {
+namespace {
+
+namespace v1 = corral::v1;
+
+class AdminCall {
+ public:
+  AdminCall(const Connection& conn, std::ostream& out, std::ostream& err, bool json)
+      : address_(conn.address),
+        token_(conn.token),
+        stub_(v1::Admin::NewStub(
+            grpc::CreateChannel(conn.address, grpc::InsecureChannelCredentials()))),
+        out_(out),
+        err_(err),
+        json_(json) {}
+
+  // A fresh context per call: the token, and the deadline unless the call streams.
+  std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+    if (deadline) ctx->set_deadline(std::chrono::system_clock::now() + kCallDeadline);
+    return ctx;
+  }
+
+  v1::Admin::Stub& stub() { return *stub_; }
+
+  // Prints why a call failed, in words an operator can act on. Returns kExitFailed.
+  int Fail(const grpc::Status& status) const {
+    std::string message = status.error_message();
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        message = absl::StrCat("cannot reach the control plane at ", address_, ": ", message);
+        break;
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        message = absl::StrCat("the control plane at ", address_, " did not answer within ",
+                               kCallDeadline.count(), " s");
+        break;
+      case grpc::StatusCode::UNAUTHENTICATED:
+      case grpc::StatusCode::PERMISSION_DENIED:
+        message = absl::StrCat("authentication failed: ", message,
+                               " (check --token, CORRAL_TOKEN or the admin.token file)");
+        break;
+      default:
+        if (message.empty()) message = absl::StrCat("call failed (code ", status.error_code(), ")");
+        break;
+    }
+    err_ << "corralctl: " << message << "\n";
+    return kExitFailed;
+  }
+
+  // Prints `message` as JSON or through `human`, and returns kExitOk.
+  template <typename Message, typename Human>
+  int Print(const Message& message, Human human) const {
+    out_ << (json_ ? ToJson(message) : human(message));
+    return kExitOk;
+  }
+
+  std::ostream& out() const { return out_; }
+  bool json() const { return json_; }
+
+ private:
+  std::string address_;
+  std::string token_;
+  std::unique_ptr<v1::Admin::Stub> stub_;
+  std::ostream& out_;
+  std::ostream& err_;
+  bool json_;
+};
+
+// Reads the current policy and overlays what the command line gave, so `strategy set` changes
+// only the fields named (the API replaces a policy message whole).
+int StrategySet(AdminCall& call, const Invocation& inv) {
+  v1::SetStrategyRequest req;
+  req.set_strategy(inv.strategy);
+  const StrategyOverrides& o = inv.strategy_overrides;
+  if (!o.empty()) {
+    v1::StrategyConfig current;
+    auto ctx = call.Context();
+    grpc::Status status = call.stub().GetStrategy(ctx.get(), v1::GetStrategyRequest(), &current);
+    if (!status.ok()) return call.Fail(status);
+    if (o.max_attempts || o.eject_after_failures) {
+      v1::RetryPolicy* retry = req.mutable_retry();
+      *retry = current.retry();
+      if (o.max_attempts) retry->set_max_attempts(*o.max_attempts);
+      if (o.eject_after_failures) retry->set_eject_after_failures(*o.eject_after_failures);
+    }
+    if (o.connect_ms || o.first_byte_ms || o.idle_ms) {
+      v1::TimeoutPolicy* timeouts = req.mutable_timeouts();
+      *timeouts = current.timeouts();
+      if (o.connect_ms) timeouts->set_connect_ms(*o.connect_ms);
+      if (o.first_byte_ms) timeouts->set_first_byte_ms(*o.first_byte_ms);
+      if (o.idle_ms) timeouts->set_idle_ms(*o.idle_ms);
+    }
+  }
+  v1::StrategyConfig reply;
+  auto ctx = call.Context();
+  grpc::Status status = call.stub().SetStrategy(ctx.get(), req, &reply);
+  if (!status.ok()) return call.Fail(status);
+  return call.Print(reply, FormatStrategy);
+}
+
+// Streams progress; one line per message (NDJSON with --json). Exit 1 when any node failed or
+// the stream broke.
+int Pull(AdminCall& call, const Invocation& inv) {
+  auto ctx = call.Context(/*deadline=*/false);
+  auto reader = call.stub().PullModel(ctx.get(), inv.pull);
+  v1::PullProgress progress;
+  std::map<std::string, std::string> failed;  // node -> error
+  std::map<std::string, bool> done;
+  std::string last_line;
+  while (reader->Read(&progress)) {
+    if (!progress.error().empty()) failed[progress.node()] = progress.error();
+    if (progress.done()) done[progress.node()] = true;
+    if (call.json()) {
+      call.out() << ToJson(progress);
+    } else {
+      // Byte counters move in small steps: print a line only when what it says changes.
+      std::string line = FormatPullProgress(progress);
+      if (line != last_line) call.out() << line;
+      last_line = line;
+    }
+    call.out().flush();
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return call.Fail(status);
+  if (!failed.empty()) {
+    std::string nodes;
+    for (const auto& [node, error] : failed)
+      absl::StrAppend(&nodes, nodes.empty() ? "" : ", ", node);
+    return call.Fail(grpc::Status(grpc::StatusCode::UNKNOWN,
+                                  absl::StrCat("pull of ", inv.pull.model(), " failed on ",
+                                               failed.size(), " node(s): ", nodes)));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunCommand(const Invocation& inv, const Connection& conn, std::ostream& out,
+               std::ostream& err) {
+  AdminCall call(conn, out, err, inv.global.json);
+  auto& stub = call.stub();
+  auto ctx = call.Context();
+  grpc::Status status;
+
+  // The node-state commands share one request shape and differ only in the RPC and the verb.
+  auto node_state = [&](auto rpc, const char* verb) {
+    v1::NodeNameRequest req;
+    req.set_name(inv.node_name);
+    v1::NodeInfo reply;
+    status = (stub.*rpc)(ctx.get(), req, &reply);
+    if (!status.ok()) return call.Fail(status);
+    return call.Print(reply, [&](const v1::NodeInfo& n) { return FormatNodeChange(verb, n); });
+  };
+
+  switch (inv.kind) {
+    case CommandKind::kNodeAdd: {
+      v1::NodeInfo reply;
+      status = stub.CreateNode(ctx.get(), inv.create, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, [](const v1::NodeInfo& n) { return FormatNodeChange("added", n); });
+    }
+    case CommandKind::kNodeList: {
+      v1::ListNodesResponse reply;
+      status = stub.ListNodes(ctx.get(), v1::ListNodesRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatNodeList);
+    }
+    case CommandKind::kNodeGet: {
+      v1::GetNodeRequest req;
+      req.set_name(inv.node_name);
+      v1::NodeInfo reply;
+      status = stub.GetNode(ctx.get(), req, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatNodeDetail);
+    }
+    case CommandKind::kNodeUpdate: {
+      v1::NodeInfo reply;
+      status = stub.UpdateNode(ctx.get(), inv.update, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply,
+                        [](const v1::NodeInfo& n) { return FormatNodeChange("updated", n); });
+    }
+    case CommandKind::kNodeRemove: {
+      v1::RemoveNodeRequest req;
+      req.set_name(inv.node_name);
+      v1::RemoveNodeResponse reply;
+      status = stub.RemoveNode(ctx.get(), req, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, [&](const v1::RemoveNodeResponse& r) {
+        return absl::StrCat("node \"", inv.node_name, "\" removed (snapshot version ",
+                            r.snapshot_version(), ")\n");
+      });
+    }
+    case CommandKind::kNodeDrain:
+      return node_state(&v1::Admin::Stub::DrainNode, "draining");
+    case CommandKind::kNodeEnable:
+      return node_state(&v1::Admin::Stub::EnableNode, "enabled");
+    case CommandKind::kNodeDisable:
+      return node_state(&v1::Admin::Stub::DisableNode, "disabled");
+    case CommandKind::kStrategyGet: {
+      v1::StrategyConfig reply;
+      status = stub.GetStrategy(ctx.get(), v1::GetStrategyRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatStrategy);
+    }
+    case CommandKind::kStrategySet:
+      return StrategySet(call, inv);
+    case CommandKind::kState: {
+      v1::FleetState reply;
+      status = stub.GetFleetState(ctx.get(), v1::GetFleetStateRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatFleetState);
+    }
+    case CommandKind::kModels: {
+      v1::ListModelsResponse reply;
+      status = stub.ListModels(ctx.get(), v1::ListModelsRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatModels);
+    }
+    case CommandKind::kProxies: {
+      v1::ListProxiesResponse reply;
+      status = stub.ListProxies(ctx.get(), v1::ListProxiesRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatProxies);
+    }
+    case CommandKind::kPull:
+      return Pull(call, inv);
+    case CommandKind::kDiscoveryGet: {
+      v1::DiscoveryConfig reply;
+      status = stub.GetDiscovery(ctx.get(), v1::GetDiscoveryRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatDiscovery);
+    }
+    case CommandKind::kDiscoverySet:
+    case CommandKind::kDiscoveryOff: {
+      v1::DiscoveryConfig reply;
+      status = stub.SetDiscovery(ctx.get(), inv.discovery, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatDiscovery);
+    }
+  }
+  err << "corralctl: internal error: unhandled command\n";
+  return kExitFailed;
+}
+
+}  // namespace corral::ctl

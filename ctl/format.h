@@ -1,0 +1,50 @@
+// Output of corralctl: readable aligned tables and key/value blocks for people, and stable JSON
+// for scripts.
+//
+// JSON is protobuf's own mapping of the Admin API's answer (MessageToJsonString with every
+// primitive field printed and the proto field names kept), so field names are snake_case and
+// change only when the API does; docs/corralctl.md documents the shapes. 64-bit integers are
+// JSON strings in that mapping; enums are their full proto names.
+//
+// Thread safety: pure functions, safe from any thread.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <string>
+#include <vector>
+
+#include "corral/v1/control.pb.h"
+#include "corral/v1/snapshot.pb.h"
+
+namespace corral::ctl {
+
+// One JSON document on one line, newline-terminated.
+std::string ToJson(const google::protobuf::Message& message);
+
+// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+std::string RenderTable(const std::vector<std::string>& headers,
+                        const std::vector<std::vector<std::string>>& rows);
+
+std::string AdminStateName(corral::v1::AdminState state);  // "enabled", "draining", "disabled"
+std::string HealthName(corral::v1::Health health);         // "unknown", "healthy", "unhealthy"
+std::string PoolName(const corral::v1::Node& node);        // "active" or "standby"
+std::string FormatLatency(double ms);                      // "12.3ms", "-" when not measured
+std::string FormatBytes(int64_t bytes);                    // "4.7 GB", "-" when 0
+
+// node list: NAME URL STATE HEALTH PRIORITY WEIGHT MAX_PAR MODELS LOADED LATENCY INFLIGHT.
+std::string FormatNodeList(const corral::v1::ListNodesResponse& list);
+// node get: every field of one node, labels and models included.
+std::string FormatNodeDetail(const corral::v1::NodeInfo& info);
+// node add/update/drain/enable/disable: one line, e.g. `node "gpu1" drained: draining, healthy`.
+std::string FormatNodeChange(const std::string& verb, const corral::v1::NodeInfo& info);
+std::string FormatStrategy(const corral::v1::StrategyConfig& config);
+// state: the snapshot version and strategy, then one row per node with its pool.
+std::string FormatFleetState(const corral::v1::FleetState& state);
+std::string FormatModels(const corral::v1::ListModelsResponse& models);
+std::string FormatProxies(const corral::v1::ListProxiesResponse& proxies);
+std::string FormatDiscovery(const corral::v1::DiscoveryConfig& config);
+// One progress line of a pull, prefixed with the node name.
+std::string FormatPullProgress(const corral::v1::PullProgress& progress);
+
+}  // namespace corral::ctl

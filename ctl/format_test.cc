@@ -1,0 +1,158 @@
+#include "ctl/format.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace corral::ctl {
+namespace {
+
+namespace v1 = corral::v1;
+
+v1::NodeInfo MakeNode(const std::string& name, v1::Health health) {
+  v1::NodeInfo info;
+  auto* n = info.mutable_node();
+  n->set_name(name);
+  n->set_url("http://127.0.0.1:11435");
+  n->set_admin_state(v1::ADMIN_STATE_ENABLED);
+  n->set_health(health);
+  n->set_priority(1);
+  n->set_max_parallel(4);
+  n->set_latency_ms(1.234);
+  auto* m = n->add_models();
+  m->set_name("llama3.2:latest");
+  m->set_size(2019393189);
+  m->set_digest("a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72");
+  n->add_models()->set_name("qwen3:8b");
+  n->add_loaded_models()->set_name("llama3.2:latest");
+  (*n->mutable_labels())["zone"] = "a";
+  info.set_in_flight(3);
+  return info;
+}
+
+TEST(FormatTest, TableAlignsColumns) {
+  std::string t = RenderTable({"A", "LONGER"}, {{"wide-cell", "x"}, {"b", "yy"}});
+  EXPECT_EQ(t,
+            "A          LONGER\n"
+            "wide-cell  x\n"
+            "b          yy\n");
+}
+
+TEST(FormatTest, NodeListHasTheDesignedColumns) {
+  v1::ListNodesResponse list;
+  *list.add_nodes() = MakeNode("gpu1", v1::HEALTH_HEALTHY);
+  *list.add_nodes() = MakeNode("gpu2-long-name", v1::HEALTH_UNHEALTHY);
+  std::string out = FormatNodeList(list);
+  EXPECT_EQ(out.substr(0, out.find('\n')).find("NAME"), 0u);
+  std::string header = out.substr(0, out.find('\n'));
+  size_t pos = 0;
+  for (const char* col : {"NAME", "URL", "STATE", "HEALTH", "PRIORITY", "WEIGHT", "MAX_PAR",
+                          "MODELS", "LOADED", "LATENCY", "INFLIGHT"}) {
+    size_t at = header.find(col, pos);
+    ASSERT_NE(at, std::string::npos) << col << " in " << header;
+    pos = at + 1;
+  }
+  EXPECT_NE(out.find("gpu1            http://127.0.0.1:11435  enabled  healthy"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("unhealthy"), std::string::npos);
+  EXPECT_NE(out.find("1.23ms"), std::string::npos) << out;
+  EXPECT_EQ(FormatNodeList(v1::ListNodesResponse()), "no nodes registered\n");
+}
+
+TEST(FormatTest, NodeDetailShowsLimitsLabelsAndModels) {
+  std::string out = FormatNodeDetail(MakeNode("gpu1", v1::HEALTH_HEALTHY));
+  EXPECT_NE(out.find("name:"), std::string::npos);
+  EXPECT_NE(out.find("healthy (active pool)"), std::string::npos) << out;
+  EXPECT_NE(out.find("zone=a"), std::string::npos);
+  EXPECT_NE(out.find("max parallel:     4"), std::string::npos) << out;
+  EXPECT_NE(out.find("llama3.2:latest  2.0 GB  a80c4f17acd5  loaded"), std::string::npos) << out;
+}
+
+TEST(FormatTest, StateShowsVersionPoolsAndModels) {
+  v1::FleetState state;
+  state.set_snapshot_version(42);
+  state.mutable_strategy()->set_strategy(v1::STRATEGY_ROUND_ROBIN);
+  *state.add_nodes() = MakeNode("gpu1", v1::HEALTH_HEALTHY);
+  *state.add_nodes() = MakeNode("gpu2", v1::HEALTH_UNHEALTHY);
+  std::string out = FormatFleetState(state);
+  EXPECT_NE(out.find("snapshot version 42, strategy round_robin, 2 nodes (1 active, 1 standby)"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("gpu2  standby"), std::string::npos) << out;
+  EXPECT_NE(out.find("llama3.2:latest,qwen3:8b"), std::string::npos) << out;
+}
+
+TEST(FormatTest, StrategyShowsDefaultsForZero) {
+  v1::StrategyConfig config;
+  config.set_strategy(v1::STRATEGY_PRIORITY);
+  config.mutable_retry()->set_max_attempts(2);
+  std::string out = FormatStrategy(config);
+  EXPECT_NE(out.find("strategy:           priority"), std::string::npos) << out;
+  EXPECT_NE(out.find("max attempts:       2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("first byte timeout: 600000 ms (default)"), std::string::npos) << out;
+}
+
+TEST(FormatTest, ModelsProxiesDiscoveryAndPull) {
+  v1::ListModelsResponse models;
+  auto* m = models.add_models();
+  m->set_name("llama3.2:latest");
+  auto* a = m->add_locations();
+  a->set_node("gpu1");
+  a->set_size(2000000000);
+  a->set_loaded(true);
+  m->add_locations()->set_node("gpu2");
+  std::string out = FormatModels(models);
+  EXPECT_NE(out.find("llama3.2:latest  2.0 GB  gpu1,gpu2  gpu1"), std::string::npos) << out;
+
+  v1::ListProxiesResponse proxies;
+  proxies.set_snapshot_version(7);
+  auto* p = proxies.add_proxies();
+  p->set_id("edge-1");
+  p->set_applied_version(7);
+  p->set_connected(true);
+  out = FormatProxies(proxies);
+  EXPECT_NE(out.find("snapshot version 7, 1 proxies"), std::string::npos) << out;
+  EXPECT_NE(out.find("edge-1  -     yes        7        yes"), std::string::npos) << out;
+
+  v1::DiscoveryConfig discovery;
+  EXPECT_EQ(FormatDiscovery(discovery), "discovery off\n");
+  auto* r = discovery.add_ranges();
+  r->set_host("::1");
+  r->set_port_from(1);
+  r->set_port_to(5);
+  EXPECT_NE(FormatDiscovery(discovery).find("[::1]:1-5"), std::string::npos);
+
+  v1::PullProgress progress;
+  progress.set_node("gpu1");
+  progress.set_status("pulling 6a0746a1ec1a");
+  progress.set_total(1000);
+  progress.set_completed(500);
+  EXPECT_EQ(FormatPullProgress(progress), "gpu1: pulling 6a0746a1ec1a  50% (500 B / 1.0 KB)\n");
+  progress.set_error("pull model manifest: file does not exist");
+  EXPECT_EQ(FormatPullProgress(progress),
+            "gpu1: error: pull model manifest: file does not exist\n");
+}
+
+TEST(FormatTest, JsonKeepsProtoFieldNamesAndPrintsDefaults) {
+  v1::NodeInfo info = MakeNode("gpu1", v1::HEALTH_HEALTHY);
+  std::string text = ToJson(info);
+  ASSERT_EQ(text.back(), '\n');
+  auto json = nlohmann::json::parse(text);
+  EXPECT_EQ(json["node"]["name"], "gpu1");
+  EXPECT_EQ(json["node"]["admin_state"], "ADMIN_STATE_ENABLED");
+  EXPECT_EQ(json["node"]["health"], "HEALTH_HEALTHY");
+  EXPECT_EQ(json["node"]["max_parallel"], 4);
+  EXPECT_EQ(json["node"]["weight"], 0);  // printed although default
+  EXPECT_EQ(json["last_error"], "");     // printed although empty
+  EXPECT_EQ(json["in_flight"], "3");     // int64 is a string in protobuf's JSON
+  EXPECT_EQ(json["node"]["models"][0]["size"], "2019393189");
+  EXPECT_EQ(text.find('\n'), text.size() - 1);  // one line
+
+  v1::FleetState empty;
+  auto state = nlohmann::json::parse(ToJson(empty));
+  EXPECT_EQ(state["snapshot_version"], "0");
+  EXPECT_TRUE(state["nodes"].is_array());
+}
+
+}  // namespace
+}  // namespace corral::ctl
