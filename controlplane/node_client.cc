@@ -2,8 +2,12 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +18,9 @@ namespace {
 
 using Json = nlohmann::json;
 using SteadyTime = std::chrono::steady_clock;
+
+// How often a pull checks its cancel function while the node is silent.
+constexpr std::chrono::milliseconds kCancelPoll(100);
 
 // A fresh client for one call: explicit timeouts, no keep-alive (the connection closes when the
 // call returns), no redirects (a node never redirects; something that does is not a node).
@@ -250,8 +257,36 @@ absl::Status NodeClient::Pull(
     return true;
   };
 
+  // A node can stay silent for minutes (digest verification), so `cancel` is also watched from a
+  // second thread that shuts the connection down, instead of waiting for the next line.
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool finished = false;  // guarded by watch_mu
+  std::atomic<bool> stopped_by_watch{false};
+  std::thread watcher;
+  if (cancel) {
+    watcher = std::thread([&] {
+      std::unique_lock<std::mutex> lock(watch_mu);
+      while (!watch_cv.wait_for(lock, kCancelPoll, [&] { return finished; })) {
+        if (cancel()) {
+          stopped_by_watch = true;
+          (*client)->stop();
+          return;
+        }
+      }
+    });
+  }
   const auto start = SteadyTime::now();
   httplib::Result res = (*client)->send(req);
+  if (watcher.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(watch_mu);
+      finished = true;
+    }
+    watch_cv.notify_all();
+    watcher.join();
+  }
+  if (stopped_by_watch) cancelled = true;
   if (!res) {
     if (cancelled) return absl::CancelledError(absl::StrCat("pull of ", model, " cancelled"));
     // The node may have written its whole answer and closed; a final line without a newline

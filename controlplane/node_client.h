@@ -65,8 +65,9 @@ class NodeClient {
   // arrives (status, digest, total, completed; `node` is left for the caller to fill). The
   // result is OK when the node reports "success", the node's own error text otherwise (Ollama
   // reports most failures as an `{"error": ...}` line inside a 200 stream). `cancel` (may be
-  // empty) is polled as data arrives; when it returns true the pull is abandoned and Cancelled
-  // is returned (Ollama resumes an abandoned pull later).
+  // empty) is checked as data arrives and every 100 ms while the node is silent; when it returns
+  // true the connection is closed and Cancelled is returned (Ollama resumes an abandoned pull
+  // later). `cancel` may be called from a second thread; `on_progress` runs on the caller's.
   absl::Status Pull(const std::string& model, bool insecure,
                     const std::function<void(const corral::v1::PullProgress&)>& on_progress,
                     const std::function<bool()>& cancel) const;

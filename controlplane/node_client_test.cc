@@ -160,11 +160,21 @@ TEST_F(NodeClientTest, PullCanBeCancelledBetweenProgressLines) {
   // Slow progress so the pull is still running when it is cancelled.
   auto sim = StartSim(log_dir_, {"--pull-interval-ms", "200"}, /*fast=*/false);
   NodeClient client(UrlOf(sim->port()));
-  int seen = 0;
+  std::atomic<int> seen{0};
   absl::Status pulled = client.Pull(
       "gemma3", false, [&](const corral::v1::PullProgress&) { ++seen; }, [&] { return seen >= 1; });
   EXPECT_TRUE(absl::IsCancelled(pulled)) << pulled;
   EXPECT_GE(seen, 1);
+}
+
+// A node that says nothing (a wedged node, or one verifying a huge blob) cannot hold a cancelled
+// pull: the default idle timeout is ten minutes, far beyond this test's limit.
+TEST_F(NodeClientTest, ACancelledPullOfASilentNodeEndsWithoutWaitingForData) {
+  SilentListener silent;
+  NodeClient client(UrlOf(silent.port()));
+  // Nothing ever arrives, so only the silent-node watch can notice the cancellation.
+  absl::Status pulled = client.Pull("llama3.2", false, nullptr, [] { return true; });
+  EXPECT_TRUE(absl::IsCancelled(pulled)) << pulled;
 }
 
 TEST_F(NodeClientTest, ANodeThatIsGoneIsUnavailable) {
