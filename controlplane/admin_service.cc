@@ -1,1 +1,353 @@
-// Being written.
+#include "controlplane/admin_service.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/model_name.h"
+#include "controlplane/node_client.h"
+
+namespace corral::control {
+namespace {
+
+using corral::v1::NodeInfo;
+
+// Most progress lines one node may have queued for the client; older ones are dropped first
+// (progress is cumulative, so the newest line says everything).
+constexpr size_t kMaxQueuedPerNode = 64;
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+AdminService::AdminService(Registry* registry, ProxyTracker* tracker, const Authenticator* auth,
+                           Prober* prober, PortScanner* scanner)
+    : registry_(registry), tracker_(tracker), auth_(auth), prober_(prober), scanner_(scanner) {}
+
+void AdminService::FoldLoad(NodeInfo* info) const {
+  const std::map<std::string, NodeFleetLoad> loads = tracker_->FleetLoad();
+  auto it = loads.find(info->node().name());
+  if (it == loads.end()) return;
+  info->set_in_flight(it->second.in_flight);
+  info->set_passive_failures(it->second.passive_failures);
+}
+
+grpc::Status AdminService::CreateNode(grpc::ServerContext* context,
+                                      const corral::v1::CreateNodeRequest* req, NodeInfo* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<NodeInfo> created = registry_->CreateNode(*req);
+  if (!created.ok()) return ToGrpcStatus(created.status());
+  CORRAL_LOG(kInfo, "admin") << "node " << req->name() << " added at " << created->node().url();
+  if (prober_ != nullptr) prober_->ProbeNow(req->name());
+  *resp = *std::move(created);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetNode(grpc::ServerContext* context,
+                                   const corral::v1::GetNodeRequest* req, NodeInfo* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<NodeInfo> node = registry_->GetNode(req->name());
+  if (!node.ok()) return ToGrpcStatus(node.status());
+  *resp = *std::move(node);
+  FoldLoad(resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListNodes(grpc::ServerContext* context,
+                                     const corral::v1::ListNodesRequest* /*req*/,
+                                     corral::v1::ListNodesResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
+  if (!nodes.ok()) return ToGrpcStatus(nodes.status());
+  for (NodeInfo& n : *nodes) {
+    FoldLoad(&n);
+    *resp->add_nodes() = std::move(n);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::UpdateNode(grpc::ServerContext* context,
+                                      const corral::v1::UpdateNodeRequest* req, NodeInfo* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  std::string old_url;
+  if (req->has_url()) {
+    if (absl::StatusOr<NodeInfo> before = registry_->GetNode(req->name()); before.ok()) {
+      old_url = before->node().url();
+    }
+  }
+  absl::StatusOr<NodeInfo> updated = registry_->UpdateNode(*req);
+  if (!updated.ok()) return ToGrpcStatus(updated.status());
+  if (req->has_url() && updated->node().url() != old_url && prober_ != nullptr) {
+    prober_->ProbeNow(req->name());
+  }
+  *resp = *std::move(updated);
+  FoldLoad(resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RemoveNode(grpc::ServerContext* context,
+                                      const corral::v1::RemoveNodeRequest* req,
+                                      corral::v1::RemoveNodeResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  if (absl::Status removed = registry_->RemoveNode(req->name()); !removed.ok()) {
+    return ToGrpcStatus(removed);
+  }
+  CORRAL_LOG(kInfo, "admin") << "node " << req->name() << " removed";
+  resp->set_snapshot_version(registry_->version());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetState(grpc::ServerContext* context, const std::string& name,
+                                    corral::v1::AdminState state, NodeInfo* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<NodeInfo> node = registry_->SetAdminState(name, state);
+  if (!node.ok()) return ToGrpcStatus(node.status());
+  CORRAL_LOG(kInfo, "admin") << "node " << name << " is now " << corral::v1::AdminState_Name(state);
+  *resp = *std::move(node);
+  FoldLoad(resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::DrainNode(grpc::ServerContext* context,
+                                     const corral::v1::NodeNameRequest* req, NodeInfo* resp) {
+  return SetState(context, req->name(), corral::v1::ADMIN_STATE_DRAINING, resp);
+}
+
+grpc::Status AdminService::EnableNode(grpc::ServerContext* context,
+                                      const corral::v1::NodeNameRequest* req, NodeInfo* resp) {
+  return SetState(context, req->name(), corral::v1::ADMIN_STATE_ENABLED, resp);
+}
+
+grpc::Status AdminService::DisableNode(grpc::ServerContext* context,
+                                       const corral::v1::NodeNameRequest* req, NodeInfo* resp) {
+  return SetState(context, req->name(), corral::v1::ADMIN_STATE_DISABLED, resp);
+}
+
+grpc::Status AdminService::GetStrategy(grpc::ServerContext* context,
+                                       const corral::v1::GetStrategyRequest* /*req*/,
+                                       corral::v1::StrategyConfig* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<corral::v1::StrategyConfig> config = registry_->GetStrategy();
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  *resp = *std::move(config);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetStrategy(grpc::ServerContext* context,
+                                       const corral::v1::SetStrategyRequest* req,
+                                       corral::v1::StrategyConfig* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<corral::v1::StrategyConfig> config = registry_->SetStrategy(*req);
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  CORRAL_LOG(kInfo, "admin") << "strategy is now " << corral::v1::Strategy_Name(config->strategy());
+  *resp = *std::move(config);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetFleetState(grpc::ServerContext* context,
+                                         const corral::v1::GetFleetStateRequest* /*req*/,
+                                         corral::v1::FleetState* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<corral::v1::FleetState> state = registry_->GetFleetState();
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  *resp = *std::move(state);
+  const std::map<std::string, NodeFleetLoad> loads = tracker_->FleetLoad();
+  for (NodeInfo& n : *resp->mutable_nodes()) {
+    if (auto it = loads.find(n.node().name()); it != loads.end()) {
+      n.set_in_flight(it->second.in_flight);
+      n.set_passive_failures(it->second.passive_failures);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListModels(grpc::ServerContext* context,
+                                      const corral::v1::ListModelsRequest* /*req*/,
+                                      corral::v1::ListModelsResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
+  if (!nodes.ok()) return ToGrpcStatus(nodes.status());
+  // Grouped by canonical key, so "llama3" and "llama3:latest" on two nodes are one model.
+  std::map<std::string, corral::v1::FleetModel> models;
+  for (const NodeInfo& info : *nodes) {
+    const corral::v1::Node& node = info.node();
+    std::map<std::string, const corral::v1::LoadedModel*> loaded;
+    for (const auto& l : node.loaded_models()) {
+      loaded[CanonicalModelKey(l.name()).value_or(l.name())] = &l;
+    }
+    for (const auto& m : node.models()) {
+      const std::string key = CanonicalModelKey(m.name()).value_or(m.name());
+      corral::v1::FleetModel& fleet = models[key];
+      if (fleet.name().empty()) fleet.set_name(m.name());
+      corral::v1::ModelLocation* where = fleet.add_locations();
+      where->set_node(node.name());
+      where->set_size(m.size());
+      where->set_digest(m.digest());
+      if (auto it = loaded.find(key); it != loaded.end()) {
+        where->set_loaded(true);
+        where->set_size_vram(it->second->size_vram());
+      }
+    }
+  }
+  for (auto& [key, model] : models) *resp->add_models() = std::move(model);
+  std::sort(resp->mutable_models()->begin(), resp->mutable_models()->end(),
+            [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListProxies(grpc::ServerContext* context,
+                                       const corral::v1::ListProxiesRequest* /*req*/,
+                                       corral::v1::ListProxiesResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  resp->set_snapshot_version(registry_->version());
+  for (auto& p : tracker_->List()) *resp->add_proxies() = std::move(p);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::PullModel(grpc::ServerContext* context,
+                                     const corral::v1::PullModelRequest* req,
+                                     grpc::ServerWriter<corral::v1::PullProgress>* writer) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  if (!ParseModelName(req->model()).has_value()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("model name \"", req->model(),
+                                     "\" is not valid (expected e.g. llama3.2 or qwen3:8b)"));
+  }
+  if (req->node().empty() == !req->all()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "name one node (node) or ask for every enabled node (all), not both");
+  }
+  std::vector<NodeInfo> targets;
+  if (!req->node().empty()) {
+    absl::StatusOr<NodeInfo> node = registry_->GetNode(req->node());
+    if (!node.ok()) return ToGrpcStatus(node.status());
+    targets.push_back(*std::move(node));
+  } else {
+    absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
+    if (!nodes.ok()) return ToGrpcStatus(nodes.status());
+    for (NodeInfo& n : *nodes) {
+      if (n.node().admin_state() == corral::v1::ADMIN_STATE_ENABLED) {
+        targets.push_back(std::move(n));
+      }
+    }
+    if (targets.empty()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "no enabled node to pull onto (see `corralctl node list`)");
+    }
+  }
+  CORRAL_LOG(kInfo, "admin") << "pulling " << req->model() << " onto " << targets.size()
+                             << " node(s)";
+
+  // Pull threads queue progress; this thread is the only writer of the stream.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<corral::v1::PullProgress> queue;   // guarded by mu
+  std::map<std::string, size_t> queued;         // per node; guarded by mu
+  size_t running = targets.size();              // guarded by mu
+  std::map<std::string, absl::Status> results;  // guarded by mu
+  std::atomic<bool> abandon{false};
+
+  auto enqueue = [&](corral::v1::PullProgress progress, bool final) {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t& count = queued[progress.node()];
+    if (!final && count >= kMaxQueuedPerNode) return;  // the client reads slowly: skip a line
+    ++count;
+    queue.push_back(std::move(progress));
+    cv.notify_one();
+  };
+
+  std::vector<std::thread> pulls;
+  pulls.reserve(targets.size());
+  for (const NodeInfo& target : targets) {
+    pulls.emplace_back([&, name = target.node().name(), url = target.node().url()] {
+      NodeClient client(url);
+      absl::Status result = client.Pull(
+          req->model(), req->insecure(),
+          [&](const corral::v1::PullProgress& line) {
+            corral::v1::PullProgress p = line;
+            p.set_node(name);
+            enqueue(std::move(p), false);
+          },
+          [&] { return abandon.load() || context->IsCancelled(); });
+      corral::v1::PullProgress last;
+      last.set_node(name);
+      last.set_done(true);
+      if (result.ok()) {
+        last.set_status("success");
+      } else {
+        last.set_status("error");
+        last.set_error(std::string(result.message()));
+      }
+      enqueue(std::move(last), true);
+      std::lock_guard<std::mutex> lock(mu);
+      results[name] = result;
+      --running;
+      cv.notify_one();
+    });
+  }
+
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return !queue.empty() || running == 0; });
+      if (queue.empty()) break;
+      corral::v1::PullProgress next = std::move(queue.front());
+      queue.pop_front();
+      --queued[next.node()];
+      lock.unlock();
+      const bool written = !abandon.load() && writer->Write(next);
+      lock.lock();
+      if (!written) abandon = true;  // the client went away: stop the pulls
+    }
+  }
+  for (std::thread& t : pulls) t.join();
+
+  if (abandon.load() || context->IsCancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading the pull");
+  }
+  std::string failures;
+  absl::StatusCode first_code = absl::StatusCode::kOk;
+  size_t failed = 0;
+  for (const auto& [name, result] : results) {
+    if (result.ok()) continue;
+    if (failed++ == 0) first_code = result.code();
+    absl::StrAppend(&failures, failures.empty() ? "" : "; ", name, ": ", result.message());
+  }
+  if (failed == 0) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(first_code),
+                      absl::StrCat("pull of ", req->model(), " failed on ", failed, " of ",
+                                   results.size(), " node(s): ", failures));
+}
+
+grpc::Status AdminService::SetDiscovery(grpc::ServerContext* context,
+                                        const corral::v1::SetDiscoveryRequest* req,
+                                        corral::v1::DiscoveryConfig* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<corral::v1::DiscoveryConfig> config = registry_->SetDiscovery(*req);
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  if (scanner_ != nullptr) scanner_->Wake();
+  *resp = *std::move(config);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetDiscovery(grpc::ServerContext* context,
+                                        const corral::v1::GetDiscoveryRequest* /*req*/,
+                                        corral::v1::DiscoveryConfig* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<corral::v1::DiscoveryConfig> config = registry_->GetDiscovery();
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  *resp = *std::move(config);
+  return grpc::Status::OK;
+}
+
+}  // namespace corral::control

@@ -1,1 +1,202 @@
-// Being written.
+#include "controlplane/discovery_service.h"
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "common/log.h"
+
+namespace corral::control {
+namespace {
+
+using corral::v1::Snapshot;
+
+// One open Watch stream. Holds the snapshot being written (`inflight_`, which gRPC reads until
+// OnWriteDone) and the newest one waiting behind it (`pending_`); a newer push replaces
+// `pending_`, so a stalled stream holds at most two snapshots. Finish is only ever called with
+// no write in flight: a finish requested during a write waits for its OnWriteDone.
+//
+// Lifetime: reference counted (SnapshotSubscriber). gRPC's reference is dropped in OnDone, the
+// publisher's when it unsubscribes; the last one deletes the reactor. StartWrite and Finish are
+// never called with mu_ held, because gRPC may run reactions inline inside them.
+class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public SnapshotSubscriber {
+ public:
+  WatchReactor(SnapshotPublisher* publisher, ProxyTracker* tracker, std::string proxy_id,
+               std::string peer)
+      : publisher_(publisher),
+        tracker_(tracker),
+        proxy_id_(std::move(proxy_id)),
+        peer_(std::move(peer)) {
+    stream_id_ = tracker_->WatchStarted(proxy_id_, peer_);
+    CORRAL_LOG(kInfo, "discovery") << "proxy " << proxy_id_ << " (" << peer_ << ") is watching";
+  }
+
+  // Called once the reactor is returned to gRPC's hands (writes before that are queued by it).
+  void Begin() { publisher_->Subscribe(this); }
+
+  // SnapshotSubscriber
+  void Push(std::shared_ptr<const Snapshot> snapshot) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_requested_ || snapshot->version() <= newest_version_) return;
+      newest_version_ = snapshot->version();
+      if (pending_ != nullptr) ++superseded_;
+      pending_ = std::move(snapshot);
+      if (writing_) return;
+      writing_ = true;
+      inflight_ = std::move(pending_);
+      ++writes_started_;
+    }
+    // inflight_ only changes in OnWriteDone, which cannot run before this write starts.
+    StartWrite(inflight_.get());
+  }
+
+  void Close(const grpc::Status& status) override { RequestFinish(status); }
+
+  SubscriberStats Stats() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    SubscriberStats s;
+    s.proxy_id = proxy_id_;
+    s.peer = peer_;
+    s.delivered_version = delivered_version_;
+    s.inflight_version = inflight_ ? inflight_->version() : 0;
+    s.pending_version = pending_ ? pending_->version() : 0;
+    s.writes_started = writes_started_;
+    s.superseded = superseded_;
+    return s;
+  }
+
+  // grpc::ServerWriteReactor
+  void OnWriteDone(bool ok) override {
+    std::shared_ptr<const Snapshot> written;  // released outside the lock
+    bool start = false;
+    bool finish = false;
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      written = std::move(inflight_);
+      if (ok && written) delivered_version_ = written->version();
+      if (!ok && !finish_requested_) {
+        // The stream broke (peer gone or call cancelled): end it.
+        finish_requested_ = true;
+        finish_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "snapshot write failed");
+        pending_.reset();
+      }
+      if (finish_requested_) {
+        writing_ = false;
+        if (!finish_called_) {
+          finish_called_ = true;
+          finish = true;
+          status = finish_status_;
+        }
+      } else if (pending_ != nullptr) {
+        inflight_ = std::move(pending_);
+        ++writes_started_;
+        start = true;
+      } else {
+        writing_ = false;
+      }
+    }
+    if (start) {
+      StartWrite(inflight_.get());
+    } else if (finish) {
+      Finish(status);
+    }
+  }
+
+  void OnCancel() override {
+    RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  }
+
+  void OnDone() override {
+    CORRAL_LOG(kInfo, "discovery")
+        << "proxy " << proxy_id_ << " (" << peer_ << ") stopped watching";
+    tracker_->WatchEnded(proxy_id_, stream_id_);
+    publisher_->Unsubscribe(this);
+    Unref();  // gRPC's reference
+  }
+
+ private:
+  void RequestFinish(const grpc::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_requested_) return;
+      finish_requested_ = true;
+      finish_status_ = status;
+      pending_.reset();
+      if (writing_) return;  // OnWriteDone finishes
+      finish_called_ = true;
+    }
+    Finish(status);
+  }
+
+  SnapshotPublisher* const publisher_;
+  ProxyTracker* const tracker_;
+  const std::string proxy_id_;
+  const std::string peer_;
+  uint64_t stream_id_ = 0;
+
+  mutable std::mutex mu_;
+  bool writing_ = false;                      // guarded by mu_
+  std::shared_ptr<const Snapshot> inflight_;  // guarded by mu_ (read by gRPC while writing_)
+  std::shared_ptr<const Snapshot> pending_;   // guarded by mu_
+  uint64_t newest_version_ = 0;               // guarded by mu_
+  uint64_t delivered_version_ = 0;            // guarded by mu_
+  uint64_t writes_started_ = 0;               // guarded by mu_
+  uint64_t superseded_ = 0;                   // guarded by mu_
+  bool finish_requested_ = false;             // guarded by mu_
+  bool finish_called_ = false;                // guarded by mu_
+  grpc::Status finish_status_;                // guarded by mu_
+};
+
+// A Watch refused before it started (bad token).
+class RejectedWatch final : public grpc::ServerWriteReactor<Snapshot> {
+ public:
+  explicit RejectedWatch(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+DiscoveryService::DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker,
+                                   const Authenticator* auth)
+    : publisher_(publisher), tracker_(tracker), auth_(auth) {}
+
+grpc::ServerWriteReactor<Snapshot>* DiscoveryService::Watch(
+    grpc::CallbackServerContext* context, const corral::v1::WatchRequest* request) {
+  if (grpc::Status denied = auth_->CheckProxy(*context); !denied.ok()) {
+    CORRAL_LOG(kWarn, "discovery")
+        << "refused Watch from " << context->peer() << ": " << denied.error_message();
+    return new RejectedWatch(denied);
+  }
+  const std::string id = request->proxy_id().empty() ? context->peer() : request->proxy_id();
+  auto* reactor = new WatchReactor(publisher_, tracker_, id, context->peer());
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* DiscoveryService::Report(grpc::CallbackServerContext* context,
+                                                   const corral::v1::ReportRequest* request,
+                                                   corral::v1::ReportResponse* /*response*/) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status denied = auth_->CheckProxy(*context); !denied.ok()) {
+    reactor->Finish(denied);
+    return reactor;
+  }
+  if (request->proxy_id().empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "Report needs proxy_id (the id the proxy watches with)"));
+    return reactor;
+  }
+  if (request->rejected_version() != 0) {
+    CORRAL_LOG(kWarn, "discovery")
+        << "proxy " << request->proxy_id() << " rejected snapshot " << request->rejected_version()
+        << ": " << request->rejected_reason();
+  }
+  tracker_->Report(*request, context->peer());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace corral::control

@@ -1,1 +1,92 @@
-int main() { return 0; }  // Being written.
+// corral-control: flags, then RunControlServer (controlplane/control_server.h).
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "common/log.h"
+#include "controlplane/control_server.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: corral-control [--listen HOST:PORT] [--data-dir DIR] [--port-file PATH]\n"
+    "                      [--probe-interval-ms N] [--no-probe] [--no-discovery]\n"
+    "                      [--shutdown-grace-ms N] [--reuse-port] [--log-level L]\n"
+    "\n"
+    "  --listen             gRPC address (default 127.0.0.1:11400; port 0 = any free port)\n"
+    "  --data-dir           registry (corral.db), admin.token, proxy.token (default ./var)\n"
+    "  --port-file          write the bound port here once listening\n"
+    "  --probe-interval-ms  time between two probes of a node (default 5000)\n"
+    "  --no-probe           do not probe nodes (their health stays as last recorded)\n"
+    "  --no-discovery       do not run port-range discovery\n"
+    "  --shutdown-grace-ms  how long in-flight calls may take at shutdown (default 5000)\n"
+    "  --reuse-port         allow a second process on the same port (SO_REUSEPORT)\n"
+    "  --log-level          debug, info, warn or error (default info)\n";
+
+bool ParseInt(const char* text, long min, long max, long* out) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  corral::control::ControlServerOptions options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "corral-control: %s needs a value\n%s", flag.c_str(), kUsage);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    long n = 0;
+    if (flag == "--listen") {
+      options.listen = value();
+    } else if (flag == "--data-dir") {
+      options.data_dir = value();
+    } else if (flag == "--port-file") {
+      options.port_file = value();
+    } else if (flag == "--probe-interval-ms") {
+      if (!ParseInt(value(), 100, 3600000, &n)) {
+        std::fprintf(stderr, "corral-control: --probe-interval-ms must be 100..3600000\n");
+        return 2;
+      }
+      options.prober.interval = std::chrono::milliseconds(n);
+    } else if (flag == "--shutdown-grace-ms") {
+      if (!ParseInt(value(), 0, 600000, &n)) {
+        std::fprintf(stderr, "corral-control: --shutdown-grace-ms must be 0..600000\n");
+        return 2;
+      }
+      options.shutdown_grace = std::chrono::milliseconds(n);
+    } else if (flag == "--no-probe") {
+      options.enable_prober = false;
+    } else if (flag == "--no-discovery") {
+      options.enable_scanner = false;
+    } else if (flag == "--reuse-port") {
+      options.reuse_port = true;
+    } else if (flag == "--log-level") {
+      corral::LogLevel level;
+      const char* text = value();
+      if (!corral::ParseLogLevel(text, &level)) {
+        std::fprintf(stderr, "corral-control: --log-level must be debug, info, warn or error\n");
+        return 2;
+      }
+      corral::SetLogLevel(level);
+    } else if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "corral-control: unknown flag %s\n%s", flag.c_str(), kUsage);
+      return 2;
+    }
+  }
+  return corral::control::RunControlServer(std::move(options));
+}

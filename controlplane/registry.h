@@ -5,6 +5,10 @@
 // exactly one registry state and versions never go back, restarts included. The schema is
 // versioned (PRAGMA user_version) and migrated forward at Open.
 //
+// A change that would not alter anything (same strategy, same admin state, an update naming the
+// current values) commits nothing and keeps the version. Discovery ranges are not routing state
+// and do not bump it either.
+//
 // Thread safety: all methods are safe from any thread (one connection, serialized by a mutex;
 // SQLite's busy timeout covers other processes). Change listeners run on the writing thread
 // after the commit, outside the mutex.
@@ -28,10 +32,10 @@ namespace corral::control {
 
 // What the prober learned about a node in one probe round.
 struct ProbeResult {
-  bool reachable = false;       // /api/version answered 200
-  std::string error;            // why not, for operators
-  std::string version;          // Ollama version
-  double latency_ms = 0;        // round trip of the liveness probe
+  bool reachable = false;  // /api/version answered 200
+  std::string error;       // why not, for operators
+  std::string version;     // Ollama version
+  double latency_ms = 0;   // round trip of the liveness probe
   // Present only when the corresponding call succeeded; absent keeps the stored list.
   std::optional<std::vector<corral::v1::Model>> models;
   std::optional<std::vector<corral::v1::LoadedModel>> loaded_models;
@@ -76,14 +80,30 @@ class Registry {
   // transaction.
   absl::StatusOr<corral::v1::Snapshot> BuildSnapshot();
   uint64_t version();
+  // Nodes, strategy and version read in one transaction (the `state` view).
+  absl::StatusOr<corral::v1::FleetState> GetFleetState();
+
+  // ---- inference tokens (shipped to proxies as hashes in the snapshot) ----
+  // `sha256_hex` is the hex SHA-256 of the token text; the text itself is never stored.
+  // InvalidArgument for a bad name/hash, AlreadyExists for a duplicate name or hash.
+  absl::Status AddInferenceToken(const corral::v1::InferenceToken& token);
+  absl::Status RemoveInferenceToken(const std::string& name);  // NotFound if unknown
+  absl::StatusOr<std::vector<corral::v1::InferenceToken>> ListInferenceTokens();
 
   // Called after every committed change that bumped the version.
   void AddChangeListener(std::function<void(uint64_t version)> listener);
 
  private:
   Registry() = default;
+  class Txn;
+  // Runs `body` in a BEGIN IMMEDIATE transaction; when it returns true the version is bumped in
+  // the same transaction. Commits on success, rolls back on any error. Notifies listeners after
+  // a bumping commit. Returns the version after the transaction.
+  absl::StatusOr<uint64_t> Write(const char* what,
+                                 const std::function<absl::StatusOr<bool>()>& body);
+  absl::Status Migrate();
   std::mutex mu_;
-  sqlite3* db_ = nullptr;  // guarded by mu_
+  sqlite3* db_ = nullptr;                                 // guarded by mu_
   std::vector<std::function<void(uint64_t)>> listeners_;  // guarded by mu_ (copied to notify)
 };
 

@@ -1,1 +1,168 @@
-// Being written.
+#include "controlplane/snapshot_publisher.h"
+
+#include <utility>
+
+#include "common/log.h"
+
+namespace corral::control {
+
+SnapshotPublisher::SnapshotPublisher(Registry* registry, SnapshotPublisherOptions options)
+    : registry_(registry), options_(options) {}
+
+SnapshotPublisher::~SnapshotPublisher() {
+  Stop();
+  // Drop the references held for still-registered subscribers. Normally FinishAll plus the
+  // server's shutdown have emptied the set already.
+  std::set<SnapshotSubscriber*> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(subscribers_);
+  }
+  for (SnapshotSubscriber* s : left) s->Unref();
+}
+
+absl::Status SnapshotPublisher::Start() {
+  // Listen before the first build so a change committed in between is not missed.
+  std::shared_ptr<Signal> signal = signal_;
+  registry_->AddChangeListener([signal](uint64_t) {
+    std::lock_guard<std::mutex> lock(signal->mu);
+    signal->dirty = true;
+    signal->cv.notify_one();
+  });
+  absl::StatusOr<corral::v1::Snapshot> first = registry_->BuildSnapshot();
+  if (!first.ok()) return first.status();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = std::make_shared<const corral::v1::Snapshot>(*std::move(first));
+  }
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+void SnapshotPublisher::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(signal_->mu);
+    signal_->stopped = true;
+    signal_->cv.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void SnapshotPublisher::Loop() {
+  Signal& signal = *signal_;
+  std::unique_lock<std::mutex> lock(signal.mu);
+  for (;;) {
+    signal.cv.wait(lock, [&] { return signal.dirty || signal.stopped; });
+    if (signal.stopped) return;
+    // Coalesce: whatever else changes during the debounce window rides in the same snapshot.
+    signal.cv.wait_for(lock, options_.debounce, [&] { return signal.stopped; });
+    if (signal.stopped) return;
+    signal.dirty = false;
+    lock.unlock();
+    const bool built = Rebuild();
+    lock.lock();
+    if (!built) {
+      // The registry failed (disk, lock): try again shortly rather than lose the change.
+      signal.dirty = true;
+      signal.cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return signal.stopped; });
+    }
+  }
+}
+
+bool SnapshotPublisher::Rebuild() {
+  absl::StatusOr<corral::v1::Snapshot> built = registry_->BuildSnapshot();
+  if (!built.ok()) {
+    CORRAL_LOG(kError, "publisher") << "cannot build a snapshot: " << built.status();
+    return false;
+  }
+  auto snapshot = std::make_shared<const corral::v1::Snapshot>(*std::move(built));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_ != nullptr && snapshot->version() <= current_->version()) return true;
+    current_ = snapshot;
+  }
+  CORRAL_LOG(kDebug, "publisher") << "publishing snapshot version " << snapshot->version() << " ("
+                                  << snapshot->nodes_size() << " nodes)";
+  Publish(std::move(snapshot));
+  return true;
+}
+
+void SnapshotPublisher::Publish(std::shared_ptr<const corral::v1::Snapshot> snapshot) {
+  for (SnapshotSubscriber* s : Referenced()) {
+    s->Push(snapshot);
+    s->Unref();
+  }
+}
+
+std::vector<SnapshotSubscriber*> SnapshotPublisher::Referenced() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SnapshotSubscriber*> out(subscribers_.begin(), subscribers_.end());
+  for (SnapshotSubscriber* s : out) s->Ref();
+  return out;
+}
+
+std::shared_ptr<const corral::v1::Snapshot> SnapshotPublisher::current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return current_;
+}
+
+void SnapshotPublisher::Subscribe(SnapshotSubscriber* subscriber) {
+  std::shared_ptr<const corral::v1::Snapshot> snapshot;
+  grpc::Status finished;
+  bool closed = false;
+  subscriber->Ref();  // for the duration of this call
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) {
+      closed = true;
+      finished = finish_status_;
+    } else if (subscribers_.insert(subscriber).second) {
+      subscriber->Ref();  // the set's reference
+      snapshot = current_;
+    }
+  }
+  if (closed) {
+    subscriber->Close(finished);
+  } else if (snapshot != nullptr) {
+    // If the publisher thread pushed something newer meanwhile, the subscriber ignores this one.
+    subscriber->Push(std::move(snapshot));
+  }
+  subscriber->Unref();
+}
+
+void SnapshotPublisher::Unsubscribe(SnapshotSubscriber* subscriber) {
+  bool erased;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    erased = subscribers_.erase(subscriber) > 0;
+  }
+  if (erased) subscriber->Unref();
+}
+
+void SnapshotPublisher::FinishAll(const grpc::Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    finish_status_ = status;
+  }
+  for (SnapshotSubscriber* s : Referenced()) {
+    s->Close(status);
+    s->Unref();
+  }
+}
+
+std::vector<SubscriberStats> SnapshotPublisher::Stats() const {
+  std::vector<SubscriberStats> out;
+  for (SnapshotSubscriber* s : Referenced()) {
+    out.push_back(s->Stats());
+    s->Unref();
+  }
+  return out;
+}
+
+size_t SnapshotPublisher::subscriber_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscribers_.size();
+}
+
+}  // namespace corral::control

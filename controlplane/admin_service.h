@@ -1,0 +1,83 @@
+// AdminService: the operators' gRPC API (corralctl and any gRPC client), a thin adapter that turns
+// each request into calls on the Registry, the ProxyTracker, the Prober, the PortScanner and
+// NodeClient, and each absl::Status into the gRPC status with the same code and message.
+//
+// Every call needs the admin token. Node views fold in the fleet-wide load the proxies report.
+// CreateNode and a URL change trigger an immediate probe; SetDiscovery wakes the port scanner.
+// PullModel streams each node's progress while the pulls run in parallel, one thread per node.
+//
+// Thread safety: gRPC's synchronous server calls the handlers from its pool; the service keeps
+// no mutable state. Every pointer passed in must outlive the server (prober and scanner may be
+// null: no probing / no discovery).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "controlplane/auth.h"
+#include "controlplane/port_scanner.h"
+#include "controlplane/prober.h"
+#include "controlplane/proxy_tracker.h"
+#include "controlplane/registry.h"
+#include "corral/v1/control.grpc.pb.h"
+
+namespace corral::control {
+
+class AdminService final : public corral::v1::Admin::Service {
+ public:
+  AdminService(Registry* registry, ProxyTracker* tracker, const Authenticator* auth, Prober* prober,
+               PortScanner* scanner);
+
+  // corral::v1::Admin::Service
+  grpc::Status CreateNode(grpc::ServerContext* context, const corral::v1::CreateNodeRequest* req,
+                          corral::v1::NodeInfo* resp) override;
+  grpc::Status GetNode(grpc::ServerContext* context, const corral::v1::GetNodeRequest* req,
+                       corral::v1::NodeInfo* resp) override;
+  grpc::Status ListNodes(grpc::ServerContext* context, const corral::v1::ListNodesRequest* req,
+                         corral::v1::ListNodesResponse* resp) override;
+  grpc::Status UpdateNode(grpc::ServerContext* context, const corral::v1::UpdateNodeRequest* req,
+                          corral::v1::NodeInfo* resp) override;
+  grpc::Status RemoveNode(grpc::ServerContext* context, const corral::v1::RemoveNodeRequest* req,
+                          corral::v1::RemoveNodeResponse* resp) override;
+  grpc::Status DrainNode(grpc::ServerContext* context, const corral::v1::NodeNameRequest* req,
+                         corral::v1::NodeInfo* resp) override;
+  grpc::Status EnableNode(grpc::ServerContext* context, const corral::v1::NodeNameRequest* req,
+                          corral::v1::NodeInfo* resp) override;
+  grpc::Status DisableNode(grpc::ServerContext* context, const corral::v1::NodeNameRequest* req,
+                           corral::v1::NodeInfo* resp) override;
+  grpc::Status GetStrategy(grpc::ServerContext* context, const corral::v1::GetStrategyRequest* req,
+                           corral::v1::StrategyConfig* resp) override;
+  grpc::Status SetStrategy(grpc::ServerContext* context, const corral::v1::SetStrategyRequest* req,
+                           corral::v1::StrategyConfig* resp) override;
+  grpc::Status GetFleetState(grpc::ServerContext* context,
+                             const corral::v1::GetFleetStateRequest* req,
+                             corral::v1::FleetState* resp) override;
+  grpc::Status ListModels(grpc::ServerContext* context, const corral::v1::ListModelsRequest* req,
+                          corral::v1::ListModelsResponse* resp) override;
+  grpc::Status ListProxies(grpc::ServerContext* context, const corral::v1::ListProxiesRequest* req,
+                           corral::v1::ListProxiesResponse* resp) override;
+  grpc::Status PullModel(grpc::ServerContext* context, const corral::v1::PullModelRequest* req,
+                         grpc::ServerWriter<corral::v1::PullProgress>* writer) override;
+  grpc::Status SetDiscovery(grpc::ServerContext* context,
+                            const corral::v1::SetDiscoveryRequest* req,
+                            corral::v1::DiscoveryConfig* resp) override;
+  grpc::Status GetDiscovery(grpc::ServerContext* context,
+                            const corral::v1::GetDiscoveryRequest* req,
+                            corral::v1::DiscoveryConfig* resp) override;
+
+ private:
+  grpc::Status SetState(grpc::ServerContext* context, const std::string& name,
+                        corral::v1::AdminState state, corral::v1::NodeInfo* resp);
+  // Adds the proxies' fleet-wide load to node views.
+  void FoldLoad(corral::v1::NodeInfo* info) const;
+
+  Registry* const registry_;
+  ProxyTracker* const tracker_;
+  const Authenticator* const auth_;
+  Prober* const prober_;
+  PortScanner* const scanner_;
+};
+
+// The gRPC status carrying an absl::Status's code and message (the codes are the same numbers).
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace corral::control

@@ -1,0 +1,98 @@
+// ControlServer: corral-control assembled — the Registry on `<data-dir>/corral.db`, the snapshot
+// publisher, the proxy tracker, the tokens, the prober and port scanner, and one gRPC server with
+// the Admin and Discovery services, the standard health service and reflection.
+//
+// Start order: lock the data dir (a second control plane on the same data dir fails loudly), open
+// the registry, load or create the tokens, start the publisher, build and start the gRPC server
+// (keepalive tuned for long idle Watch streams, SO_REUSEPORT off unless asked), write the port
+// file, then start the prober and scanner.
+//
+// Shutdown (Shutdown(), idempotent): health NOT_SERVING; every Watch finished with UNAVAILABLE
+// "control plane shutting down" (proxies reconnect with backoff and keep serving meanwhile); the
+// prober and scanner stopped; the server shut down with a grace deadline and waited for; then the
+// publisher and the registry are destroyed, in that order (reactors point at the publisher).
+//
+// RunControlServer is the process's main loop: it blocks SIGINT/SIGTERM in every thread before
+// any is created, runs the server, and shuts it down when a dedicated thread's sigwait returns.
+//
+// Thread safety: Start once; Shutdown and the accessors from any thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "controlplane/admin_service.h"
+#include "controlplane/auth.h"
+#include "controlplane/discovery_service.h"
+#include "controlplane/port_scanner.h"
+#include "controlplane/prober.h"
+#include "controlplane/proxy_tracker.h"
+#include "controlplane/registry.h"
+#include "controlplane/snapshot_publisher.h"
+
+namespace corral::control {
+
+struct ControlServerOptions {
+  std::string listen = "127.0.0.1:11400";  // host:port; port 0 picks a free one
+  std::string data_dir = "./var";
+  std::string port_file;  // written after binding when not empty
+  // Off: a second control plane on the same port fails to bind instead of splitting the proxies.
+  bool reuse_port = false;
+  bool enable_prober = true;
+  bool enable_scanner = true;
+  ProberOptions prober;
+  PortScannerOptions scanner;
+  SnapshotPublisherOptions publisher;
+  std::chrono::milliseconds shutdown_grace{5000};  // in-flight RPCs get this long to finish
+};
+
+class ControlServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ControlServer>> Start(ControlServerOptions options);
+  ~ControlServer();  // Shutdown()
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  int port() const { return port_; }
+  const std::string& admin_token() const { return admin_token_; }
+  const std::string& proxy_token() const { return proxy_token_; }
+  Registry& registry() { return *registry_; }
+  SnapshotPublisher& publisher() { return *publisher_; }
+  ProxyTracker& tracker() { return tracker_; }
+
+  // The graceful sequence described above. Idempotent; returns when everything has stopped
+  // except the registry, publisher and tracker objects (destroyed with the ControlServer).
+  void Shutdown();
+
+ private:
+  explicit ControlServer(ControlServerOptions options) : options_(std::move(options)) {}
+  absl::Status Init();
+
+  const ControlServerOptions options_;
+  int lock_fd_ = -1;
+  std::string admin_token_;
+  std::string proxy_token_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<SnapshotPublisher> publisher_;
+  ProxyTracker tracker_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<Prober> prober_;
+  std::unique_ptr<PortScanner> scanner_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<DiscoveryService> discovery_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::mutex shutdown_mu_;
+  bool shut_down_ = false;  // guarded by shutdown_mu_
+};
+
+// Runs corral-control until SIGINT or SIGTERM, then shuts down gracefully. Returns the process
+// exit code (0 after a clean shutdown, 1 when start-up failed, with the reason logged).
+int RunControlServer(ControlServerOptions options);
+
+}  // namespace corral::control
