@@ -12,15 +12,18 @@
 namespace corral {
 
 struct ModelRef {
-  std::string host;       // "registry.ollama.ai" when absent
-  std::string namespace_; // "library" when absent
+  std::string host;        // "registry.ollama.ai" when absent
+  std::string namespace_;  // "library" when absent
   std::string model;
-  std::string tag;        // "latest" when absent
+  std::string tag;  // "latest" when absent
 };
 
 // Parses a reference. Returns nullopt when Ollama would answer 400 "invalid model name"
-// (empty part, bad character, part too long). A trailing ":local" source marker is dropped; a
-// ":cloud" marker is kept in the tag as Ollama's nodes list cloud models that way.
+// (empty part, bad character, part too long) or when both source markers are present
+// ("m:local:cloud": "use either :local or :cloud, not both"). A trailing ":local" source marker
+// is dropped; a cloud reference keeps its marker in the tag, in the form Ollama's nodes list
+// cloud models: "gpt-oss:20b:cloud" -> tag "20b-cloud", "glm-4.6:cloud" -> tag "cloud".
+// A "scheme://" before the host is accepted and not kept (it never changes the model).
 std::optional<ModelRef> ParseModelName(std::string_view name);
 
 // Lower-case "host/namespace/model:tag": two names denote the same model iff keys are equal.
