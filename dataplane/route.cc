@@ -1,1 +1,212 @@
-// Being written; see the header.
+#include "dataplane/route.h"
+
+#include <array>
+
+namespace corral::dataplane {
+namespace {
+
+// What one known path accepts. The table mirrors the node's router: HEAD is accepted only where
+// Ollama registers a HEAD route (/, /api/version, /api/tags, /api/blobs/:digest), so HEAD
+// /api/ps gets the node's 405, not a silent GET.
+struct RouteSpec {
+  std::string_view path;  // exact path; for a parameter route, the prefix up to the parameter
+  bool has_param;         // a final non-empty segment without '/' follows `path`
+  Endpoint get = Endpoint::kNotFound;
+  Endpoint head = Endpoint::kNotFound;
+  Endpoint post = Endpoint::kNotFound;
+  Endpoint del = Endpoint::kNotFound;
+};
+
+using E = Endpoint;
+constexpr E kNone = Endpoint::kNotFound;
+
+// clang-format off
+constexpr std::array kRoutes = {
+    //        path                     param  GET                  HEAD               POST                     DELETE
+    RouteSpec{"/",                     false, E::kRoot,            E::kRoot,          kNone,                   kNone},
+    RouteSpec{"/api/version",          false, E::kVersion,         E::kVersion,       kNone,                   kNone},
+    RouteSpec{"/api/tags",             false, E::kTags,            E::kTags,          kNone,                   kNone},
+    RouteSpec{"/api/ps",               false, E::kPs,              kNone,             kNone,                   kNone},
+    RouteSpec{"/api/generate",         false, kNone,               kNone,             E::kGenerate,            kNone},
+    RouteSpec{"/api/chat",             false, kNone,               kNone,             E::kChat,                kNone},
+    RouteSpec{"/api/embed",            false, kNone,               kNone,             E::kEmbed,               kNone},
+    RouteSpec{"/api/embeddings",       false, kNone,               kNone,             E::kEmbeddings,          kNone},
+    RouteSpec{"/api/show",             false, kNone,               kNone,             E::kShow,                kNone},
+    RouteSpec{"/api/pull",             false, kNone,               kNone,             E::kPull,                kNone},
+    RouteSpec{"/api/push",             false, kNone,               kNone,             E::kPush,                kNone},
+    RouteSpec{"/api/create",           false, kNone,               kNone,             E::kCreate,              kNone},
+    RouteSpec{"/api/copy",             false, kNone,               kNone,             E::kCopy,                kNone},
+    RouteSpec{"/api/delete",           false, kNone,               kNone,             kNone,                   E::kDelete},
+    RouteSpec{"/api/blobs/",           true,  kNone,               E::kBlobHead,      E::kBlobUpload,          kNone},
+    RouteSpec{"/v1/chat/completions",  false, kNone,               kNone,             E::kOpenAIChat,          kNone},
+    RouteSpec{"/v1/completions",       false, kNone,               kNone,             E::kOpenAICompletions,   kNone},
+    RouteSpec{"/v1/embeddings",        false, kNone,               kNone,             E::kOpenAIEmbeddings,    kNone},
+    RouteSpec{"/v1/responses",         false, kNone,               kNone,             E::kOpenAIResponses,     kNone},
+    RouteSpec{"/v1/messages",          false, kNone,               kNone,             E::kOpenAIMessages,      kNone},
+    RouteSpec{"/v1/models",            false, E::kOpenAIModels,    kNone,             kNone,                   kNone},
+    RouteSpec{"/v1/models/",           true,  E::kOpenAIModel,     kNone,             kNone,                   kNone},
+    // The proxy's own endpoints also answer HEAD, for load balancers' health checks.
+    RouteSpec{"/api/proxy",            false, E::kProxyHealth,     E::kProxyHealth,   kNone,                   kNone},
+    RouteSpec{"/api/proxy/state",      false, E::kProxyState,      E::kProxyState,    kNone,                   kNone},
+};
+// clang-format on
+
+RouteClass ClassOf(Endpoint endpoint) {
+  switch (endpoint) {
+    case E::kRoot:
+    case E::kVersion:
+    case E::kTags:
+    case E::kPs:
+    case E::kOpenAIModels:
+      return RouteClass::kFleet;
+    case E::kGenerate:
+    case E::kChat:
+    case E::kEmbed:
+    case E::kEmbeddings:
+    case E::kOpenAIChat:
+    case E::kOpenAICompletions:
+    case E::kOpenAIEmbeddings:
+    case E::kOpenAIResponses:
+    case E::kOpenAIMessages:
+      return RouteClass::kInference;
+    case E::kShow:
+    case E::kOpenAIModel:
+    case E::kPull:
+    case E::kPush:
+    case E::kCreate:
+    case E::kCopy:
+    case E::kDelete:
+    case E::kBlobHead:
+    case E::kBlobUpload:
+      return RouteClass::kNodeLocal;
+    case E::kProxyHealth:
+    case E::kProxyState:
+      return RouteClass::kProxy;
+    case E::kRedirect:
+    case E::kMethodNotAllowed:
+    case E::kNotFound:
+      return RouteClass::kError;
+  }
+  return RouteClass::kError;
+}
+
+Endpoint ForMethod(const RouteSpec& spec, std::string_view method) {
+  if (method == "GET") return spec.get;
+  if (method == "HEAD") return spec.head;
+  if (method == "POST") return spec.post;
+  if (method == "DELETE") return spec.del;
+  return kNone;
+}
+
+// The spec whose path matches, and the captured parameter.
+const RouteSpec* Match(std::string_view path, std::string_view* param) {
+  for (const RouteSpec& spec : kRoutes) {
+    if (!spec.has_param) {
+      if (path == spec.path) return &spec;
+      continue;
+    }
+    if (path.size() <= spec.path.size() || path.substr(0, spec.path.size()) != spec.path) continue;
+    const std::string_view rest = path.substr(spec.path.size());
+    if (rest.find('/') != std::string_view::npos) continue;
+    *param = rest;
+    return &spec;
+  }
+  return nullptr;
+}
+
+Route Make(Endpoint endpoint, std::string_view path, std::string param = {}) {
+  Route route;
+  route.endpoint = endpoint;
+  route.route_class = ClassOf(endpoint);
+  route.openai = path == "/v1" || path.substr(0, 4) == "/v1/";
+  route.param = std::move(param);
+  return route;
+}
+
+}  // namespace
+
+Route ClassifyRoute(std::string_view method, std::string_view path) {
+  std::string_view param;
+  if (const RouteSpec* spec = Match(path, &param)) {
+    const Endpoint endpoint = ForMethod(*spec, method);
+    if (endpoint == kNone) return Make(E::kMethodNotAllowed, path);
+    return Make(endpoint, path, std::string(param));
+  }
+  // One trailing slash on a path that exists for this method redirects to the path without it;
+  // like the node's router, a trailing slash on a path the method does not serve is a 404.
+  if (path.size() > 1 && path.back() == '/') {
+    const std::string_view target = path.substr(0, path.size() - 1);
+    std::string_view target_param;
+    if (const RouteSpec* spec = Match(target, &target_param);
+        spec != nullptr && ForMethod(*spec, method) != kNone) {
+      return Make(E::kRedirect, path, std::string(target));
+    }
+  }
+  return Make(E::kNotFound, path);
+}
+
+int RedirectStatus(std::string_view method) { return method == "GET" ? 301 : 307; }
+
+const char* EndpointName(Endpoint endpoint) {
+  switch (endpoint) {
+    case E::kRoot:
+      return "root";
+    case E::kVersion:
+      return "version";
+    case E::kTags:
+      return "tags";
+    case E::kPs:
+      return "ps";
+    case E::kOpenAIModels:
+      return "v1.models";
+    case E::kGenerate:
+      return "generate";
+    case E::kChat:
+      return "chat";
+    case E::kEmbed:
+      return "embed";
+    case E::kEmbeddings:
+      return "embeddings";
+    case E::kOpenAIChat:
+      return "v1.chat";
+    case E::kOpenAICompletions:
+      return "v1.completions";
+    case E::kOpenAIEmbeddings:
+      return "v1.embeddings";
+    case E::kOpenAIResponses:
+      return "v1.responses";
+    case E::kOpenAIMessages:
+      return "v1.messages";
+    case E::kShow:
+      return "show";
+    case E::kOpenAIModel:
+      return "v1.model";
+    case E::kPull:
+      return "pull";
+    case E::kPush:
+      return "push";
+    case E::kCreate:
+      return "create";
+    case E::kCopy:
+      return "copy";
+    case E::kDelete:
+      return "delete";
+    case E::kBlobHead:
+      return "blob.head";
+    case E::kBlobUpload:
+      return "blob.upload";
+    case E::kProxyHealth:
+      return "proxy";
+    case E::kProxyState:
+      return "proxy.state";
+    case E::kRedirect:
+      return "redirect";
+    case E::kMethodNotAllowed:
+      return "method_not_allowed";
+    case E::kNotFound:
+      return "not_found";
+  }
+  return "unknown";
+}
+
+}  // namespace corral::dataplane

@@ -33,14 +33,14 @@ enum class Endpoint {
   kPush,
   kCreate,
   kCopy,
-  kDelete,     // DELETE /api/delete (JSON body)
-  kBlobHead,   // HEAD /api/blobs/:digest
-  kBlobUpload, // POST /api/blobs/:digest (raw body, streamed)
+  kDelete,      // DELETE /api/delete (JSON body)
+  kBlobHead,    // HEAD /api/blobs/:digest
+  kBlobUpload,  // POST /api/blobs/:digest (raw body, streamed)
   // The proxy's own endpoints.
   kProxyHealth,  // GET /api/proxy
   kProxyState,   // GET /api/proxy/state
   // Errors Ollama answers in text/plain.
-  kRedirect,          // trailing slash on a known path: 301 (GET/HEAD) or 307 to `redirect_to`
+  kRedirect,          // trailing slash on a known path: RedirectStatus(method) to `param`
   kMethodNotAllowed,  // known path, wrong method: 405 "405 method not allowed"
   kNotFound,          // unknown path: 404 "404 page not found"
 };
@@ -62,8 +62,16 @@ struct Route {
   std::string param;
 };
 
-// `method` is the HTTP method as received ("HEAD" included), `path` has no query string.
+// `method` is the HTTP method as received ("HEAD" included, case-sensitive), `path` has no query
+// string. HEAD is a route of its own only where Ollama has one (/, /api/version, /api/tags,
+// /api/blobs/:digest, and the proxy's own endpoints); elsewhere it is kMethodNotAllowed. OPTIONS
+// is kMethodNotAllowed here too: CORS preflight is answered before classification.
+// `openai` is set for every path under /v1/, errors included.
 Route ClassifyRoute(std::string_view method, std::string_view path);
+
+// The status of a kRedirect, as the node's router answers it: 301 for GET, 307 for every other
+// method (HEAD included), so a client re-sends its method and body to the target.
+int RedirectStatus(std::string_view method);
 
 // Stable lower-case name for logs and the state endpoint, e.g. "generate", "v1.chat".
 const char* EndpointName(Endpoint endpoint);
