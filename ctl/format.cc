@@ -237,8 +237,9 @@ std::string FormatFleetState(const corral::v1::FleetState& state) {
   }
   std::string out =
       absl::StrCat("snapshot version ", state.snapshot_version(), ", strategy ",
-                   StrategyName(state.strategy().strategy()), ", ", state.nodes_size(), " nodes (",
-                   active, " active, ", standby, " standby)\n");
+                   StrategyName(state.strategy().strategy()), ", ", state.nodes_size(),
+                   state.nodes_size() == 1 ? " node (" : " nodes (", active, " active, ", standby,
+                   " standby)\n");
   if (rows.empty()) return out;
   out += "\n";
   out += RenderTable(
@@ -265,8 +266,9 @@ std::string FormatModels(const corral::v1::ListModelsResponse& models) {
 }
 
 std::string FormatProxies(const corral::v1::ListProxiesResponse& proxies) {
-  std::string out = absl::StrCat("snapshot version ", proxies.snapshot_version(), ", ",
-                                 proxies.proxies_size(), " proxies\n");
+  std::string out =
+      absl::StrCat("snapshot version ", proxies.snapshot_version(), ", ", proxies.proxies_size(),
+                   proxies.proxies_size() == 1 ? " proxy\n" : " proxies\n");
   if (proxies.proxies().empty()) return out;
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : proxies.proxies()) {
@@ -307,7 +309,8 @@ std::string FormatPullProgress(const corral::v1::PullProgress& p) {
   line += p.status();
   if (p.total() > 0) {
     const double pct = 100.0 * static_cast<double>(p.completed()) / static_cast<double>(p.total());
-    absl::StrAppend(&line, absl::StrFormat(" %3.0f%% (%s / %s)", pct, FormatBytes(p.completed()),
+    absl::StrAppend(&line, absl::StrFormat(" %3.0f%% (%s / %s)", pct,
+                                           p.completed() > 0 ? FormatBytes(p.completed()) : "0 B",
                                            FormatBytes(p.total())));
   }
   return line + "\n";

@@ -111,7 +111,7 @@ TEST(FormatTest, ModelsProxiesDiscoveryAndPull) {
   p->set_applied_version(7);
   p->set_connected(true);
   out = FormatProxies(proxies);
-  EXPECT_NE(out.find("snapshot version 7, 1 proxies"), std::string::npos) << out;
+  EXPECT_NE(out.find("snapshot version 7, 1 proxy"), std::string::npos) << out;
   EXPECT_NE(out.find("edge-1  -     yes        7        yes"), std::string::npos) << out;
 
   v1::DiscoveryConfig discovery;
