@@ -1,0 +1,216 @@
+// corral-proxy: parses flags and wires the data plane together. All logic lives in the units
+// it wires (ProxyServer, SnapshotStore, Router, UpstreamPool); see docs/proxy.md.
+#include <signal.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "common/http_listener.h"
+#include "common/log.h"
+#include "dataplane/proxy_server.h"
+#include "dataplane/router.h"
+#include "dataplane/snapshot_store.h"
+#include "dataplane/upstream_pool.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: corral-proxy --listen HOST:PORT --snapshot FILE [--id NAME] [--port-file PATH]\n"
+    "                    [--max-streams N] [--threads N] [--max-body-mb N]\n"
+    "                    [--allow-origins LIST] [--grace-s N] [--log-level LEVEL]\n"
+    "\n"
+    "  --listen HOST:PORT   address to serve the Ollama API on (default 0.0.0.0:11434)\n"
+    "  --snapshot FILE      routing snapshot (protobuf JSON, docs/snapshot.md); reloaded on\n"
+    "                       SIGHUP; also where snapshots from the control plane are kept\n"
+    "  --id NAME            how this proxy names itself (default: corral-proxy)\n"
+    "  --port-file PATH     write the bound port here once listening\n"
+    "  --max-streams N      concurrent proxied requests before answering 503 (default 2048)\n"
+    "  --threads N          HTTP worker threads (default max-streams + 256)\n"
+    "  --max-body-mb N      largest request body buffered, in MiB (default 256)\n"
+    "  --allow-origins LIST comma-separated browser origins allowed (default: any)\n"
+    "  --grace-s N          on SIGTERM, how long open streams may run on (default 30)\n"
+    "  --log-level LEVEL    debug, info, warn or error (default info)\n";
+
+struct Flags {
+  std::string listen = "0.0.0.0:11434";
+  std::string snapshot;
+  std::string id = "corral-proxy";
+  std::string port_file;
+  int64_t max_streams = 2048;
+  int64_t threads = 0;
+  int64_t max_body_mb = 256;
+  int64_t grace_s = 30;
+  std::string allow_origins;
+  std::string log_level = "info";
+};
+
+bool ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "corral-proxy: %s needs a value\n%s", arg.c_str(), kUsage);
+      return false;
+    }
+    const std::string value = argv[++i];
+    auto number = [&](int64_t* out, int64_t min) {
+      if (!absl::SimpleAtoi(value, out) || *out < min) {
+        std::fprintf(stderr, "corral-proxy: %s wants a number >= %lld, not \"%s\"\n", arg.c_str(),
+                     static_cast<long long>(min), value.c_str());
+        return false;
+      }
+      return true;
+    };
+    if (arg == "--listen") {
+      flags->listen = value;
+    } else if (arg == "--snapshot") {
+      flags->snapshot = value;
+    } else if (arg == "--id") {
+      flags->id = value;
+    } else if (arg == "--port-file") {
+      flags->port_file = value;
+    } else if (arg == "--max-streams") {
+      if (!number(&flags->max_streams, 1)) return false;
+    } else if (arg == "--threads") {
+      if (!number(&flags->threads, 1)) return false;
+    } else if (arg == "--max-body-mb") {
+      if (!number(&flags->max_body_mb, 1)) return false;
+    } else if (arg == "--grace-s") {
+      if (!number(&flags->grace_s, 0)) return false;
+    } else if (arg == "--allow-origins") {
+      flags->allow_origins = value;
+    } else if (arg == "--log-level") {
+      flags->log_level = value;
+    } else {
+      std::fprintf(stderr, "corral-proxy: unknown flag %s\n%s", arg.c_str(), kUsage);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace corral;
+  using namespace corral::dataplane;
+  Flags flags;
+  if (!ParseFlags(argc, argv, &flags)) return 2;
+  LogLevel level;
+  if (!ParseLogLevel(flags.log_level, &level)) {
+    std::fprintf(stderr, "corral-proxy: --log-level must be debug, info, warn or error\n");
+    return 2;
+  }
+  SetLogLevel(level);
+  auto address = ParseListenAddress(flags.listen);
+  if (!address.ok()) {
+    std::fprintf(stderr, "corral-proxy: %s\n", std::string(address.status().message()).c_str());
+    return 2;
+  }
+
+  // Signals go to one thread that sigwait()s; every other thread inherits the block.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);  // wakes the signal thread when the process ends on its own
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  SnapshotStore store(flags.snapshot);
+  if (!flags.snapshot.empty()) {
+    const auto loaded = store.LoadFile(flags.snapshot);
+    if (absl::IsNotFound(loaded.code())) {
+      CORRAL_LOG(kWarn, "proxy") << "no snapshot at " << flags.snapshot
+                                 << " yet: answering 503 until one arrives (SIGHUP reloads it)";
+    } else if (!loaded.ok()) {
+      std::fprintf(stderr, "corral-proxy: %s\n", std::string(loaded.message()).c_str());
+      return 1;
+    }
+  } else {
+    CORRAL_LOG(kWarn, "proxy") << "no --snapshot given: answering 503 until one arrives";
+  }
+
+  Router router;
+  UpstreamPool pool;
+  ProxyOptions options;
+  options.proxy_id = flags.id;
+  options.max_streams = flags.max_streams;
+  options.max_body_bytes = static_cast<size_t>(flags.max_body_mb) << 20;
+  for (auto& origin : absl::StrSplit(flags.allow_origins, ',', absl::SkipWhitespace())) {
+    options.allow_origins.emplace_back(origin);
+  }
+  ProxyServer proxy(options, store, router, pool);
+
+  const int64_t threads = flags.threads > 0 ? flags.threads : flags.max_streams + 256;
+  HttpListener listener(static_cast<size_t>(threads), 4096);
+  proxy.Install(listener);
+  auto port = listener.Bind(*address);
+  if (!port.ok()) {
+    std::fprintf(stderr, "corral-proxy: %s\n", std::string(port.status().message()).c_str());
+    return 1;
+  }
+  if (auto written = WritePortFile(flags.port_file, *port); !written.ok()) {
+    std::fprintf(stderr, "corral-proxy: %s\n", std::string(written.message()).c_str());
+    return 1;
+  }
+  auto table = store.Current();
+  CORRAL_LOG(kInfo, "proxy") << flags.id << " listening on " << address->host << ":" << *port
+                             << ", " << threads << " workers, max " << flags.max_streams
+                             << " streams, snapshot version " << store.version();
+  if (table == nullptr || table->snapshot().tokens().empty()) {
+    CORRAL_LOG(kInfo, "proxy") << "no inference tokens defined: the proxy is open to any client, "
+                                  "like Ollama itself";
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopped = false;
+  std::thread signal_thread([&] {
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        if (flags.snapshot.empty()) continue;
+        const auto reloaded = store.LoadFile(flags.snapshot);
+        if (!reloaded.ok()) {
+          CORRAL_LOG(kWarn, "proxy") << "SIGHUP: snapshot not reloaded: " << reloaded.message();
+        }
+        continue;
+      }
+      if (sig == SIGUSR1) return;  // the process is ending on its own
+      CORRAL_LOG(kInfo, "proxy") << "stopping: no new connections, open streams get "
+                                 << flags.grace_s << " s to finish";
+      listener.stop();
+      std::unique_lock<std::mutex> lock(mu);
+      if (!cv.wait_for(lock, std::chrono::seconds(flags.grace_s), [&] { return stopped; })) {
+        CORRAL_LOG(kWarn, "proxy")
+            << "grace period over: ending " << proxy.active_requests() << " open requests";
+        proxy.AbortAll();
+      }
+      return;
+    }
+  });
+  const bool ok = listener.Run();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stopped = true;
+  }
+  cv.notify_all();
+  pthread_kill(signal_thread.native_handle(), SIGUSR1);
+  signal_thread.join();
+  CORRAL_LOG(kInfo, "proxy") << "stopped";
+  return ok ? 0 : 1;
+}

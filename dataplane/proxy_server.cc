@@ -1,0 +1,1311 @@
+#include "dataplane/proxy_server.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "common/log.h"
+#include "common/model_name.h"
+#include "dataplane/body_peek.h"
+#include "dataplane/client_socket.h"
+#include "dataplane/fleet.h"
+#include "dataplane/headers.h"
+#include "dataplane/replies.h"
+
+namespace corral::dataplane {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr int kClientNotSearched = -2;
+// The largest error body kept from a failing node to pass on if no other node answers.
+constexpr size_t kMaxSavedErrorBody = 1 << 20;
+
+double MillisSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+bool IsStreamType(const std::string& content_type) {
+  return absl::StartsWithIgnoreCase(content_type, "text/event-stream");
+}
+
+std::string StrategyName(corral::v1::Strategy s) {
+  std::string name = corral::v1::Strategy_Name(s);
+  if (absl::StartsWith(name, "STRATEGY_")) name = name.substr(9);
+  if (name == "UNSPECIFIED") name = "LEAST_ACTIVE";
+  return absl::AsciiStrToLower(name);
+}
+
+double Finite(double v) { return std::isfinite(v) ? v : 0.0; }
+
+}  // namespace
+
+// Counts a proxied request against --max-streams for as long as it lives (streams included).
+class ProxyServer::Admission {
+ public:
+  explicit Admission(std::atomic<int64_t>* active) : active_(active) {}
+  ~Admission() { active_->fetch_sub(1); }
+
+ private:
+  std::atomic<int64_t>* active_;
+};
+
+// One client request as the handlers see it.
+struct ProxyServer::Call {
+  Call(const httplib::Request& r, httplib::Response& s, Route rt,
+       std::shared_ptr<const RoutingTable> t)
+      : req(r), res(s), route(std::move(rt)), table(std::move(t)) {}
+
+  const httplib::Request& req;
+  httplib::Response& res;
+  Route route;
+  std::shared_ptr<const RoutingTable> table;
+  std::string body;       // the buffered request body
+  bool has_body = false;  // a body is sent upstream (POST/DELETE...)
+  int client_fd = kClientNotSearched;
+  std::shared_ptr<Admission> admission;
+  std::string pinned;  // X-Corral-Node
+};
+
+struct ProxyServer::NodeAnswer {
+  enum Kind { kFailed, kClientGone, kHead } kind = kFailed;
+  std::string error;
+  std::unique_ptr<UpstreamConnection> conn;
+  double latency_ms = 0;
+};
+
+struct ProxyServer::SavedResponse {
+  bool valid = false;
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string content_type;
+  std::string body;
+  std::string node;
+};
+
+ProxyServer::ProxyServer(ProxyOptions options, SnapshotStore& store, Router& router,
+                         UpstreamPool& pool)
+    : options_(std::move(options)), store_(store), router_(router), pool_(pool) {}
+
+ProxyServer::~ProxyServer() = default;
+
+void ProxyServer::Install(httplib::Server& server) {
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(1000);
+  server.set_keep_alive_timeout(5);
+  server.set_read_timeout(30, 0);
+  server.set_write_timeout(30, 0);
+  server.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
+                                  std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    CORRAL_LOG(kError, "proxy") << req.method << " " << req.path << ": " << what;
+    SetErrorReply(res, 500, "internal proxy error: " + what, absl::StartsWith(req.path, "/v1/"));
+  });
+  auto no_body = [this](const httplib::Request& req, httplib::Response& res) {
+    HandleNoBody(req, res);
+  };
+  auto with_body = [this](const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader& reader) {
+    HandleWithBody(req, res, reader);
+  };
+  server.Get(".*", no_body);
+  server.Post(".*", with_body);
+  server.Put(".*", with_body);
+  server.Patch(".*", with_body);
+  server.Delete(".*", with_body);
+  server.Options(".*", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleOptions(req, res);
+  });
+}
+
+bool ProxyServer::OriginAllowed(const std::string& origin) const {
+  if (options_.allow_origins.empty()) return true;
+  for (const std::string& allowed : options_.allow_origins) {
+    if (allowed == "*" || allowed == origin) return true;
+    if (!allowed.empty() && allowed.back() == '*' &&
+        absl::StartsWith(origin, allowed.substr(0, allowed.size() - 1))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ProxyServer::Prepare(const httplib::Request& req, httplib::Response& res) {
+  // httplib compresses a response when the client accepts gzip and the content type looks
+  // compressible, and then holds a stream back until it ends. The request object is httplib's
+  // own non-const local; dropping the header here keeps every answer byte-for-byte as relayed.
+  const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+  const std::string origin = req.get_header_value("Origin");
+  if (!origin.empty()) {
+    if (!OriginAllowed(origin)) {
+      res.status = 403;  // as a node answers an origin it does not allow: empty body
+      return false;
+    }
+    res.set_header("Access-Control-Allow-Origin", options_.allow_origins.empty() ? "*" : origin);
+    if (!options_.allow_origins.empty()) res.set_header("Vary", "Origin");
+  }
+  return true;
+}
+
+void ProxyServer::HandleOptions(const httplib::Request& req, httplib::Response& res) {
+  if (!Prepare(req, res)) return;
+  res.status = 204;
+  res.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
+  const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+  // What a node allows (ollama-api.md §1.1), plus whatever the browser asks for: the proxy does
+  // not restrict request headers, the origin check is the gate.
+  res.set_header("Access-Control-Allow-Headers",
+                 asked.empty() ? "Authorization, Content-Type, User-Agent, Accept, "
+                                 "X-Requested-With, OpenAI-Beta, X-Corral-Node"
+                               : asked);
+  res.set_header("Access-Control-Max-Age", "43200");
+}
+
+void ProxyServer::HandleNoBody(const httplib::Request& req, httplib::Response& res) {
+  if (!Prepare(req, res)) return;
+  Call call(req, res, ClassifyRoute(req.method, req.path), store_.Current());
+  Dispatch(call);
+}
+
+void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& reader) {
+  if (!Prepare(req, res)) return;
+  Call call(req, res, ClassifyRoute(req.method, req.path), store_.Current());
+  if (call.route.endpoint == Endpoint::kBlobUpload) {
+    RouteBlobUpload(call, reader);
+    return;
+  }
+  // Buffer the body: routing reads `model` from it, and a retry on another node resends it.
+  const std::string declared = req.get_header_value("Content-Length");
+  size_t length = 0;
+  bool too_large =
+      !declared.empty() && absl::SimpleAtoi(declared, &length) && length > options_.max_body_bytes;
+  if (!too_large) {
+    const bool ok = reader([&](const char* data, size_t n) {
+      if (call.body.size() + n > options_.max_body_bytes) {
+        too_large = true;
+        return false;
+      }
+      call.body.append(data, n);
+      return true;
+    });
+    if (!ok && !too_large) {
+      res.status = 400;
+      res.set_header("Connection", "close");
+      return;
+    }
+  }
+  if (too_large) {
+    // The rest of the body is never read: end the connection after this answer, so the
+    // leftover bytes are not taken for the next request.
+    res.set_header("Connection", "close");
+    const int fd =
+        FindClientSocket(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
+    if (fd >= 0) ::shutdown(fd, SHUT_RD);
+    SetErrorReply(res, 413,
+                  "request body is larger than the proxy's limit of " +
+                      std::to_string(options_.max_body_bytes >> 20) + " MiB",
+                  call.route.openai);
+    return;
+  }
+  call.has_body = true;
+  Dispatch(call);
+}
+
+void ProxyServer::Dispatch(Call& call) {
+  const Route& route = call.route;
+  switch (route.route_class) {
+    case RouteClass::kError:
+      if (route.endpoint == Endpoint::kRedirect) {
+        std::string target = route.param;
+        const size_t q = call.req.target.find('?');
+        if (q != std::string::npos) target += call.req.target.substr(q);
+        call.res.set_redirect(target,
+                              call.req.method == "GET" || call.req.method == "HEAD" ? 301 : 307);
+      } else if (route.endpoint == Endpoint::kMethodNotAllowed) {
+        call.res.status = 405;
+        call.res.set_content("405 method not allowed", "text/plain");
+      } else {
+        call.res.status = 404;
+        call.res.set_content("404 page not found", "text/plain");
+      }
+      return;
+    case RouteClass::kFleet:
+      AnswerFleet(call);
+      return;
+    case RouteClass::kProxy:
+      AnswerProxy(call);
+      return;
+    case RouteClass::kInference:
+    case RouteClass::kNodeLocal:
+      break;
+  }
+  if (call.table == nullptr) {
+    call.res.set_header("Retry-After", "1");
+    SetErrorReply(call.res, 503, "corral-proxy has no routing snapshot yet", route.openai);
+    return;
+  }
+  const int64_t active = active_.fetch_add(1) + 1;
+  call.admission = std::make_shared<Admission>(&active_);
+  if (active > options_.max_streams) {
+    call.res.set_header("Retry-After", "1");
+    SetErrorReply(call.res, 503,
+                  "corral-proxy is at its limit of " + std::to_string(options_.max_streams) +
+                      " concurrent requests, please try again",
+                  route.openai);
+    return;
+  }
+  if (!PinnedNode(call, &call.pinned)) return;
+  if (route.route_class == RouteClass::kInference) {
+    RouteInference(call);
+  } else if (route.endpoint == Endpoint::kBlobHead) {
+    RouteBlobHead(call);
+  } else {
+    RouteNodeLocal(call);
+  }
+}
+
+bool ProxyServer::PinnedNode(Call& call, std::string* node) {
+  *node = call.req.get_header_value(kNodeHeader);
+  if (node->empty()) return true;
+  if (call.table->FindNode(*node) == nullptr) {
+    SetErrorReply(call.res, 400, "unknown node '" + *node + "' in " + kNodeHeader,
+                  call.route.openai);
+    return false;
+  }
+  return true;
+}
+
+void ProxyServer::AnswerFleet(Call& call) {
+  auto& res = call.res;
+  static const RoutingTable* const kNoTable = nullptr;
+  const RoutingTable* table = call.table ? call.table.get() : kNoTable;
+  switch (call.route.endpoint) {
+    case Endpoint::kRoot:
+      res.set_content("Ollama is running", "text/plain; charset=utf-8");
+      return;
+    case Endpoint::kVersion:
+      res.set_content(
+          table ? FleetVersionBody(*table) : DumpJson({{"version", kFallbackOllamaVersion}}),
+          kJsonContentType);
+      return;
+    case Endpoint::kTags:
+      res.set_content(table ? FleetTagsBody(*table) : R"({"models":[]})", kJsonContentType);
+      return;
+    case Endpoint::kPs:
+      res.set_content(table ? FleetPsBody(*table) : R"({"models":[]})", kJsonContentType);
+      return;
+    case Endpoint::kOpenAIModels:
+      res.set_content(table ? FleetOpenAIModelsBody(*table) : R"({"object":"list","data":[]})",
+                      kJsonContentType);
+      return;
+    default:
+      res.status = 404;
+      res.set_content("404 page not found", "text/plain");
+  }
+}
+
+void ProxyServer::AnswerProxy(Call& call) {
+  if (call.route.endpoint == Endpoint::kProxyState) {
+    call.res.set_content(StateJson(), kJsonContentType);
+    return;
+  }
+  int available = 0;
+  if (call.table) {
+    for (const NodeEntry& node : call.table->nodes()) {
+      if (node.routable && !router_.IsEjected(node.name)) ++available;
+    }
+  }
+  nlohmann::json body = {{"status", available > 0 ? "ok" : "unavailable"},
+                         {"available_nodes", available}};
+  if (available == 0) {
+    body["error"] = call.table ? "no node can serve requests" : "no routing snapshot yet";
+    call.res.status = 503;
+    call.res.set_header("Retry-After", "1");
+  }
+  call.res.set_content(DumpJson(body), kJsonContentType);
+}
+
+std::string ProxyServer::StateJson() {
+  auto table = store_.Current();
+  nlohmann::json nodes = nlohmann::json::array();
+  const auto now = Clock::now();
+  if (table) {
+    for (const NodeEntry& node : table->nodes()) {
+      auto rt = router_.Runtime(node.name);
+      nlohmann::json per_model = nlohmann::json::object();
+      int64_t ejected_ms = 0;
+      {
+        std::lock_guard<std::mutex> lock(rt->mu);
+        for (const auto& [key, n] : rt->model_in_flight) {
+          if (n != 0) per_model[key] = n;
+        }
+        if (rt->ejected_until > now) {
+          ejected_ms = std::chrono::duration_cast<milliseconds>(rt->ejected_until - now).count();
+        }
+      }
+      nlohmann::json models = nlohmann::json::array();
+      nlohmann::json loaded = nlohmann::json::array();
+      if (node.proto) {
+        for (const auto& m : node.proto->models()) models.push_back(m.name());
+        for (const auto& m : node.proto->loaded_models()) loaded.push_back(m.name());
+      }
+      nodes.push_back({
+          {"name", node.name},
+          {"url", node.proto ? node.proto->url() : ""},
+          {"admin_state", node.proto ? corral::v1::AdminState_Name(node.proto->admin_state()) : ""},
+          {"health", node.proto ? corral::v1::Health_Name(node.proto->health()) : ""},
+          {"routable", node.routable},
+          {"ejected", ejected_ms > 0},
+          {"ejected_for_ms", ejected_ms},
+          {"in_flight", rt->in_flight.load()},
+          {"model_in_flight", std::move(per_model)},
+          {"requests_total", rt->requests_total.load()},
+          {"failures_total", rt->failures_total.load()},
+          {"latency_ms", Finite(rt->latency_ms.load())},
+          {"probe_latency_ms", node.proto ? Finite(node.proto->latency_ms()) : 0.0},
+          {"max_parallel", node.proto ? node.proto->max_parallel() : 0},
+          {"version", node.proto ? node.proto->version() : ""},
+          {"models", std::move(models)},
+          {"loaded_models", std::move(loaded)},
+      });
+    }
+  }
+  nlohmann::json state = {
+      {"proxy",
+       {{"id", options_.proxy_id},
+        {"active_requests", active_.load()},
+        {"max_streams", options_.max_streams},
+        {"open", table == nullptr || table->snapshot().tokens().empty()}}},
+      {"snapshot",
+       {{"version", table ? table->version() : 0},
+        {"source", store_.source()},
+        {"created_at", table ? table->snapshot().created_at() : ""}}},
+      {"strategy", table ? StrategyName(table->policy().strategy) : "least_active"},
+      {"nodes", std::move(nodes)},
+  };
+  return DumpJson(state);
+}
+
+std::vector<corral::v1::NodeLoad> ProxyServer::NodeLoads() {
+  std::vector<corral::v1::NodeLoad> out;
+  auto table = store_.Current();
+  if (!table) return out;
+  for (const NodeEntry& node : table->nodes()) {
+    auto rt = router_.Runtime(node.name);
+    corral::v1::NodeLoad load;
+    load.set_node(node.name);
+    load.set_in_flight(rt->in_flight.load());
+    load.set_passive_failures(rt->passive_failures_unreported.exchange(0));
+    load.set_ejected(router_.IsEjected(node.name));
+    load.set_latency_ms(Finite(rt->latency_ms.load()));
+    out.push_back(std::move(load));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing decisions
+
+void ProxyServer::RouteInference(Call& call) {
+  auto fields = PeekBody(call.body);
+  if (!fields.ok()) {
+    SetErrorReply(call.res, 400, std::string(fields.status().message()), call.route.openai);
+    return;
+  }
+  const std::string model = fields->ModelOrName();
+  const Endpoint ep = call.route.endpoint;
+  if (model.empty()) {
+    // Ollama's own answers for a missing model differ by endpoint (ollama-api.md §5.3).
+    if (ep == Endpoint::kGenerate || ep == Endpoint::kEmbed) {
+      SetErrorReply(call.res, 404, "model '' not found", call.route.openai);
+    } else {
+      SetErrorReply(call.res, 400, "model is required", call.route.openai);
+    }
+    return;
+  }
+  const auto key = CanonicalModelKey(model);
+  if (!key) {
+    SetErrorReply(call.res, 400, "invalid model name", call.route.openai);
+    return;
+  }
+  if (!call.pinned.empty()) {
+    ForwardToNodes(call, {call.pinned}, *key);
+    return;
+  }
+  // Unload shortcut: every node where the model is loaded must drop it.
+  const bool unload =
+      fields->keep_alive_zero && ((ep == Endpoint::kGenerate && fields->prompt_empty) ||
+                                  (ep == Endpoint::kChat && fields->messages_empty));
+  if (unload) {
+    std::vector<std::string> loaded_on;
+    for (const NodeEntry& node : call.table->nodes()) {
+      if (node.routable && node.loaded_keys.count(*key)) loaded_on.push_back(node.name);
+    }
+    if (!loaded_on.empty()) {
+      RouteFanOut(call, loaded_on, /*empty_on_success=*/false);
+      return;
+    }
+  }
+  ForwardByModel(call, *key, model);
+}
+
+void ProxyServer::RouteNodeLocal(Call& call) {
+  const Endpoint ep = call.route.endpoint;
+  const bool openai = call.route.openai;
+  BodyFields fields;
+  if (ep != Endpoint::kOpenAIModel) {
+    auto peeked = PeekBody(call.body);
+    if (!peeked.ok()) {
+      SetErrorReply(call.res, 400, std::string(peeked.status().message()), openai);
+      return;
+    }
+    fields = *std::move(peeked);
+  }
+  std::string model = ep == Endpoint::kOpenAIModel ? call.route.param : fields.ModelOrName();
+  if (ep == Endpoint::kCopy) model = fields.source.value_or("");
+  const auto ref = ParseModelName(model);
+  const std::string key = ref ? CanonicalKey(*ref) : "";
+  const RoutingTable& table = *call.table;
+
+  std::vector<std::string> holders;  // nodes of the snapshot that list the model
+  if (!key.empty()) {
+    for (size_t i : table.NodesWithModel(key)) holders.push_back(table.nodes()[i].name);
+  }
+  if (!call.pinned.empty() && ep != Endpoint::kCopy && ep != Endpoint::kDelete) {
+    ForwardToNodes(call, {call.pinned}, "");
+    return;
+  }
+  switch (ep) {
+    case Endpoint::kShow:
+    case Endpoint::kOpenAIModel:
+    case Endpoint::kPush: {
+      if (model.empty() && ep != Endpoint::kOpenAIModel) {
+        SetErrorReply(call.res, 400, "model is required", openai);
+        return;
+      }
+      if (holders.empty()) {
+        const std::string shown =
+            ep == Endpoint::kOpenAIModel ? model : (ref ? DisplayName(*ref) : model);
+        SetErrorReply(call.res, 404, "model '" + shown + "' not found", openai);
+        return;
+      }
+      auto order = OrderByLoad(table, &holders);
+      if (order.empty()) {
+        call.res.set_header("Retry-After", "1");
+        SetErrorReply(call.res, 503, "no healthy node has model '" + model + "'", openai);
+        return;
+      }
+      ForwardToNodes(call, order, "");
+      return;
+    }
+    case Endpoint::kPull: {
+      // Prefer a node that lacks the model (that is what the pull is for), least loaded first.
+      auto all = OrderByLoad(table, nullptr);
+      std::stable_partition(all.begin(), all.end(), [&](const std::string& n) {
+        return std::find(holders.begin(), holders.end(), n) == holders.end();
+      });
+      if (all.empty()) {
+        call.res.set_header("Retry-After", "1");
+        SetErrorReply(call.res, 503, "no healthy node to pull on", openai);
+        return;
+      }
+      ForwardToNodes(call, all, "");
+      return;
+    }
+    case Endpoint::kCreate: {
+      // Sticky with the blobs it names: the node that received them must create the model.
+      std::vector<std::string> order;
+      const auto body = nlohmann::json::parse(call.body, nullptr, false);
+      if (body.is_object()) {
+        for (const char* field : {"files", "adapters"}) {
+          auto it = body.find(field);
+          if (it == body.end() || !it->is_object()) continue;
+          for (const auto& [file, digest] : it->items()) {
+            if (!digest.is_string()) continue;
+            const std::string node = BlobNode(digest.get<std::string>());
+            if (!node.empty() && std::find(order.begin(), order.end(), node) == order.end()) {
+              order.push_back(node);
+            }
+          }
+        }
+      }
+      if (order.empty()) {
+        order = OrderByLoad(table, nullptr);
+      } else {
+        order.resize(1);  // another node would not have the blobs
+      }
+      if (order.empty()) {
+        call.res.set_header("Retry-After", "1");
+        SetErrorReply(call.res, 503, "no healthy node to create the model on", openai);
+        return;
+      }
+      ForwardToNodes(call, order, "");
+      return;
+    }
+    case Endpoint::kCopy:
+    case Endpoint::kDelete: {
+      if (model.empty()) {
+        SetErrorReply(call.res, 400,
+                      ep == Endpoint::kCopy ? "source is required" : "model is required", openai);
+        return;
+      }
+      std::vector<std::string> targets;
+      if (!call.pinned.empty()) {
+        targets.push_back(call.pinned);
+      } else {
+        for (const std::string& n : holders) {
+          const NodeEntry* node = table.FindNode(n);
+          if (node && node->routable) targets.push_back(n);
+        }
+      }
+      if (targets.empty()) {
+        SetErrorReply(call.res, 404,
+                      ep == Endpoint::kCopy ? "model \"" + model + "\" not found"
+                                            : "model '" + model + "' not found",
+                      openai);
+        return;
+      }
+      RouteFanOut(call, targets, /*empty_on_success=*/true);
+      return;
+    }
+    default: {
+      auto order = OrderByLoad(table, nullptr);
+      if (order.empty()) {
+        call.res.set_header("Retry-After", "1");
+        SetErrorReply(call.res, 503, "no healthy node", openai);
+        return;
+      }
+      ForwardToNodes(call, order, "");
+      return;
+    }
+  }
+}
+
+std::vector<std::string> ProxyServer::OrderByLoad(const RoutingTable& table,
+                                                  const std::vector<std::string>* names) const {
+  struct Candidate {
+    std::string name;
+    int64_t in_flight;
+    size_t index;
+  };
+  std::vector<Candidate> candidates;
+  for (size_t i = 0; i < table.nodes().size(); ++i) {
+    const NodeEntry& node = table.nodes()[i];
+    if (!node.routable || router_.IsEjected(node.name)) continue;
+    if (names && std::find(names->begin(), names->end(), node.name) == names->end()) continue;
+    candidates.push_back({node.name, router_.Runtime(node.name)->in_flight.load(), i});
+  }
+  std::stable_sort(
+      candidates.begin(), candidates.end(),
+      [](const Candidate& a, const Candidate& b) { return a.in_flight < b.in_flight; });
+  std::vector<std::string> out;
+  for (auto& c : candidates) out.push_back(std::move(c.name));
+  return out;
+}
+
+void ProxyServer::RememberBlob(const std::string& digest, const std::string& node) {
+  std::lock_guard<std::mutex> lock(blob_mu_);
+  if (blob_nodes_.size() > 100000) blob_nodes_.clear();  // bound memory; a miss only re-probes
+  blob_nodes_[digest] = {node, Clock::now() + options_.blob_cache_ttl};
+}
+
+std::string ProxyServer::BlobNode(const std::string& digest) {
+  std::lock_guard<std::mutex> lock(blob_mu_);
+  auto it = blob_nodes_.find(digest);
+  if (it == blob_nodes_.end()) return "";
+  if (it->second.second < Clock::now()) {
+    blob_nodes_.erase(it);
+    return "";
+  }
+  return it->second.first;
+}
+
+void ProxyServer::RouteBlobHead(Call& call) {
+  const std::string& digest = call.route.param;
+  std::vector<std::string> order;
+  if (!call.pinned.empty()) {
+    order.push_back(call.pinned);
+  } else {
+    const std::string cached = BlobNode(digest);
+    if (!cached.empty()) order.push_back(cached);
+    for (auto& n : OrderByLoad(*call.table, nullptr)) {
+      if (n != cached) order.push_back(std::move(n));
+    }
+  }
+  // Ask each node in turn whether it holds the blob; the first that does answers.
+  for (const std::string& name : order) {
+    const NodeEntry* node = call.table->FindNode(name);
+    if (node == nullptr) continue;
+    Lease lease = router_.Acquire(call.table, name);
+    if (!lease) continue;
+    NodeAnswer answer = SendToNode(call, *node);
+    if (answer.kind == NodeAnswer::kClientGone) return;
+    if (answer.kind == NodeAnswer::kFailed) {
+      router_.RecordFailure(name, call.table->policy());
+      continue;
+    }
+    if (answer.conn->status() == 200) {
+      RememberBlob(digest, name);
+      call.res.status = 200;
+      call.res.set_header(kNodeHeader, name);
+      if (answer.conn->keep_alive() && answer.conn->message_complete()) {
+        pool_.Give(UpstreamPool::Endpoint(node->host, node->port), std::move(answer.conn));
+      }
+      return;
+    }
+    if (answer.conn->keep_alive() && answer.conn->message_complete()) {
+      pool_.Give(UpstreamPool::Endpoint(node->host, node->port), std::move(answer.conn));
+    }
+  }
+  call.res.status = 404;
+}
+
+void ProxyServer::RouteFanOut(Call& call, const std::vector<std::string>& nodes,
+                              bool empty_on_success) {
+  SavedResponse first_ok;
+  SavedResponse first_error;
+  std::string failure;
+  for (const std::string& name : nodes) {
+    const NodeEntry* node = call.table->FindNode(name);
+    if (node == nullptr) continue;
+    Lease lease = router_.Acquire(call.table, name);
+    if (!lease) {
+      failure = "node '" + name + "' is not available";
+      continue;
+    }
+    NodeAnswer answer = SendToNode(call, *node);
+    if (answer.kind == NodeAnswer::kClientGone) return;
+    std::string body;
+    std::string error;
+    if (answer.kind == NodeAnswer::kFailed || !ReadWholeBody(call, *answer.conn, &body, &error)) {
+      router_.RecordFailure(name, call.table->policy());
+      failure = answer.kind == NodeAnswer::kFailed ? answer.error : error;
+      continue;
+    }
+    router_.RecordSuccess(name, answer.latency_ms);
+    SavedResponse saved;
+    saved.valid = true;
+    saved.status = answer.conn->status();
+    saved.headers = answer.conn->headers();
+    saved.content_type = std::string(answer.conn->Header("Content-Type"));
+    saved.body = std::move(body);
+    saved.node = name;
+    if (answer.conn->keep_alive()) {
+      pool_.Give(UpstreamPool::Endpoint(node->host, node->port), std::move(answer.conn));
+    }
+    if (saved.status >= 200 && saved.status < 300) {
+      if (!first_ok.valid) first_ok = std::move(saved);
+    } else if (!first_error.valid) {
+      first_error = std::move(saved);
+    }
+  }
+  if (first_error.valid) {
+    SetSaved(call, first_error);
+  } else if (first_ok.valid) {
+    if (empty_on_success) {
+      call.res.status = first_ok.status;
+    } else {
+      SetSaved(call, first_ok);
+    }
+  } else {
+    SetErrorReply(call.res, 502, failure.empty() ? "no node answered" : failure, call.route.openai);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forwarding with retries
+
+void ProxyServer::ForwardByModel(Call& call, const std::string& model_key,
+                                 const std::string& model_as_sent) {
+  const EffectivePolicy& policy = call.table->policy();
+  std::unordered_set<std::string> tried;
+  SavedResponse last;
+  std::string last_error;
+  for (int attempt = 0; attempt < std::max(1, policy.max_attempts); ++attempt) {
+    if (aborting_.load()) break;
+    PickResult pick = router_.Pick(call.table, model_key, tried);
+    if (!pick.lease) {
+      if (!tried.empty() || pick.error == PickError::kExhausted) break;
+      switch (pick.error) {
+        case PickError::kModelNotFound:
+          SetErrorReply(call.res, 404, "model '" + model_as_sent + "' not found",
+                        call.route.openai);
+          return;
+        case PickError::kAllBusy:
+          call.res.set_header("Retry-After", "1");
+          SetErrorReply(call.res, 503,
+                        "server busy, please try again.  every node with model '" + model_as_sent +
+                            "' is at its parallel limit",
+                        call.route.openai);
+          return;
+        default:
+          call.res.set_header("Retry-After", "1");
+          SetErrorReply(call.res, 503, "no healthy node can serve model '" + model_as_sent + "'",
+                        call.route.openai);
+          return;
+      }
+    }
+    const NodeEntry& node = pick.lease.node();
+    const std::string name = node.name;
+    tried.insert(name);
+    NodeAnswer answer = SendToNode(call, node);
+    if (answer.kind == NodeAnswer::kClientGone) {
+      call.res.status = 499;
+      return;
+    }
+    if (answer.kind == NodeAnswer::kFailed) {
+      CORRAL_LOG(kWarn, "proxy") << call.req.method << " " << call.req.path << " on node " << name
+                                 << " failed: " << answer.error;
+      router_.RecordFailure(name, policy);
+      last_error = "node '" + name + "': " + answer.error;
+      continue;
+    }
+    if (answer.conn->status() >= 500) {
+      std::string body, error;
+      if (ReadWholeBody(call, *answer.conn, &body, &error)) {
+        last.valid = true;
+        last.status = answer.conn->status();
+        last.headers = answer.conn->headers();
+        last.content_type = std::string(answer.conn->Header("Content-Type"));
+        last.body = std::move(body);
+        last.node = name;
+      }
+      CORRAL_LOG(kWarn, "proxy") << call.req.path << " on node " << name << " answered "
+                                 << answer.conn->status() << ", trying another node";
+      router_.RecordFailure(name, policy);
+      last_error = "node '" + name + "' answered " + std::to_string(answer.conn->status());
+      continue;
+    }
+    std::string error;
+    if (Relay(call, std::move(pick.lease), std::move(answer.conn), name, answer.latency_ms,
+              &error)) {
+      return;
+    }
+    router_.RecordFailure(name, policy);
+    last_error = "node '" + name + "': " + error;
+  }
+  if (last.valid) {
+    SetSaved(call, last);
+    return;
+  }
+  SetErrorReply(call.res, 502, last_error.empty() ? "no node could serve the request" : last_error,
+                call.route.openai);
+}
+
+void ProxyServer::ForwardToNodes(Call& call, const std::vector<std::string>& order,
+                                 const std::string& model_key) {
+  const EffectivePolicy& policy = call.table->policy();
+  SavedResponse last;
+  std::string last_error;
+  int attempts = 0;
+  for (const std::string& name : order) {
+    if (attempts >= std::max(1, policy.max_attempts) || aborting_.load()) break;
+    const NodeEntry* node = call.table->FindNode(name);
+    if (node == nullptr) continue;
+    Lease lease = router_.Acquire(call.table, name, model_key);
+    if (!lease) {
+      last_error = "node '" + name + "' is not available";
+      continue;
+    }
+    ++attempts;
+    NodeAnswer answer = SendToNode(call, *node);
+    if (answer.kind == NodeAnswer::kClientGone) {
+      call.res.status = 499;
+      return;
+    }
+    if (answer.kind == NodeAnswer::kFailed) {
+      CORRAL_LOG(kWarn, "proxy") << call.req.method << " " << call.req.path << " on node " << name
+                                 << " failed: " << answer.error;
+      router_.RecordFailure(name, policy);
+      last_error = "node '" + name + "': " + answer.error;
+      continue;
+    }
+    if (answer.conn->status() >= 500) {
+      std::string body, error;
+      if (ReadWholeBody(call, *answer.conn, &body, &error)) {
+        last.valid = true;
+        last.status = answer.conn->status();
+        last.headers = answer.conn->headers();
+        last.content_type = std::string(answer.conn->Header("Content-Type"));
+        last.body = std::move(body);
+        last.node = name;
+      }
+      router_.RecordFailure(name, policy);
+      last_error = "node '" + name + "' answered " + std::to_string(answer.conn->status());
+      continue;
+    }
+    std::string error;
+    if (Relay(call, std::move(lease), std::move(answer.conn), name, answer.latency_ms, &error)) {
+      return;
+    }
+    router_.RecordFailure(name, policy);
+    last_error = "node '" + name + "': " + error;
+  }
+  if (last.valid) {
+    SetSaved(call, last);
+    return;
+  }
+  call.res.set_header("Retry-After", "1");
+  SetErrorReply(call.res, attempts == 0 ? 503 : 502,
+                last_error.empty() ? "no node could serve the request" : last_error,
+                call.route.openai);
+}
+
+void ProxyServer::SetSaved(Call& call, const SavedResponse& saved) {
+  call.res.status = saved.status;
+  for (const auto& [k, v] : saved.headers) {
+    if (IsDroppedResponseHeader(k) || absl::EqualsIgnoreCase(k, "Content-Type") ||
+        absl::EqualsIgnoreCase(k, kNodeHeader)) {
+      continue;
+    }
+    call.res.set_header(k, v);
+  }
+  call.res.set_header(kNodeHeader, saved.node);
+  if (saved.content_type.empty()) {
+    call.res.body = saved.body;
+  } else {
+    call.res.set_content(saved.body, saved.content_type);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exchange with one node
+
+std::string ProxyServer::RequestHead(const Call& call, const NodeEntry& node,
+                                     bool chunked_body) const {
+  const httplib::Request& req = call.req;
+  std::string head;
+  head.reserve(512);
+  head.append(req.method).append(" ").append(req.target.empty() ? req.path : req.target);
+  head.append(" HTTP/1.1\r\nHost: ");
+  if (node.host.find(':') != std::string::npos) {
+    head.append("[").append(node.host).append("]");
+  } else {
+    head.append(node.host);
+  }
+  head.append(":").append(std::to_string(node.port)).append("\r\n");
+  std::string forwarded_for;
+  bool has_proto = false;
+  for (const auto& [name, value] : req.headers) {
+    if (IsDroppedRequestHeader(name) || absl::EqualsIgnoreCase(name, kNodeHeader) ||
+        absl::EqualsIgnoreCase(name, "Content-Length") ||
+        absl::EqualsIgnoreCase(name, "Transfer-Encoding") ||
+        absl::EqualsIgnoreCase(name, "Expect") || absl::StartsWith(name, "REMOTE_") ||
+        absl::StartsWith(name, "LOCAL_")) {
+      continue;
+    }
+    if (absl::EqualsIgnoreCase(name, "X-Forwarded-For")) {
+      forwarded_for = value;
+      continue;
+    }
+    if (absl::EqualsIgnoreCase(name, "X-Forwarded-Proto")) has_proto = true;
+    head.append(name).append(": ").append(value).append("\r\n");
+  }
+  head.append("X-Forwarded-For: ");
+  if (!forwarded_for.empty()) head.append(forwarded_for).append(", ");
+  head.append(req.remote_addr).append("\r\n");
+  if (!has_proto) head.append("X-Forwarded-Proto: http\r\n");
+  if (chunked_body) {
+    head.append("Transfer-Encoding: chunked\r\n");
+  } else if (call.has_body) {
+    head.append("Content-Length: ").append(std::to_string(call.body.size())).append("\r\n");
+  }
+  head.append("\r\n");
+  return head;
+}
+
+ProxyServer::NodeAnswer ProxyServer::SendToNode(Call& call, const NodeEntry& node) {
+  const EffectivePolicy& policy = call.table->policy();
+  const std::string endpoint = UpstreamPool::Endpoint(node.host, node.port);
+  const std::string head = RequestHead(call, node, false);
+  const bool head_request = call.req.method == "HEAD";
+  NodeAnswer answer;
+  // A pooled connection the node closed while it sat idle fails before any response byte; the
+  // request is then sent once more on a fresh connection, and the node is not blamed.
+  for (int fresh = 0; fresh < 2; ++fresh) {
+    std::unique_ptr<UpstreamConnection> conn;
+    if (fresh == 0) conn = pool_.Take(endpoint);
+    if (!conn) {
+      auto connected =
+          UpstreamConnection::Connect(node.host, node.port, milliseconds(policy.connect_ms));
+      if (!connected.ok()) {
+        answer.error = std::string(connected.status().message());
+        return answer;
+      }
+      conn = *std::move(connected);
+      fresh = 1;
+    }
+    conn->BeginResponse(head_request);
+    const auto start = Clock::now();
+    const auto written = conn->WriteAll({head, call.body}, options_.upstream_write_timeout);
+    if (!written.ok()) {
+      if (conn->reused()) continue;
+      answer.error = std::string(written.message());
+      return answer;
+    }
+    const auto deadline = start + milliseconds(policy.first_byte_ms);
+    bool retry_fresh = false;
+    while (!conn->head_complete()) {
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        answer.error = "no response within " + std::to_string(policy.first_byte_ms) + " ms";
+        return answer;
+      }
+      if (aborting_.load()) {
+        answer.error = "proxy is stopping";
+        return answer;
+      }
+      // Fast answers never pay for finding the client's socket; slow ones (model loads) watch
+      // it so a client that leaves cancels the node's work at once.
+      milliseconds slice(1000);
+      if (call.client_fd == kClientNotSearched) {
+        if (now - start >= options_.client_watch_after) {
+          call.client_fd = FindClientSocket(call.req.remote_addr, call.req.remote_port,
+                                            call.req.local_addr, call.req.local_port);
+        } else {
+          slice = options_.client_watch_after;
+        }
+      }
+      slice = std::min(slice,
+                       std::chrono::duration_cast<milliseconds>(deadline - now) + milliseconds(1));
+      const WaitOutcome waited = conn->Wait(slice, &call.client_fd);
+      if (waited == WaitOutcome::kClientGone) {
+        CORRAL_LOG(kDebug, "proxy") << call.req.path << ": client left while node " << node.name
+                                    << " was preparing its answer";
+        conn->Close();
+        answer.kind = NodeAnswer::kClientGone;
+        return answer;
+      }
+      if (waited == WaitOutcome::kTimeout) continue;
+      const ReadOutcome read = conn->ReadSome();
+      if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
+        if (conn->reused() && !conn->received_any() && fresh == 0) {
+          retry_fresh = true;
+          break;
+        }
+        answer.error = conn->error();
+        return answer;
+      }
+    }
+    if (retry_fresh) continue;
+    answer.kind = NodeAnswer::kHead;
+    answer.latency_ms = MillisSince(start);
+    answer.conn = std::move(conn);
+    return answer;
+  }
+  answer.error = "connection lost";
+  return answer;
+}
+
+bool ProxyServer::ReadWholeBody(Call& call, UpstreamConnection& conn, std::string* body,
+                                std::string* error) {
+  const milliseconds idle(call.table->policy().idle_ms);
+  auto last = Clock::now();
+  while (true) {
+    if (conn.has_body()) {
+      *body += conn.TakeBody();
+      if (body->size() > kMaxSavedErrorBody && conn.status() >= 500) {
+        *error = "error body too large";
+        return false;
+      }
+      last = Clock::now();
+    }
+    if (conn.message_complete()) return true;
+    if (aborting_.load()) {
+      *error = "proxy is stopping";
+      return false;
+    }
+    const WaitOutcome waited = conn.Wait(milliseconds(1000), &call.client_fd);
+    if (waited == WaitOutcome::kClientGone) {
+      conn.Close();
+      *error = "client left";
+      return false;
+    }
+    if (waited == WaitOutcome::kTimeout) {
+      if (Clock::now() - last > idle) {
+        *error = "node sent nothing for " + std::to_string(idle.count()) + " ms";
+        return false;
+      }
+      continue;
+    }
+    const ReadOutcome read = conn.ReadSome();
+    if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
+      *error = conn.error();
+      return false;
+    }
+  }
+}
+
+void ProxyServer::CopyResponseHead(Call& call, const UpstreamConnection& conn,
+                                   const std::string& node) {
+  call.res.status = conn.status();
+  for (const auto& [k, v] : conn.headers()) {
+    if (IsDroppedResponseHeader(k) || absl::EqualsIgnoreCase(k, "Content-Type") ||
+        absl::EqualsIgnoreCase(k, "Content-Length") ||
+        absl::EqualsIgnoreCase(k, "Transfer-Encoding") || absl::EqualsIgnoreCase(k, "Connection") ||
+        absl::EqualsIgnoreCase(k, "Keep-Alive") || absl::EqualsIgnoreCase(k, kNodeHeader)) {
+      continue;
+    }
+    call.res.set_header(k, v);
+  }
+  call.res.set_header(kNodeHeader, node);
+}
+
+// What a streamed answer needs after the handler returned: httplib calls the provider on the
+// same worker thread, and destroys this (through the releaser's captures) when done.
+namespace {
+struct StreamRelay {
+  std::unique_ptr<UpstreamConnection> conn;
+  Lease lease;
+  std::shared_ptr<void> admission;
+  std::shared_ptr<const RoutingTable> table;
+  std::string endpoint;
+  std::string node;
+  std::string path;
+  bool sse = false;
+  int client_fd = -1;
+  bool finished = false;
+};
+}  // namespace
+
+bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
+                        const std::string& node_name, double latency_ms, std::string* error) {
+  const std::string content_type(conn->Header("Content-Type"));
+  const NodeEntry& node = *call.table->FindNode(node_name);
+  const std::string endpoint = UpstreamPool::Endpoint(node.host, node.port);
+  const bool streamed = !conn->has_content_length() && !conn->message_complete();
+  if (!streamed) {
+    std::string body;
+    if (!ReadWholeBody(call, *conn, &body, error)) return false;
+    router_.RecordSuccess(node_name, latency_ms);
+    CopyResponseHead(call, *conn, node_name);
+    if (content_type.empty()) {
+      call.res.body = std::move(body);
+    } else {
+      call.res.set_content(std::move(body), content_type);
+    }
+    if (conn->keep_alive()) pool_.Give(endpoint, std::move(conn));
+    return true;
+  }
+  router_.RecordSuccess(node_name, latency_ms);
+  CopyResponseHead(call, *conn, node_name);
+  auto relay = std::make_shared<StreamRelay>();
+  relay->conn = std::move(conn);
+  relay->lease = std::move(lease);
+  relay->admission = call.admission;
+  relay->table = call.table;
+  relay->endpoint = endpoint;
+  relay->node = node_name;
+  relay->path = call.req.path;
+  relay->sse = call.route.openai || IsStreamType(content_type);
+  relay->client_fd = call.client_fd >= 0 ? call.client_fd : -1;
+  const milliseconds idle(call.table->policy().idle_ms);
+  const milliseconds poll_slice = options_.stream_poll;
+  auto provider = [this, relay, idle, poll_slice](size_t, httplib::DataSink& sink) -> bool {
+    UpstreamConnection& up = *relay->conn;
+    auto last = Clock::now();
+    auto fail = [&](const std::string& reason) {
+      CORRAL_LOG(kWarn, "proxy") << relay->path << ": stream from node " << relay->node
+                                 << " broke: " << reason;
+      router_.RecordFailure(relay->node, relay->table->policy());
+      const std::string chunk = StreamErrorChunk(reason, relay->sse);
+      sink.write(chunk.data(), chunk.size());
+      up.Close();
+      return false;  // no terminating chunk: the client sees the truncation too
+    };
+    while (true) {
+      if (up.has_body()) {
+        const std::string piece = up.TakeBody();
+        if (!sink.write(piece.data(), piece.size())) {
+          up.Close();  // the client left: closing makes the node stop generating
+          return false;
+        }
+        if (!up.message_complete()) return true;
+      }
+      if (up.message_complete()) {
+        relay->finished = true;
+        sink.done();
+        return true;
+      }
+      if (aborting_.load()) return fail("corral-proxy is shutting down");
+      const WaitOutcome waited = up.Wait(poll_slice, &relay->client_fd);
+      if (waited == WaitOutcome::kClientGone) {
+        up.Close();
+        return false;
+      }
+      if (waited == WaitOutcome::kTimeout) {
+        if (!sink.is_writable()) {
+          up.Close();
+          return false;
+        }
+        if (Clock::now() - last > idle) {
+          return fail("node '" + relay->node + "' sent nothing for " +
+                      std::to_string(idle.count() / 1000) + " s");
+        }
+        continue;
+      }
+      const ReadOutcome read = up.ReadSome();
+      if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
+        return fail("node '" + relay->node + "' failed mid-stream: " + up.error());
+      }
+      if (read == ReadOutcome::kProgress) last = Clock::now();
+    }
+  };
+  auto releaser = [this, relay](bool) {
+    if (relay->finished && relay->conn && relay->conn->keep_alive()) {
+      pool_.Give(relay->endpoint, std::move(relay->conn));
+    } else if (relay->conn) {
+      relay->conn->Close();
+    }
+  };
+  call.res.set_chunked_content_provider(content_type, std::move(provider), std::move(releaser));
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blob uploads: streamed straight to the node, never buffered.
+
+void ProxyServer::RouteBlobUpload(Call& call, const httplib::ContentReader& reader) {
+  const std::string& digest = call.route.param;
+  auto fail_unread = [&](int status, const std::string& message) {
+    call.res.set_header("Connection", "close");
+    const int fd = FindClientSocket(call.req.remote_addr, call.req.remote_port, call.req.local_addr,
+                                    call.req.local_port);
+    if (fd >= 0) ::shutdown(fd, SHUT_RD);
+    if (status == 503) call.res.set_header("Retry-After", "1");
+    SetErrorReply(call.res, status, message, false);
+  };
+  if (call.table == nullptr) {
+    fail_unread(503, "corral-proxy has no routing snapshot yet");
+    return;
+  }
+  const int64_t active = active_.fetch_add(1) + 1;
+  call.admission = std::make_shared<Admission>(&active_);
+  if (active > options_.max_streams) {
+    fail_unread(503, "corral-proxy is at its limit of " + std::to_string(options_.max_streams) +
+                         " concurrent requests, please try again");
+    return;
+  }
+  std::string pinned;
+  if (!PinnedNode(call, &pinned)) {
+    call.res.set_header("Connection", "close");
+    return;
+  }
+  std::vector<std::string> order;
+  if (!pinned.empty()) {
+    order.push_back(pinned);
+  } else {
+    const std::string cached = BlobNode(digest);
+    if (!cached.empty()) order.push_back(cached);
+    for (auto& n : OrderByLoad(*call.table, nullptr)) {
+      if (n != cached) order.push_back(std::move(n));
+    }
+  }
+  const EffectivePolicy& policy = call.table->policy();
+  const std::string declared = call.req.get_header_value("Content-Length");
+  const bool chunked = declared.empty();
+  std::string last_error = "no healthy node to upload to";
+  // Only the connection can be retried: once body bytes went to a node they cannot be replayed.
+  for (const std::string& name : order) {
+    const NodeEntry* node = call.table->FindNode(name);
+    if (node == nullptr) continue;
+    Lease lease = router_.Acquire(call.table, name);
+    if (!lease) continue;
+    auto connected =
+        UpstreamConnection::Connect(node->host, node->port, milliseconds(policy.connect_ms));
+    if (!connected.ok()) {
+      router_.RecordFailure(name, policy);
+      last_error = "node '" + name + "': " + std::string(connected.status().message());
+      continue;
+    }
+    std::unique_ptr<UpstreamConnection> conn = *std::move(connected);
+    conn->BeginResponse(false);
+    std::string head = RequestHead(call, *node, chunked);
+    if (!chunked) {
+      head.insert(head.size() - 2, "Content-Length: " + declared + "\r\n");
+    }
+    if (!conn->WriteAll({head}, options_.upstream_write_timeout).ok()) {
+      router_.RecordFailure(name, policy);
+      last_error = "node '" + name + "': " + conn->error();
+      continue;
+    }
+    std::string write_error;
+    const bool read_ok = reader([&](const char* data, size_t n) {
+      absl::Status st;
+      if (chunked) {
+        char size_line[32];
+        const int len = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", n);
+        st = conn->WriteAll({std::string_view(size_line, static_cast<size_t>(len)),
+                             std::string_view(data, n), "\r\n"},
+                            options_.upstream_write_timeout);
+      } else {
+        st = conn->WriteAll({std::string_view(data, n)}, options_.upstream_write_timeout);
+      }
+      if (!st.ok()) write_error = std::string(st.message());
+      return st.ok();
+    });
+    if (read_ok && chunked) {
+      const auto st = conn->WriteAll({"0\r\n\r\n"}, options_.upstream_write_timeout);
+      if (!st.ok()) write_error = std::string(st.message());
+    }
+    if (!read_ok || !write_error.empty()) {
+      // Either the client's body broke off or the node stopped taking it; a node may still
+      // have answered early (e.g. 400), which is worth passing on.
+      if (write_error.empty()) {
+        call.res.status = 400;
+        call.res.set_header("Connection", "close");
+        return;
+      }
+    }
+    call.has_body = false;
+    std::string body, error;
+    while (!conn->head_complete()) {
+      const WaitOutcome waited = conn->Wait(milliseconds(1000), &call.client_fd);
+      if (waited == WaitOutcome::kTimeout) {
+        if (aborting_.load()) break;
+        continue;
+      }
+      if (waited == WaitOutcome::kClientGone) break;
+      const ReadOutcome read = conn->ReadSome();
+      if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) break;
+    }
+    if (!conn->head_complete() || !ReadWholeBody(call, *conn, &body, &error)) {
+      router_.RecordFailure(name, policy);
+      call.res.set_header("Connection", "close");
+      SetErrorReply(call.res, 502,
+                    "node '" + name + "' failed during the blob upload: " +
+                        (write_error.empty() ? conn->error() : write_error),
+                    false);
+      return;
+    }
+    router_.RecordSuccess(name, 0);
+    if (conn->status() == 200 || conn->status() == 201) RememberBlob(digest, name);
+    if (!write_error.empty()) call.res.set_header("Connection", "close");
+    CopyResponseHead(call, *conn, name);
+    const std::string content_type(conn->Header("Content-Type"));
+    if (content_type.empty()) {
+      call.res.body = std::move(body);
+    } else {
+      call.res.set_content(std::move(body), content_type);
+    }
+    return;
+  }
+  fail_unread(503, last_error);
+}
+
+}  // namespace corral::dataplane
