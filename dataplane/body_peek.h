@@ -2,7 +2,13 @@
 //
 // The body is forwarded untouched; this only peeks. Key matching follows Go's encoding/json as
 // Ollama's server does: top-level keys only, case-insensitive, the last duplicate wins, unknown
-// keys ignored. Pure, safe from any thread.
+// keys ignored (including Go's folding of U+212A to 'k' and U+017F to 's'), null leaves a
+// string as it was and resets stream / keep_alive / messages, a value of the wrong type makes the
+// field unusable (the node will answer 400), and only the first JSON value is read (bytes after
+// it are ignored, as Go's json.Decoder does). Nested keys ("model" inside messages, options or a
+// format schema) are never read. One difference from Go: strings must be valid UTF-8 (the parser
+// rejects ill-formed bytes with 400 where Go would substitute U+FFFD).
+// Pure, safe from any thread.
 #pragma once
 
 #include <optional>
@@ -30,8 +36,10 @@ struct BodyFields {
   std::string ModelOrName() const;
 };
 
-// InvalidArgument with Ollama's wording for a body that is empty ("missing request body"),
-// not JSON, or JSON that is not an object.
+// InvalidArgument with Ollama's wording for a body that is empty or only whitespace
+// ("missing request body"); "invalid JSON: <parser message>" (one printable line, at most ~200
+// characters) for a body that is not JSON; "invalid request body: expected a JSON object, got
+// an array" (a string, a number, ...) for JSON that is not an object. All are 400s.
 absl::StatusOr<BodyFields> PeekBody(std::string_view body);
 
 }  // namespace corral::dataplane
