@@ -155,6 +155,7 @@ TEST_F(PortScannerTest, NoRangesMeansNoScan) {
 TEST_F(PortScannerTest, DiscoveredNodesAreProbedAndNeverRemovedAutomatically) {
   ProberOptions options;
   options.interval = std::chrono::milliseconds(100);
+  options.refresh_interval = std::chrono::minutes(10);  // ProbeNow alone brings new nodes in
   Prober prober(registry_.get(), options);
   prober.Start();
   PortScanner scanner(registry_.get(), &prober);

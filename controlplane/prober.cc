@@ -310,6 +310,7 @@ void Prober::RunRound(const std::string& name, const std::string& url) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++completed_rounds_;
+    wake_ = true;  // the scheduler recomputes its sleep with this node's new due time
     auto it = nodes_.find(name);
     if (it != nodes_.end()) {
       NodeState& state = it->second;
