@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   SnapshotStore store(flags.snapshot);
   if (!flags.snapshot.empty()) {
     const auto loaded = store.LoadFile(flags.snapshot);
-    if (absl::IsNotFound(loaded.code())) {
+    if (absl::IsNotFound(loaded)) {
       CORRAL_LOG(kWarn, "proxy") << "no snapshot at " << flags.snapshot
                                  << " yet: answering 503 until one arrives (SIGHUP reloads it)";
     } else if (!loaded.ok()) {
