@@ -4,6 +4,7 @@
 // behaviour itself names ("within one second", "within two probe intervals").
 #include "tests/control/fleet.h"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "corral/v1/control.grpc.pb.h"
 
 namespace corral::testing {
 namespace {
@@ -251,7 +253,7 @@ TEST(FleetTest, ProxyRestartedWhileControlPlaneIsDownServesFromItsDiskCopy) {
 
 TEST(CorralctlTest, EveryCommandWithJson) {
   Fleet fleet;
-  ASSERT_NO_FATAL_FAILURE(StartCore(fleet, 1));
+  ASSERT_TRUE(fleet.StartControl());
   size_t sim = 0, stray = 0;
   ASSERT_TRUE(fleet.StartSim("llama3.2,all-minilm", &sim, {"--pull-interval-ms", "1"}));
   ASSERT_TRUE(fleet.StartSim("m", &stray));
@@ -335,19 +337,12 @@ TEST(CorralctlTest, EveryCommandWithJson) {
   CtlResult models = fleet.Ctl({"--json", "models"});
   ASSERT_EQ(models.exit_code, 0) << models;
   std::vector<std::string> names;
-  for (const auto& m : models.Json()["models"]) {
+  const json model_list = models.Json();
+  for (const auto& m : model_list["models"]) {
     names.push_back(m["name"]);
     EXPECT_EQ(m["locations"][0]["node"], "gpu1");
   }
   EXPECT_EQ(names, (std::vector<std::string>{"all-minilm:latest", "llama3.2:latest"})) << models;
-  ASSERT_TRUE(fleet.WaitProxiesInSync());
-  CtlResult proxies = fleet.Ctl({"--json", "proxies"});
-  ASSERT_EQ(proxies.exit_code, 0) << proxies;
-  ASSERT_EQ(proxies.Json()["proxies"].size(), 1u) << proxies;
-  EXPECT_EQ(proxies.Json()["proxies"][0]["id"], "proxy-0");
-  EXPECT_EQ(proxies.Json()["proxies"][0]["connected"], true);
-  EXPECT_EQ(proxies.Json()["proxies"][0]["applied_version"], proxies.Json()["snapshot_version"]);
-
   // pull: progress per node, the last message says done; an unknown model fails with exit 1
   CtlResult pulled = fleet.Ctl({"--json", "pull", "mistral", "--node", "gpu1"});
   ASSERT_EQ(pulled.exit_code, 0) << pulled;
@@ -392,6 +387,25 @@ TEST(CorralctlTest, EveryCommandWithJson) {
   EXPECT_EQ(fleet.Ctl({"node", "get", discovered_name}).exit_code, 1);
 }
 
+TEST(CorralctlTest, ProxiesWithJson) {
+  Fleet fleet;
+  ASSERT_NO_FATAL_FAILURE(StartCore(fleet, 1));
+  size_t sim = 0;
+  ASSERT_TRUE(fleet.StartSim("m", &sim));
+  ASSERT_TRUE(AddNode(fleet, "n", sim));
+  ASSERT_TRUE(fleet.WaitProxiesInSync());
+  CtlResult proxies = fleet.Ctl({"--json", "proxies"});
+  ASSERT_EQ(proxies.exit_code, 0) << proxies;
+  ASSERT_EQ(proxies.Json()["proxies"].size(), 1u) << proxies;
+  EXPECT_EQ(proxies.Json()["proxies"][0]["id"], "proxy-0");
+  EXPECT_EQ(proxies.Json()["proxies"][0]["connected"], true);
+  EXPECT_EQ(proxies.Json()["proxies"][0]["applied_version"], proxies.Json()["snapshot_version"]);
+  EXPECT_FALSE(proxies.Json()["proxies"][0]["connected_at"].get<std::string>().empty());
+  CtlResult table = fleet.Ctl({"proxies"});
+  EXPECT_EQ(table.exit_code, 0) << table;
+  EXPECT_NE(table.out.find("proxy-0"), std::string::npos) << table;
+}
+
 TEST(CorralctlTest, AddressAndTokenFromEnvironmentAndDataDir) {
   Fleet fleet;
   ASSERT_TRUE(fleet.StartControl());
@@ -421,6 +435,24 @@ TEST(CorralctlTest, ExitCodes) {
 
 // ---- bad input: a clear error, and nothing changes ----
 
+// What the operator owns of each node (the prober rewrites latency and probe times on its own).
+std::string AdminView(const CtlResult& list) {
+  json view = json::array();
+  json parsed = list.Json();
+  if (!parsed.is_object()) return "not JSON: " + list.out;
+  for (const auto& info : parsed["nodes"]) {
+    json node = info["node"];
+    for (const char* probed : {"health", "models", "loaded_models", "latency_ms", "version"}) {
+      node.erase(probed);
+    }
+    view.push_back({{"node", node},
+                    {"created_at", info["created_at"]},
+                    {"updated_at", info["updated_at"]},
+                    {"discovered", info["discovered"]}});
+  }
+  return view.dump();
+}
+
 class BadInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -437,7 +469,7 @@ class BadInputTest : public ::testing::Test {
   // node list and snapshot version did not change.
   void ExpectRejected(const std::vector<std::string>& args,
                       const std::vector<std::string>& needles) {
-    const std::string nodes_before = fleet_.Ctl({"--json", "node", "list"}).out;
+    const std::string nodes_before = AdminView(fleet_.Ctl({"--json", "node", "list"}));
     const uint64_t version_before = fleet_.SnapshotVersion();
     ASSERT_GT(version_before, 0u);
     CtlResult r = fleet_.Ctl(args);
@@ -453,7 +485,7 @@ class BadInputTest : public ::testing::Test {
       }
       EXPECT_TRUE(found) << joined << ": wanted '" << needle << "' in the message\n" << r;
     }
-    EXPECT_EQ(fleet_.Ctl({"--json", "node", "list"}).out, nodes_before) << joined;
+    EXPECT_EQ(AdminView(fleet_.Ctl({"--json", "node", "list"})), nodes_before) << joined;
     EXPECT_EQ(fleet_.SnapshotVersion(), version_before) << joined;
   }
 
@@ -523,6 +555,25 @@ TEST_F(BadInputTest, BadStrategyAndDiscovery) {
   ExpectRejected({"discovery", "set", "127.0.0.1:0-10"}, {"port"});
   ExpectRejected({"discovery", "set", "127.0.0.1:2000-1000"}, {"port"});
   ExpectRejected({"discovery", "set", "127.0.0.1:1000-2000", "--interval-ms", "-5"}, {"interval"});
+}
+
+// corralctl never sends a strategy outside the enum; any other gRPC client can.
+TEST_F(BadInputTest, UnknownStrategyValueOverTheApi) {
+  const std::string before = fleet_.Ctl({"--json", "strategy", "get"}).out;
+  const uint64_t version = fleet_.SnapshotVersion();
+  auto stub = corral::v1::Admin::NewStub(
+      grpc::CreateChannel(fleet_.control_address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + fleet_.admin_token());
+  ctx.set_deadline(std::chrono::system_clock::now() + seconds(5));
+  corral::v1::SetStrategyRequest req;
+  req.set_strategy(static_cast<corral::v1::Strategy>(99));
+  corral::v1::StrategyConfig reply;
+  grpc::Status status = stub->SetStrategy(&ctx, req, &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("strategy"), std::string::npos) << status.error_message();
+  EXPECT_EQ(fleet_.Ctl({"--json", "strategy", "get"}).out, before);
+  EXPECT_EQ(fleet_.SnapshotVersion(), version);
 }
 
 TEST_F(BadInputTest, WrongTokenIsAnAuthenticationError) {
