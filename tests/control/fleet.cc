@@ -154,7 +154,7 @@ std::string Fleet::admin_token() const { return Trim(ReadFile(data_dir_ + "/admi
                control_address(),
                "--control-token-file",
                data_dir_ + "/proxy.token",
-               "--snapshot-cache",
+               "--snapshot",
                dir_ + "/" + id + ".snapshot.json",
                "--id",
                id};
