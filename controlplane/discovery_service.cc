@@ -39,7 +39,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
   void Push(std::shared_ptr<const Snapshot> snapshot) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (finish_requested_ || snapshot->version() <= newest_version_) return;
+      // A fresh registry's first snapshot is version 0: it must still go out.
+      if (finish_requested_ || (offered_any_ && snapshot->version() <= newest_version_)) return;
+      offered_any_ = true;
       newest_version_ = snapshot->version();
       if (pending_ != nullptr) ++superseded_;
       pending_ = std::move(snapshot);
@@ -141,6 +143,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
   bool writing_ = false;                      // guarded by mu_
   std::shared_ptr<const Snapshot> inflight_;  // guarded by mu_ (read by gRPC while writing_)
   std::shared_ptr<const Snapshot> pending_;   // guarded by mu_
+  bool offered_any_ = false;                  // guarded by mu_
   uint64_t newest_version_ = 0;               // guarded by mu_
   uint64_t delivered_version_ = 0;            // guarded by mu_
   uint64_t writes_started_ = 0;               // guarded by mu_
