@@ -14,7 +14,7 @@
 // shared between files (each file is its own node process).
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,8 +145,13 @@ class Child {
   async stop(signal = 'SIGTERM', timeoutMs = 5000) {
     if (this.exited) return;
     this.process.kill(signal);
-    const timer = new Promise((resolve) => setTimeout(resolve, timeoutMs, 'timeout'));
-    if (await Promise.race([this.exitPromise, timer]) === 'timeout') {
+    let timer;
+    const deadline = new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs, 'timeout');
+    });
+    const outcome = await Promise.race([this.exitPromise, deadline]);
+    clearTimeout(timer);  // a pending timer would hold the test process open
+    if (outcome === 'timeout') {
       this.process.kill('SIGKILL');
       await this.exitPromise;
     }
@@ -239,9 +244,10 @@ export class Fleet {
     }
     await Promise.all(this.children.map((c) => c.waitForPort()));
 
+    this.strategy = strategy;
+    this.snapshotVersion = 0;
     this.snapshotPath = join(this.dir, 'snapshot.json');
-    writeFileSync(this.snapshotPath,
-                  JSON.stringify(await this.#snapshot(strategy), null, 2) + '\n');
+    await this.#writeSnapshot();
 
     this.proxy = new Child('proxy', proxyBin,
                            ['--listen', '127.0.0.1:0', '--snapshot', this.snapshotPath, ...proxyArgs],
@@ -250,18 +256,39 @@ export class Fleet {
     await this.proxy.waitForPort();
   }
 
+  // Writes the next snapshot version atomically (temp file + rename), as the proxy's own
+  // on-disk copy is written, so a reload never reads half a file.
+  async #writeSnapshot() {
+    const snapshot = await this.#snapshot(this.strategy, ++this.snapshotVersion);
+    const temp = `${this.snapshotPath}.tmp`;
+    writeFileSync(temp, JSON.stringify(snapshot, null, 2) + '\n');
+    renameSync(temp, this.snapshotPath);
+  }
+
+  /**
+   * Does what the control plane's prober does between two probes: reads every running node's
+   * tags and loaded models again and hands the proxy a newer snapshot (SIGHUP reloads it).
+   * Returns the new snapshot version.
+   */
+  async refreshSnapshot() {
+    await this.#writeSnapshot();
+    this.proxy.process.kill('SIGHUP');
+    return this.snapshotVersion;
+  }
+
   // The routing snapshot in protobuf's JSON form, from what the nodes report themselves.
-  async #snapshot(strategy) {
+  async #snapshot(strategy, version) {
     const nodes = [];
     for (const node of this.nodes.values()) {
-      const [version, tags, ps] = await Promise.all(
+      if (node.child.exited) continue;
+      const [nodeVersion, tags, ps] = await Promise.all(
           [node.getJson('/api/version'), node.getJson('/api/tags'), node.getJson('/api/ps')]);
       nodes.push({
         name: node.name,
         url: node.url,
         adminState: 'ADMIN_STATE_ENABLED',
         health: 'HEALTH_HEALTHY',
-        version: version.version,
+        version: nodeVersion.version,
         models: tags.models.map((m) => ({
           name: m.name,
           size: String(m.size),
@@ -279,7 +306,7 @@ export class Fleet {
         })),
       });
     }
-    return { version: '1', strategy, nodes, createdAt: new Date().toISOString() };
+    return { version: String(version), strategy, nodes, createdAt: new Date().toISOString() };
   }
 
   /** Base URL of the proxy, what every client in the tests points at. */

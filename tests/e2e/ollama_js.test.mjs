@@ -142,9 +142,10 @@ describe('ollama-js through corral-proxy', { timeout: 60000 }, () => {
   }));
 
   test('ps lists what the nodes have loaded', guarded(async () => {
-    // The previous tests loaded gemma3 on "a" and qwen3:8b on "b"; load it again in case this
-    // test runs alone.
+    // The proxy answers /api/ps from its snapshot, which the control plane's prober refreshes;
+    // here the harness plays the prober once the model is loaded.
     await ollama.generate({ model: 'gemma3', prompt: 'hi' });
+    await fleet.refreshSnapshot();
     const loaded = await waitFor(async () => {
       const res = await ollama.ps();
       return res.models.some((m) => m.name === kOnlyA) ? res : null;

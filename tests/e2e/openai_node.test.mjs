@@ -147,13 +147,13 @@ describe('openai-node through corral-proxy', { timeout: 60000 }, () => {
       const controller = new AbortController();
       const stream = await openai.chat.completions.create(
           { model: 'llama3.2', messages: kMessages, stream: true }, { signal: controller.signal });
+      // openai-node ends the iteration quietly when its own signal aborts the stream.
       let received = 0;
-      await assert.rejects(async () => {
-        for await (const chunk of stream) {
-          assert.equal(chunk.choices[0].finish_reason, null, 'still running when aborted');
-          if (++received === 2) controller.abort();
-        }
-      }, (err) => err instanceof OpenAI.APIUserAbortError || err.name === 'AbortError');
+      for await (const chunk of stream) {
+        assert.equal(chunk.choices[0].finish_reason, null, 'still running when aborted');
+        if (++received === 2) controller.abort();
+      }
+      assert.equal(received, 2, 'nothing more is read after the abort');
       await waitFor(async () => (await fleet.totalStat('cancelled')) > cancelledBefore,
                     { timeoutMs: 10000, what: 'a node to report the generation cancelled' });
     } finally {
