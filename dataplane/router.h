@@ -43,11 +43,14 @@ struct NodeRuntime {
 // Why no node was picked; the proxy turns each into the design's answer.
 enum class PickError {
   kNone,
-  kModelNotFound,   // no node in the snapshot lists the model -> 404
-  kNoHealthyNode,   // nodes list it, none routable / all ejected -> 503
-  kAllBusy,         // candidates exist but all at max_parallel -> 503 (busy)
-  kExhausted,       // every candidate already tried for this request -> last error stands
+  kModelNotFound,  // no node in the snapshot lists the model -> 404
+  kNoHealthyNode,  // nodes list it, none routable / all ejected -> 503
+  kAllBusy,        // candidates exist but all at max_parallel -> 503 (busy)
+  kExhausted,      // every candidate already tried for this request -> last error stands
 };
+
+// "model_not_found", "no_healthy_node", "all_busy", "exhausted" (and "none"), for logs.
+const char* PickErrorName(PickError error);
 
 class Router;
 
@@ -64,6 +67,8 @@ class Lease {
   explicit operator bool() const { return node_ != nullptr; }
   const NodeEntry& node() const { return *node_; }
   size_t node_index() const { return node_index_; }
+  // The canonical model key the slot was taken for; empty for a node-wide Acquire.
+  const std::string& model_key() const { return model_key_; }
   void Release();
 
  private:
@@ -90,7 +95,9 @@ class Router {
                   const std::unordered_set<std::string>& exclude);
 
   // Takes a slot on a named node regardless of model (node-local management, a pinned node).
-  // Returns an empty lease when the node is unknown, not routable or ejected.
+  // Returns an empty lease when the node is unknown, not routable, ejected or at max_parallel
+  // (the limit protects the node whatever the request is). A non-empty model_key also counts
+  // the request against that model on the node.
   Lease Acquire(const std::shared_ptr<const RoutingTable>& table, const std::string& node_name,
                 const std::string& model_key = "");
 
@@ -104,11 +111,35 @@ class Router {
   // The runtime state of a node (created on first use).
   std::shared_ptr<NodeRuntime> Runtime(const std::string& node_name);
 
+  // This proxy's requests in flight on a node for one model (0 when none or unknown).
+  int64_t ModelInFlight(const std::string& node_name, const std::string& model_key) const;
+
+  // One node's load as the proxy reports it to the control plane.
+  struct NodeLoadSample {
+    std::string node;
+    int64_t in_flight = 0;
+    int64_t passive_failures = 0;  // since the previous TakeLoadReport
+    bool ejected = false;
+    double latency_ms = 0;  // EWMA of time to response headers; 0 = none measured
+  };
+  // Every node with runtime state, by name; resets each node's unreported failure count.
+  std::vector<NodeLoadSample> TakeLoadReport();
+
+  // Drops the runtime state of nodes absent from `table` that have nothing in flight, so a
+  // fleet with churn does not grow the map forever. A node that comes back starts afresh.
+  void ForgetNodesNotIn(const RoutingTable& table);
+
  private:
+  std::shared_ptr<NodeRuntime> FindRuntime(const std::string& node_name) const;
+  bool EjectedNow(NodeRuntime& runtime) const;
+
   const Clock& clock_;
   mutable std::mutex mu_;  // guards runtimes_ and rr_cursor_
   std::unordered_map<std::string, std::shared_ptr<NodeRuntime>> runtimes_;
   uint64_t rr_cursor_ = 0;
+  // Serialises one smooth-weighted-round-robin step (it reads and writes every candidate's
+  // weighted_current). Taken before any NodeRuntime::mu, never after.
+  std::mutex weighted_mu_;
 };
 
 }  // namespace corral::dataplane
