@@ -493,7 +493,8 @@ TEST(ProberIntegrationTest, AKilledNodeGoesToStandbyAndReturnsWhenRestartedOnIts
   corral::v1::CreateNodeRequest req;
   req.set_name("gpu-1");
   req.set_url("http://127.0.0.1:" + std::to_string(port));
-  ASSERT_TRUE((*registry)->CreateNode(req).ok());
+  auto created = (*registry)->CreateNode(req);
+  ASSERT_TRUE(created.ok()) << created.status();
 
   ProberOptions options;
   options.interval = milliseconds(100);
