@@ -1,0 +1,659 @@
+// corral-proxy against corral-sim nodes, all real processes on 127.0.0.1 port 0. The snapshot is
+// a file the test writes (what the control plane would push). Every wait has a deadline; no test
+// sleeps for a fixed time or asserts a speed.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/process.h"
+
+namespace {
+
+using corral::testing::ChildProcess;
+using corral::testing::WaitFor;
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr milliseconds kDeadline(10000);
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+// A client on a raw socket: the test sees the exact bytes (framing included) as they arrive and
+// can hang up at any moment.
+class RawClient {
+ public:
+  RawClient(int port, const std::string& request) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::send(fd_, request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()));
+    reader_ = std::thread([this] {
+      char buf[16384];
+      while (true) {
+        const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+        std::lock_guard<std::mutex> lock(mu_);
+        if (n <= 0) {
+          eof_ = true;
+          return;
+        }
+        data_.append(buf, static_cast<size_t>(n));
+      }
+    });
+  }
+  ~RawClient() {
+    Close();
+    reader_.join();
+  }
+  // The client leaves: the connection is shut down and closed.
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+  }
+  std::string data() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return data_;
+  }
+  bool eof() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return eof_;
+  }
+
+ private:
+  int fd_ = -1;
+  std::mutex mu_;
+  std::string data_;
+  bool eof_ = false;
+  bool closed_ = false;
+  std::thread reader_;
+};
+
+std::string Post(const std::string& path, const std::string& body,
+                 const std::string& extra_headers = "") {
+  return "POST " + path + " HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n" +
+         extra_headers + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = corral::testing::MakeTempDir("proxy_test"); }
+  void TearDown() override {
+    if (HasFailure()) {
+      if (proxy_) proxy_->DumpLog();
+      for (auto& sim : sims_) sim->DumpLog();
+    }
+    proxy_.reset();
+    sims_.clear();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts a corral-sim; returns its index.
+  size_t StartSim(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--listen", "127.0.0.1:0"});
+    sims_.push_back(
+        std::make_unique<ChildProcess>(corral::testing::BinaryPath("corral-sim"), args, dir_));
+    EXPECT_GT(sims_.back()->WaitForPort(), 0);
+    return sims_.size() - 1;
+  }
+  int SimPort(size_t i) { return sims_[i]->port(); }
+
+  json SimStats(size_t i) {
+    httplib::Client cli("127.0.0.1", SimPort(i));
+    auto res = cli.Get("/_sim/stats");
+    if (!res || res->status != 200) return json::object();
+    return json::parse(res->body);
+  }
+  void SimConfig(size_t i, const json& config) {
+    httplib::Client cli("127.0.0.1", SimPort(i));
+    auto res = cli.Post("/_sim/config", config.dump(), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+  }
+  void SimRelease(size_t i, int tokens) {
+    httplib::Client cli("127.0.0.1", SimPort(i));
+    auto res = cli.Post("/_sim/release", json{{"tokens", tokens}}.dump(), "application/json");
+    ASSERT_TRUE(res);
+  }
+
+  // A snapshot node entry for sim `i` (or any port) listing `models`.
+  static json Node(const std::string& name, int port, const std::vector<std::string>& models) {
+    json node = {{"name", name},
+                 {"url", "http://127.0.0.1:" + std::to_string(port)},
+                 {"admin_state", "ADMIN_STATE_ENABLED"},
+                 {"health", "HEALTH_HEALTHY"},
+                 {"models", json::array()}};
+    for (const auto& m : models) node["models"].push_back({{"name", m}});
+    return node;
+  }
+  void WriteSnapshot(const json& nodes, uint64_t version = 1, json extra = json::object()) {
+    json snapshot = {{"version", std::to_string(version)}, {"nodes", nodes}};
+    snapshot.update(extra);
+    const std::string tmp = dir_ + "/snapshot.json.tmp";
+    std::ofstream(tmp) << snapshot.dump();
+    std::filesystem::rename(tmp, dir_ + "/snapshot.json");
+  }
+  void StartProxy(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {
+        "--listen", "127.0.0.1:0", "--snapshot", dir_ + "/snapshot.json", "--log-level", "debug"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proxy_ =
+        std::make_unique<ChildProcess>(corral::testing::BinaryPath("corral-proxy"), args, dir_);
+    ASSERT_GT(proxy_->WaitForPort(), 0);
+  }
+  int ProxyPort() { return proxy_->port(); }
+  std::unique_ptr<httplib::Client> Client() {
+    auto cli = std::make_unique<httplib::Client>("127.0.0.1", ProxyPort());
+    cli->set_read_timeout(seconds(30));
+    return cli;
+  }
+  json State() {
+    auto res = Client()->Get("/api/proxy/state");
+    EXPECT_TRUE(res);
+    return res ? json::parse(res->body) : json::object();
+  }
+  static json NodeState(const json& state, const std::string& name) {
+    for (const auto& n : state["nodes"]) {
+      if (n["name"] == name) return n;
+    }
+    return json::object();
+  }
+  int64_t Requests(size_t sim, const std::string& path) {
+    json stats = SimStats(sim);
+    return stats["requests"].value(path, int64_t{0});
+  }
+
+  std::string dir_;
+  std::vector<std::unique_ptr<ChildProcess>> sims_;
+  std::unique_ptr<ChildProcess> proxy_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(ProxyTest, TokenReachesTheClientBeforeTheNextIsReleased) {
+  const size_t a = StartSim({"--tokens", "3", "--load-delay-ms", "0"});
+  SimConfig(a, {{"gated", true}});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy();
+  RawClient client(ProxyPort(), Post("/api/generate", R"({"model":"llama3.2","prompt":"why?"})",
+                                     "Accept-Encoding: gzip, br\r\n"));
+  for (int token = 1; token <= 3; ++token) {
+    ASSERT_TRUE(WaitFor([&] { return SimStats(a)["gate"]["waiting"] == 1; }, kDeadline,
+                        "the node to wait for token " + std::to_string(token)));
+    SimRelease(a, 1);
+    ASSERT_TRUE(WaitFor([&] { return Count(client.data(), "\"done\":false") == size_t(token); },
+                        kDeadline, "token " + std::to_string(token) + " at the client"));
+    // The next token has not been released, so it cannot have arrived: nothing is held back
+    // and nothing is invented.
+    EXPECT_EQ(Count(client.data(), "\"done\":false"), size_t(token));
+  }
+  ASSERT_TRUE(WaitFor([&] { return client.data().find("\"done\":true") != std::string::npos; },
+                      kDeadline, "the final chunk"));
+  const std::string head = client.data().substr(0, client.data().find("\r\n\r\n"));
+  EXPECT_NE(head.find("Content-Type: application/x-ndjson"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Encoding"), std::string::npos) << head;  // never compressed
+  EXPECT_EQ(Count(head, "Transfer-Encoding"), 1u) << head;
+  EXPECT_NE(head.find("X-Corral-Node: a"), std::string::npos) << head;
+}
+
+class RetryTest : public ProxyTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(RetryTest, MovesToAHealthyNodeBeforeTheFirstByte) {
+  const std::string mode = GetParam();
+  int bad_port = 0;
+  size_t bad = 0;
+  if (mode == "dead-port") {
+    bad = StartSim({});
+    bad_port = SimPort(bad);
+    sims_[bad]->Kill();
+  } else {
+    bad = StartSim({"--fail", mode, "--load-delay-ms", "0"});
+    bad_port = SimPort(bad);
+  }
+  const size_t good = StartSim({"--load-delay-ms", "0", "--token-interval-ms", "1"});
+  // Same load everywhere: the tie goes to snapshot order, so the failing node is tried first.
+  WriteSnapshot({Node("bad", bad_port, {"llama3.2:latest"}),
+                 Node("good", SimPort(good), {"llama3.2:latest"})});
+  StartProxy();
+  auto res = Client()->Post("/api/chat",
+                            R"({"model":"llama3.2","messages":[{"role":"user","content":"hi"}]})",
+                            "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("X-Corral-Node"), "good");
+  EXPECT_EQ(res->body.find("error"), std::string::npos) << res->body;
+  EXPECT_NE(res->body.find("\"done\":true"), std::string::npos) << res->body;
+  if (mode != "dead-port") {
+    EXPECT_EQ(Requests(bad, "/api/chat"), 1);
+  }
+  const json state = State();
+  EXPECT_EQ(NodeState(state, "bad")["failures_total"], 1);
+  EXPECT_EQ(NodeState(state, "good")["requests_total"], 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Failures, RetryTest,
+                         ::testing::Values("dead-port", "error-500", "busy-503"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+TEST_F(ProxyTest, A4xxIsPassedThroughAndNeverRetried) {
+  const size_t a = StartSim({"--models", "llama3.2:latest"});
+  const size_t b = StartSim({"--models", "llama3.2:latest"});
+  // The snapshot believes node a has "ghost"; the node itself says 404.
+  WriteSnapshot({Node("a", SimPort(a), {"ghost:latest"}), Node("b", SimPort(b), {"llama3.2"})});
+  StartProxy();
+  auto res =
+      Client()->Post("/api/generate", R"({"model":"ghost","prompt":"x"})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_EQ(res->body, R"({"error":"model 'ghost' not found"})");
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/json; charset=utf-8");
+  EXPECT_EQ(res->get_header_value("X-Corral-Node"), "a");
+  EXPECT_EQ(Requests(a, "/api/generate"), 1);
+  EXPECT_EQ(Requests(b, "/api/generate"), 0);
+  EXPECT_EQ(NodeState(State(), "a")["failures_total"], 0);
+}
+
+class MidStreamTest : public ProxyTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(MidStreamTest, ANodeFailingMidStreamGivesAnErrorLineAndNoDone) {
+  const size_t a = StartSim({"--fail", GetParam(), "--fail-after", "2", "--tokens", "6",
+                             "--load-delay-ms", "0", "--token-interval-ms", "1"});
+  const size_t b = StartSim({});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"}), Node("b", SimPort(b), {"x:latest"})});
+  StartProxy();
+  RawClient client(ProxyPort(), Post("/api/generate", R"({"model":"llama3.2","prompt":"hi"})",
+                                     "Connection: close\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return client.eof(); }, kDeadline, "the stream to end"));
+  const std::string data = client.data();
+  EXPECT_EQ(data.rfind("HTTP/1.1 200", 0), 0u) << data;
+  EXPECT_EQ(Count(data, "\"done\":false"), 2u) << data;
+  EXPECT_EQ(Count(data, "\"done\":true"), 0u) << data;
+  EXPECT_NE(data.find("{\"error\":\"node 'a' failed mid-stream"), std::string::npos) << data;
+  // No terminating chunk: the client sees the truncation at the HTTP level too.
+  EXPECT_EQ(data.find("\r\n0\r\n\r\n"), std::string::npos) << data;
+  EXPECT_EQ(Requests(b, "/api/generate"), 0);  // never retried after the first byte
+}
+
+INSTANTIATE_TEST_SUITE_P(Failures, MidStreamTest,
+                         ::testing::Values("die-mid-stream", "drop-mid-stream"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+TEST_F(ProxyTest, AClientDisconnectMidStreamCancelsTheNode) {
+  const size_t a =
+      StartSim({"--tokens", "100000", "--token-interval-ms", "20", "--load-delay-ms", "0"});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy();
+  {
+    RawClient client(ProxyPort(), Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})"));
+    ASSERT_TRUE(WaitFor([&] { return Count(client.data(), "\"done\":false") >= 2; }, kDeadline,
+                        "tokens to flow"));
+    client.Close();
+  }
+  EXPECT_TRUE(WaitFor([&] { return SimStats(a)["cancelled"] == 1; }, milliseconds(2000),
+                      "the node to see the cancellation"));
+  EXPECT_TRUE(WaitFor([&] { return NodeState(State(), "a")["in_flight"] == 0; }, kDeadline,
+                      "the proxy to release the slot"));
+}
+
+TEST_F(ProxyTest, AClientDisconnectDuringAColdLoadCancelsTheNode) {
+  const size_t a = StartSim({"--load-delay-ms", "600000"});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy();
+  {
+    RawClient client(ProxyPort(),
+                     Post("/api/chat", R"({"model":"llama3.2","messages":[{"role":"user",)"
+                                       R"("content":"x"}]})"));
+    ASSERT_TRUE(WaitFor([&] { return SimStats(a)["active"] == 1; }, kDeadline,
+                        "the node to start loading"));
+    EXPECT_TRUE(client.data().empty());  // nothing sent yet: the node is still loading
+    client.Close();
+  }
+  EXPECT_TRUE(WaitFor([&] { return SimStats(a)["cancelled"] == 1; }, milliseconds(2000),
+                      "the node to see the cancellation"));
+  EXPECT_TRUE(WaitFor([&] { return NodeState(State(), "a")["in_flight"] == 0; }, kDeadline,
+                      "the proxy to release the slot"));
+}
+
+TEST_F(ProxyTest, FleetWideListsMergeTheSnapshot) {
+  json a = Node("a", 1, {});
+  a["models"] =
+      json::array({{{"name", "llama3.2:latest"},
+                    {"modified_at", "2025-01-01T00:00:00Z"},
+                    {"raw_json", R"({"name":"llama3.2:latest","model":"llama3.2:latest","size":7,)"
+                                 R"("details":{"families":null},"capabilities":["completion"]})"}},
+                   {{"name", "myteam/coder:v2"}, {"modified_at", "2025-03-01T00:00:00-07:00"}}});
+  a["loaded_models"] = json::array(
+      {{{"name", "llama3.2:latest"}, {"expires_at", "2026-01-01T00:00:00Z"}, {"size_vram", 5}}});
+  a["version"] = "0.12.3";
+  json b = Node("b", 2, {});
+  b["models"] = json::array({{{"name", "llama3.2"}, {"modified_at", "2024-01-01T00:00:00Z"}},
+                             {{"name", "mistral"}, {"modified_at", "2025-02-01T00:00:00Z"}}});
+  b["loaded_models"] =
+      json::array({{{"name", "mistral:latest"}, {"expires_at", "2027-01-01T00:00:00Z"}}});
+  b["version"] = "0.11.0";
+  WriteSnapshot({a, b});
+  StartProxy();
+  auto cli = Client();
+
+  auto tags = cli->Get("/api/tags");
+  ASSERT_TRUE(tags);
+  EXPECT_EQ(tags->get_header_value("Content-Type"), "application/json; charset=utf-8");
+  const json t = json::parse(tags->body);
+  ASSERT_EQ(t["models"].size(), 3u) << t;
+  EXPECT_EQ(t["models"][0]["name"], "myteam/coder:v2");
+  EXPECT_EQ(t["models"][1]["name"], "mistral:latest");
+  EXPECT_EQ(t["models"][1]["model"], "mistral:latest");
+  EXPECT_EQ(t["models"][2]["name"], "llama3.2:latest");
+  EXPECT_EQ(t["models"][2]["model"], "llama3.2:latest");
+  EXPECT_EQ(t["models"][2]["capabilities"], json::array({"completion"}));
+  EXPECT_TRUE(t["models"][2]["details"]["families"].is_null());
+  EXPECT_EQ(t["models"][2]["nodes"], json::array({"a", "b"}));
+
+  auto ps = cli->Get("/api/ps");
+  ASSERT_TRUE(ps);
+  const json p = json::parse(ps->body);
+  ASSERT_EQ(p["models"].size(), 2u);
+  EXPECT_EQ(p["models"][0]["name"], "mistral:latest");
+  EXPECT_EQ(p["models"][0]["node"], "b");
+  EXPECT_EQ(p["models"][1]["node"], "a");
+
+  auto models = cli->Get("/v1/models");
+  ASSERT_TRUE(models);
+  const json m = json::parse(models->body);
+  EXPECT_EQ(m["object"], "list");
+  ASSERT_EQ(m["data"].size(), 3u);
+  EXPECT_EQ(m["data"][0]["id"], "myteam/coder:v2");
+  EXPECT_EQ(m["data"][0]["owned_by"], "myteam");
+
+  auto version = cli->Get("/api/version");
+  ASSERT_TRUE(version);
+  EXPECT_EQ(json::parse(version->body)["version"], "0.11.0");
+  auto root = cli->Get("/");
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->body, "Ollama is running");
+  EXPECT_EQ(root->get_header_value("Content-Type"), "text/plain; charset=utf-8");
+  auto head = cli->Head("/");
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+}
+
+TEST_F(ProxyTest, EmptyFleetListsAreEmptyArrays) {
+  WriteSnapshot(json::array());
+  StartProxy();
+  auto cli = Client();
+  EXPECT_EQ(cli->Get("/api/tags")->body, R"({"models":[]})");
+  EXPECT_EQ(cli->Get("/api/ps")->body, R"({"models":[]})");
+  EXPECT_EQ(json::parse(cli->Get("/v1/models")->body)["data"], json::array());
+}
+
+TEST_F(ProxyTest, ErrorAnswersHaveTheRightShapes) {
+  const size_t a = StartSim({});
+  json sick = Node("sick", SimPort(a), {"mistral:latest"});
+  sick["health"] = "HEALTH_UNHEALTHY";
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"}), sick});
+  StartProxy({"--max-body-mb", "1"});
+  auto cli = Client();
+  const std::string json_type = "application/json; charset=utf-8";
+
+  auto bad = cli->Post("/api/chat", "{\"model\":", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(bad->get_header_value("Content-Type"), json_type);
+  EXPECT_TRUE(json::parse(bad->body)["error"].is_string());
+  EXPECT_EQ(bad->body.find('\n'), std::string::npos);
+
+  auto missing = cli->Post("/api/generate", R"({"model":"nope","prompt":"x"})", "text/plain");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->body, R"({"error":"model 'nope' not found"})");
+  EXPECT_EQ(missing->get_header_value("Content-Type"), json_type);
+
+  auto openai =
+      cli->Post("/v1/chat/completions", R"({"model":"nope","messages":[]})", "application/json");
+  ASSERT_TRUE(openai);
+  EXPECT_EQ(openai->status, 404);
+  const json oe = json::parse(openai->body);
+  EXPECT_EQ(oe["error"]["message"], "model 'nope' not found");
+  EXPECT_EQ(oe["error"]["type"], "not_found_error");
+  EXPECT_TRUE(oe["error"].contains("param"));
+  EXPECT_TRUE(oe["error"].contains("code"));
+
+  const std::string huge = R"({"model":"llama3.2","prompt":")" + std::string(2 << 20, 'x') + "\"}";
+  auto too_big = Client()->Post("/api/generate", huge, "application/json");
+  ASSERT_TRUE(too_big);
+  EXPECT_EQ(too_big->status, 413);
+  EXPECT_EQ(too_big->get_header_value("Content-Type"), json_type);
+  EXPECT_TRUE(json::parse(too_big->body)["error"].is_string());
+
+  auto unhealthy =
+      cli->Post("/api/generate", R"({"model":"mistral","prompt":"x"})", "application/json");
+  ASSERT_TRUE(unhealthy);
+  EXPECT_EQ(unhealthy->status, 503);
+  EXPECT_EQ(unhealthy->get_header_value("Content-Type"), json_type);
+  EXPECT_FALSE(unhealthy->get_header_value("Retry-After").empty());
+  EXPECT_TRUE(json::parse(unhealthy->body)["error"].is_string());
+  EXPECT_EQ(Requests(a, "/api/generate"), 0);
+}
+
+TEST_F(ProxyTest, OverMaxStreamsIsAnImmediate503) {
+  const size_t a = StartSim({"--load-delay-ms", "0", "--num-parallel", "4"});
+  SimConfig(a, {{"gated", true}});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy({"--max-streams", "1"});
+  RawClient first(ProxyPort(), Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})"));
+  ASSERT_TRUE(WaitFor([&] { return SimStats(a)["gate"]["waiting"] == 1; }, kDeadline,
+                      "the first stream to hold its slot"));
+  auto res =
+      Client()->Post("/api/generate", R"({"model":"llama3.2","prompt":"y"})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/json; charset=utf-8");
+  EXPECT_FALSE(res->get_header_value("Retry-After").empty());
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("limit"), std::string::npos);
+  SimConfig(a, {{"gated", false}});
+  ASSERT_TRUE(WaitFor([&] { return first.data().find("\"done\":true") != std::string::npos; },
+                      kDeadline, "the first stream to finish"));
+}
+
+TEST_F(ProxyTest, HeadersAreFilteredBothWays) {
+  const size_t a = StartSim({"--load-delay-ms", "0", "--token-interval-ms", "1"});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy();
+  RawClient client(ProxyPort(),
+                   Post("/api/generate?ts=123", R"({"model":"llama3.2","prompt":"x"})",
+                        "Origin: http://example.com\r\nX-Custom: kept\r\nUser-Agent: test/1\r\n"
+                        "Connection: close\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return client.eof(); }, kDeadline, "the answer"));
+  const std::string data = client.data();
+  const std::string head = data.substr(0, data.find("\r\n\r\n"));
+  EXPECT_EQ(Count(head, "Transfer-Encoding"), 1u) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  EXPECT_NE(head.find("Access-Control-Allow-Origin: *"), std::string::npos) << head;
+
+  const json seen = SimStats(a)["last_requests"].back();
+  EXPECT_EQ(seen["target"], "/api/generate?ts=123");
+  const json& h = seen["headers"];
+  EXPECT_EQ(h["host"], "127.0.0.1:" + std::to_string(SimPort(a)));
+  EXPECT_FALSE(h.contains("origin"));
+  EXPECT_FALSE(h.contains("remote_addr"));
+  EXPECT_FALSE(h.contains("remote_port"));
+  EXPECT_FALSE(h.contains("local_addr"));
+  EXPECT_EQ(h["x-custom"], "kept");
+  EXPECT_EQ(h["user-agent"], "test/1");
+  EXPECT_EQ(h["x-forwarded-for"], "127.0.0.1");
+  EXPECT_EQ(h["x-forwarded-proto"], "http");
+
+  auto preflight = Client()->Options(
+      "/api/chat", {{"Origin", "http://example.com"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(preflight);
+  EXPECT_EQ(preflight->status, 204);
+  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Origin"), "*");
+  EXPECT_NE(preflight->get_header_value("Access-Control-Allow-Methods").find("POST"),
+            std::string::npos);
+}
+
+TEST_F(ProxyTest, BodiesArriveByteForByte) {
+  const size_t a = StartSim({"--load-delay-ms", "0", "--token-interval-ms", "1"});
+  const size_t b = StartSim({});
+  WriteSnapshot(
+      {Node("a", SimPort(a), {"llama3.2:latest"}), Node("b", SimPort(b), {"llama3.2:latest"})});
+  StartProxy();
+  std::string image;
+  const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (size_t i = 0; i < 700000; ++i) image.push_back(alphabet[(i * 7919 + i / 64) % 64]);
+  const std::string body = R"({"model":"llama3.2","prompt":"describe","stream":false,)"
+                           R"("images":[")" +
+                           image + R"("],"options":{"num_ctx":4096}})";
+  auto res = Client()->Post("/api/generate", body, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  const std::string node = res->get_header_value("X-Corral-Node");
+  const json seen = SimStats(node == "a" ? a : b)["last_requests"].back();
+  EXPECT_EQ(seen["body_size"], body.size());
+  EXPECT_EQ(seen["body"], body);
+
+  // DELETE carries its body to every node that has the model; success is an empty 200.
+  const std::string del = R"({"model":"","name":"llama3.2"})";
+  auto deleted = Client()->Delete("/api/delete", del, "application/json");
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(deleted->status, 200) << deleted->body;
+  EXPECT_TRUE(deleted->body.empty());
+  for (size_t sim : {a, b}) {
+    const json last = SimStats(sim)["last_requests"].back();
+    EXPECT_EQ(last["method"], "DELETE");
+    EXPECT_EQ(last["body"], del);
+  }
+}
+
+TEST_F(ProxyTest, MaxParallelIsRespectedAndInFlightReturnsToZero) {
+  const size_t a = StartSim({"--load-delay-ms", "0", "--num-parallel", "4"});
+  const size_t b = StartSim({"--load-delay-ms", "0", "--num-parallel", "4"});
+  SimConfig(a, {{"gated", true}});
+  SimConfig(b, {{"gated", true}});
+  json na = Node("a", SimPort(a), {"llama3.2:latest"});
+  json nb = Node("b", SimPort(b), {"llama3.2:latest"});
+  na["max_parallel"] = 1;
+  nb["max_parallel"] = 1;
+  WriteSnapshot({na, nb});
+  StartProxy();
+  const std::string request = Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})");
+  RawClient one(ProxyPort(), request);
+  RawClient two(ProxyPort(), request);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const json s = State();
+        return NodeState(s, "a")["in_flight"] == 1 && NodeState(s, "b")["in_flight"] == 1;
+      },
+      kDeadline, "one stream per node"));
+  auto third =
+      Client()->Post("/api/generate", R"({"model":"llama3.2","prompt":"y"})", "application/json");
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->status, 503) << third->body;
+  EXPECT_EQ(SimStats(a)["requests"].value("/api/generate", 0) +
+                SimStats(b)["requests"].value("/api/generate", 0),
+            2);
+  SimConfig(a, {{"gated", false}});
+  SimConfig(b, {{"gated", false}});
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const json s = State();
+        return NodeState(s, "a")["in_flight"] == 0 && NodeState(s, "b")["in_flight"] == 0 &&
+               s["proxy"]["active_requests"] == 0;
+      },
+      kDeadline, "in-flight counts back to zero"));
+}
+
+TEST_F(ProxyTest, ProxyHealthAndStateFollowTheSnapshot) {
+  const size_t a = StartSim({});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})}, 1,
+                {{"strategy", "STRATEGY_ROUND_ROBIN"}});
+  StartProxy();
+  auto ok = Client()->Get("/api/proxy");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(json::parse(ok->body), json({{"status", "ok"}, {"available_nodes", 1}}));
+
+  json state = State();
+  EXPECT_EQ(state["snapshot"]["version"], 1);
+  EXPECT_EQ(state["snapshot"]["source"], "file:" + dir_ + "/snapshot.json");
+  EXPECT_EQ(state["strategy"], "round_robin");
+  const json node = NodeState(state, "a");
+  EXPECT_EQ(node["admin_state"], "ADMIN_STATE_ENABLED");
+  EXPECT_EQ(node["health"], "HEALTH_HEALTHY");
+  EXPECT_EQ(node["in_flight"], 0);
+  EXPECT_EQ(node["models"], json::array({"llama3.2:latest"}));
+  EXPECT_EQ(node["ejected"], false);
+
+  // A newer snapshot with the node disabled, picked up on SIGHUP.
+  json disabled = Node("a", SimPort(a), {"llama3.2:latest"});
+  disabled["admin_state"] = "ADMIN_STATE_DISABLED";
+  WriteSnapshot({disabled}, 2);
+  ::kill(proxy_->pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return State()["snapshot"]["version"] == 2; }, kDeadline,
+                      "the reloaded snapshot"));
+  auto down = Client()->Get("/api/proxy");
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->status, 503);
+  const json body = json::parse(down->body);
+  EXPECT_EQ(body["available_nodes"], 0);
+  EXPECT_TRUE(body["error"].is_string());
+
+  // An older snapshot is refused and the served one stays.
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})}, 1);
+  ::kill(proxy_->pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return proxy_->Log().find("older than") != std::string::npos; },
+                      kDeadline, "the refusal in the log"));
+  EXPECT_EQ(State()["snapshot"]["version"], 2);
+}
+
+TEST_F(ProxyTest, SigtermLetsAnOpenStreamFinish) {
+  const size_t a = StartSim({"--load-delay-ms", "0", "--tokens", "2"});
+  SimConfig(a, {{"gated", true}});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy();
+  RawClient client(ProxyPort(), Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})",
+                                     "Connection: close\r\n"));
+  ASSERT_TRUE(WaitFor([&] { return SimStats(a)["gate"]["waiting"] == 1; }, kDeadline,
+                      "the stream to start"));
+  ::kill(proxy_->pid(), SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return proxy_->Log().find("stopping") != std::string::npos; },
+                      kDeadline, "the proxy to start stopping"));
+  SimConfig(a, {{"gated", false}});
+  ASSERT_TRUE(WaitFor([&] { return client.eof(); }, kDeadline, "the stream to end"));
+  EXPECT_NE(client.data().find("\"done\":true"), std::string::npos) << client.data();
+  EXPECT_TRUE(WaitFor([&] { return !proxy_->Running(); }, kDeadline, "the proxy to exit"));
+}
+
+}  // namespace
