@@ -1,5 +1,6 @@
-// NodeClient against real nodes: corral-sim processes on loopback ports, a listening socket that
-// never answers (a hung node), and a port where nothing listens.
+// NodeClient (and the prober's HTTP transport built on it) against real nodes: corral-sim processes
+// on loopback ports, a listening socket that never answers (a hung node), and a port where nothing
+// listens.
 #include "controlplane/node_client.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "controlplane/prober.h"
 #include "tests/support/process.h"
 
 namespace corral::control {
@@ -218,6 +220,19 @@ TEST_F(NodeClientTest, SomethingElseOnThePortIsNotOllama) {
   EXPECT_FALSE(client.Version().ok());
   other.stop();
   serving.join();
+}
+
+// The prober's transport keeps liveness within its timeout against the same wedged node.
+TEST(HttpProbeTransportTest, AWedgedNodeFailsLivenessWithinTheTimeout) {
+  SilentListener wedged;
+  ProberOptions options;
+  options.liveness_timeout = milliseconds(300);
+  HttpProbeTransport transport(options);
+  ProbeResult result = transport.Probe("http://127.0.0.1:" + std::to_string(wedged.port()));
+  EXPECT_FALSE(result.reachable);
+  EXPECT_TRUE(absl::StrContains(result.error, "no answer within 300 ms")) << result.error;
+  EXPECT_FALSE(result.models.has_value());
+  EXPECT_FALSE(result.loaded_models.has_value());
 }
 
 TEST(NodeClientParseTest, ToleratesOddEntriesAndEmptyLists) {

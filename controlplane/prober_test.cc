@@ -1,13 +1,10 @@
 // Prober: threshold state machine (pure), scheduling with a ManualClock and a scripted probe
-// transport against a real Registry on a temp SQLite file, the real HTTP transport's timeouts,
-// and one integration test with a real corral-sim killed and restarted on its port.
+// transport against a real Registry on a temp SQLite file, the real HTTP transport against a
+// live node, and one integration test with a real corral-sim killed and restarted on its port. (The
+// real transport against a wedged node is in node_client_test.cc, beside the wedged-node listener.)
 #include "controlplane/prober.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <condition_variable>
 #include <deque>
@@ -424,40 +421,6 @@ TEST_F(ProberTest, ARemovedNodeIsNoLongerProbed) {
 }
 
 // ---- the real HTTP transport ----
-
-// A TCP listener that never accepts: a wedged node.
-class SilentListener {
- public:
-  SilentListener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(fd_, 64), 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentListener() { ::close(fd_); }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
-TEST(HttpProbeTransportTest, AWedgedNodeFailsLivenessWithinTheTimeout) {
-  SilentListener wedged;
-  ProberOptions options;
-  options.liveness_timeout = milliseconds(300);
-  HttpProbeTransport transport(options);
-  ProbeResult result = transport.Probe("http://127.0.0.1:" + std::to_string(wedged.port()));
-  EXPECT_FALSE(result.reachable);
-  EXPECT_TRUE(absl::StrContains(result.error, "no answer within 300 ms")) << result.error;
-  EXPECT_FALSE(result.models.has_value());
-  EXPECT_FALSE(result.loaded_models.has_value());
-}
 
 TEST(HttpProbeTransportTest, ALiveNodeGivesVersionModelsAndLoadedModels) {
   const std::string logs = MakeTempDir("transport");
