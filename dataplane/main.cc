@@ -1,7 +1,9 @@
 // corral-proxy: parses flags and wires the data plane together. All logic lives in the units
 // it wires (ProxyServer, SnapshotStore, Router, UpstreamPool); see docs/proxy.md.
 #include <signal.h>
+#include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -100,6 +102,17 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   return true;
 }
 
+// A graceful stop needs the listener to stop accepting while open streams keep running.
+// httplib's stop() marks the server as shutting down, and from then on its response writer no
+// longer calls content providers, which would cut every open stream. Shutting the listening
+// socket down instead ends the accept loop only: listen() then waits for the workers, whose
+// streams run to their end.
+class ProxyListener : public corral::HttpListener {
+ public:
+  using HttpListener::HttpListener;
+  void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,7 +168,7 @@ int main(int argc, char** argv) {
   ProxyServer proxy(options, store, router, pool);
 
   const int64_t threads = flags.threads > 0 ? flags.threads : flags.max_streams + 256;
-  HttpListener listener(static_cast<size_t>(threads), 4096);
+  ProxyListener listener(static_cast<size_t>(threads), 4096);
   proxy.Install(listener);
   auto port = listener.Bind(*address);
   if (!port.ok()) {
@@ -178,6 +191,7 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::condition_variable cv;
   bool stopped = false;
+  std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {
     while (true) {
       int sig = 0;
@@ -193,7 +207,8 @@ int main(int argc, char** argv) {
       if (sig == SIGUSR1) return;  // the process is ending on its own
       CORRAL_LOG(kInfo, "proxy") << "stopping: no new connections, open streams get "
                                  << flags.grace_s << " s to finish";
-      listener.stop();
+      stopping = true;
+      listener.StopAccepting();
       std::unique_lock<std::mutex> lock(mu);
       if (!cv.wait_for(lock, std::chrono::seconds(flags.grace_s), [&] { return stopped; })) {
         CORRAL_LOG(kWarn, "proxy")
@@ -212,5 +227,6 @@ int main(int argc, char** argv) {
   pthread_kill(signal_thread.native_handle(), SIGUSR1);
   signal_thread.join();
   CORRAL_LOG(kInfo, "proxy") << "stopped";
-  return ok ? 0 : 1;
+  // The accept loop reports a failure when its socket is shut down: that is the stop asked for.
+  return ok || stopping.load() ? 0 : 1;
 }

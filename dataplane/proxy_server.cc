@@ -28,6 +28,8 @@ namespace {
 constexpr int kClientNotSearched = -2;
 // The largest error body kept from a failing node to pass on if no other node answers.
 constexpr size_t kMaxSavedErrorBody = 1 << 20;
+// A body over the limit by at most this much is read and dropped before the 413 goes out.
+constexpr size_t kMaxDrainBytes = size_t{64} << 20;
 
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -210,12 +212,17 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
     }
   }
   if (too_large) {
-    // The rest of the body is never read: end the connection after this answer, so the
-    // leftover bytes are not taken for the next request.
-    res.set_header("Connection", "close");
-    const int fd =
-        FindClientSocket(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
-    if (fd >= 0) ::shutdown(fd, SHUT_RD);
+    // A client reads an answer only after sending its whole body, so a body of a sensible size
+    // is read and dropped, keeping the connection usable. A giant one is not worth reading:
+    // the connection ends after this answer so its rest is not taken for the next request.
+    if (call.body.empty() && length <= options_.max_body_bytes + kMaxDrainBytes) {
+      reader([](const char*, size_t) { return true; });
+    } else {
+      res.set_header("Connection", "close");
+      const int fd =
+          FindClientSocket(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
+      if (fd >= 0) ::shutdown(fd, SHUT_RD);
+    }
     SetErrorReply(res, 413,
                   "request body is larger than the proxy's limit of " +
                       std::to_string(options_.max_body_bytes >> 20) + " MiB",
@@ -1135,7 +1142,9 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
           up.Close();  // the client left: closing makes the node stop generating
           return false;
         }
-        if (!up.message_complete()) return true;
+        // Keep looping rather than returning: httplib stops calling a provider once the
+        // server is stopping, and a graceful stop must let open streams run to their end.
+        last = Clock::now();
       }
       if (up.message_complete()) {
         relay->finished = true;
