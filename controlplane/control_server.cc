@@ -155,7 +155,9 @@ void ControlServer::Shutdown() {
     server_->Wait();
   }
   if (publisher_ != nullptr) publisher_->Stop();
-  CORRAL_LOG(kInfo, "control") << "stopped";
+  if (server_ != nullptr) {
+    CORRAL_LOG(kInfo, "control") << "stopped";
+  }
 }
 
 ControlServer::~ControlServer() {
