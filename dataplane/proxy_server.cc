@@ -196,7 +196,10 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
   size_t length = 0;
   bool too_large =
       !declared.empty() && absl::SimpleAtoi(declared, &length) && length > options_.max_body_bytes;
-  if (!too_large) {
+  // Without Content-Length or chunked framing an HTTP/1.1 request has no body; httplib's
+  // reader would treat that as a failure.
+  const bool framed = !declared.empty() || req.has_header("Transfer-Encoding");
+  if (!too_large && framed) {
     const bool ok = reader([&](const char* data, size_t n) {
       if (call.body.size() + n > options_.max_body_bytes) {
         too_large = true;
@@ -206,8 +209,8 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
       return true;
     });
     if (!ok && !too_large) {
-      res.status = 400;
       res.set_header("Connection", "close");
+      SetErrorReply(res, 400, "the request body could not be read", call.route.openai);
       return;
     }
   }
