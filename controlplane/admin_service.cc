@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -347,6 +348,62 @@ grpc::Status AdminService::GetDiscovery(grpc::ServerContext* context,
   absl::StatusOr<corral::v1::DiscoveryConfig> config = registry_->GetDiscovery();
   if (!config.ok()) return ToGrpcStatus(config.status());
   *resp = *std::move(config);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CreateToken(grpc::ServerContext* context,
+                                       const corral::v1::CreateTokenRequest* req,
+                                       corral::v1::CreateTokenResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  corral::v1::InferenceToken token;
+  token.set_name(req->name());
+  for (const std::string& model : req->models()) {
+    std::optional<std::string> key = CanonicalModelKey(model);
+    if (!key.has_value()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("model name \"", model, "\" is not valid"));
+    }
+    token.add_models(*key);
+  }
+  std::string text = req->token();
+  if (text.empty()) {
+    absl::StatusOr<std::string> generated = GenerateToken();
+    if (!generated.ok()) return ToGrpcStatus(generated.status());
+    text = *generated;
+  } else if (text.size() < 16) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a token must be at least 16 characters; leave it empty to generate one");
+  }
+  token.set_sha256_hex(Sha256Hex(text));
+  if (absl::Status added = registry_->AddInferenceToken(token); !added.ok()) {
+    return ToGrpcStatus(added);
+  }
+  CORRAL_LOG(kInfo, "admin") << "inference token " << req->name() << " created";
+  *resp->mutable_token() = token;
+  resp->set_token_text(text);
+  resp->set_snapshot_version(registry_->version());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListTokens(grpc::ServerContext* context,
+                                      const corral::v1::ListTokensRequest* /*req*/,
+                                      corral::v1::ListTokensResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<std::vector<corral::v1::InferenceToken>> tokens = registry_->ListInferenceTokens();
+  if (!tokens.ok()) return ToGrpcStatus(tokens.status());
+  for (auto& t : *tokens) *resp->add_tokens() = std::move(t);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RevokeToken(grpc::ServerContext* context,
+                                       const corral::v1::RevokeTokenRequest* req,
+                                       corral::v1::RevokeTokenResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  if (absl::Status removed = registry_->RemoveInferenceToken(req->name()); !removed.ok()) {
+    return ToGrpcStatus(removed);
+  }
+  CORRAL_LOG(kInfo, "admin") << "inference token " << req->name() << " revoked";
+  resp->set_snapshot_version(registry_->version());
   return grpc::Status::OK;
 }
 

@@ -63,6 +63,12 @@ class AdminService final : public corral::v1::Admin::Service {
   grpc::Status GetDiscovery(grpc::ServerContext* context,
                             const corral::v1::GetDiscoveryRequest* req,
                             corral::v1::DiscoveryConfig* resp) override;
+  grpc::Status CreateToken(grpc::ServerContext* context, const corral::v1::CreateTokenRequest* req,
+                           corral::v1::CreateTokenResponse* resp) override;
+  grpc::Status ListTokens(grpc::ServerContext* context, const corral::v1::ListTokensRequest* req,
+                          corral::v1::ListTokensResponse* resp) override;
+  grpc::Status RevokeToken(grpc::ServerContext* context, const corral::v1::RevokeTokenRequest* req,
+                           corral::v1::RevokeTokenResponse* resp) override;
 
  private:
   grpc::Status SetState(grpc::ServerContext* context, const std::string& name,

@@ -44,6 +44,14 @@ std::string Sha256Hex(std::string_view data) {
   return Hex(h.data(), h.size());
 }
 
+absl::StatusOr<std::string> GenerateToken() {
+  uint8_t random[32];
+  if (RAND_bytes(random, sizeof(random)) != 1) {
+    return absl::InternalError("cannot draw random bytes for a new token");
+  }
+  return Hex(random, sizeof(random));
+}
+
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   std::ifstream in(path);
   if (in) {
@@ -56,11 +64,9 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
     }
     return token;
   }
-  uint8_t random[32];
-  if (RAND_bytes(random, sizeof(random)) != 1) {
-    return absl::InternalError("cannot draw random bytes for a new token");
-  }
-  const std::string token = Hex(random, sizeof(random));
+  absl::StatusOr<std::string> generated = GenerateToken();
+  if (!generated.ok()) return generated.status();
+  const std::string& token = *generated;
   // O_EXCL: if another process created the file meanwhile, read theirs instead.
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {

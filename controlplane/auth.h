@@ -29,6 +29,9 @@ using TokenHash = std::array<uint8_t, 32>;
 TokenHash HashToken(std::string_view token);
 std::string Sha256Hex(std::string_view data);
 
+// A new random token: 32 bytes from the OpenSSL RNG as 64 hex characters.
+absl::StatusOr<std::string> GenerateToken();
+
 // Reads the token in `path`, or creates the file (mode 0600, 64 hex characters) when it does not
 // exist. Surrounding whitespace is ignored; an empty file is an error (FailedPrecondition).
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);

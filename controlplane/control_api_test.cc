@@ -364,6 +364,9 @@ TEST_F(ControlApiTest, ReportIsReflectedInProxiesAndNodeLoad) {
   EXPECT_EQ(p.rejected_version(), 8u);
   EXPECT_EQ(p.rejected_reason(), "strategy unknown");
   EXPECT_FALSE(p.last_report_at().empty());
+  ASSERT_EQ(p.nodes_size(), 1);
+  EXPECT_EQ(p.nodes(0).node(), "gpu-1");
+  EXPECT_EQ(p.nodes(0).in_flight(), 3);
 
   corral::v1::GetNodeRequest get;
   get.set_name("gpu-1");
@@ -381,6 +384,54 @@ TEST_F(ControlApiTest, ReportIsReflectedInProxiesAndNodeLoad) {
             grpc::StatusCode::INVALID_ARGUMENT);
   watch_ctx->TryCancel();
   reader->Finish();
+}
+
+TEST_F(ControlApiTest, InferenceTokensReachTheSnapshotAsHashesOnly) {
+  StartServer();
+  corral::v1::CreateTokenRequest req;
+  req.set_name("team-a");
+  req.add_models("llama3");
+  corral::v1::CreateTokenResponse created;
+  ASSERT_TRUE(admin_->CreateToken(AdminCtx().get(), req, &created).ok());
+  EXPECT_EQ(created.token_text().size(), 64u);
+  EXPECT_EQ(created.token().sha256_hex(), Sha256Hex(created.token_text()));
+  ASSERT_EQ(created.token().models_size(), 1);
+  EXPECT_EQ(created.token().models(0), "registry.ollama.ai/library/llama3:latest");
+  EXPECT_EQ(created.snapshot_version(), 1u);
+
+  const auto before = Census();
+  corral::v1::CreateTokenResponse again;
+  EXPECT_EQ(admin_->CreateToken(AdminCtx().get(), req, &again).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  corral::v1::CreateTokenRequest bad = req;
+  bad.set_name("team-b");
+  bad.set_models(0, "bad name!");
+  EXPECT_EQ(admin_->CreateToken(AdminCtx().get(), bad, &again).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  bad.clear_models();
+  bad.set_token("short");
+  EXPECT_EQ(admin_->CreateToken(AdminCtx().get(), bad, &again).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Census(), before);
+
+  corral::v1::ListTokensResponse list;
+  ASSERT_TRUE(admin_->ListTokens(AdminCtx().get(), {}, &list).ok());
+  ASSERT_EQ(list.tokens_size(), 1);
+  EXPECT_EQ(list.tokens(0).sha256_hex(), created.token().sha256_hex());
+  EXPECT_EQ(server_->publisher().current() == nullptr, false);
+  ASSERT_TRUE(WaitFor([&] { return server_->publisher().current()->tokens_size() == 1; },
+                      milliseconds(5000)));
+  EXPECT_EQ(server_->publisher().current()->tokens(0).sha256_hex(), created.token().sha256_hex());
+
+  corral::v1::RevokeTokenRequest revoke;
+  revoke.set_name("team-a");
+  corral::v1::RevokeTokenResponse revoked;
+  ASSERT_TRUE(admin_->RevokeToken(AdminCtx().get(), revoke, &revoked).ok());
+  EXPECT_EQ(revoked.snapshot_version(), 2u);
+  EXPECT_EQ(admin_->RevokeToken(AdminCtx().get(), revoke, &revoked).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(WaitFor([&] { return server_->publisher().current()->tokens_size() == 0; },
+                      milliseconds(5000)));
 }
 
 TEST_F(ControlApiTest, CreateNodeProbesAtOnceAndModelsAreListed) {

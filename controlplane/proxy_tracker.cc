@@ -73,7 +73,11 @@ void ProxyTracker::Report(const corral::v1::ReportRequest& report, const std::st
 std::vector<corral::v1::ProxyInfo> ProxyTracker::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<corral::v1::ProxyInfo> out;
-  for (const auto& [id, p] : proxies_) out.push_back(p.info);
+  for (const auto& [id, p] : proxies_) {
+    corral::v1::ProxyInfo info = p.info;
+    for (const auto& [node, load] : p.loads) *info.add_nodes() = load;
+    out.push_back(std::move(info));
+  }
   return out;
 }
 
