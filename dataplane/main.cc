@@ -21,6 +21,7 @@
 #include "dataplane/router.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/upstream_pool.h"
+#include "dataplane/worker_pool.h"
 
 namespace {
 
@@ -109,7 +110,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
 // streams run to their end.
 class ProxyListener : public corral::HttpListener {
  public:
-  using HttpListener::HttpListener;
+  // Workers start on demand (an idle proxy holds few threads), up to `threads`.
+  ProxyListener(size_t threads, int backlog) : HttpListener(threads, backlog) {
+    new_task_queue = [threads] { return new corral::dataplane::WorkerPool(threads); };
+  }
   void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
 };
 
