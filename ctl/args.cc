@@ -84,6 +84,14 @@ const CommandSpec kCommands[] = {
      "HOST:PORT scans a single port; IPv6 hosts go in brackets: [::1]:11434-11440.\n"
      "  --interval-ms N      time between two scans (0 = default 30000)\n"},
     {"discovery off", "discovery off", "stop scanning for new nodes", ""},
+    {"token create", "token create NAME [--model M]... [--value TEXT]",
+     "create an inference token the proxies accept on the Ollama API",
+     "The token text is printed once and stored nowhere (only its SHA-256 reaches the registry\n"
+     "and the proxies). With no token defined, proxies are open, like Ollama itself.\n"
+     "  --model M            a model the token may use; repeatable (default: every model)\n"
+     "  --value TEXT         accept this text as the token (default: 32 random bytes as hex)\n"},
+    {"token list", "token list", "list inference tokens (names, hashes, models)", ""},
+    {"token revoke", "token revoke NAME", "revoke an inference token", ""},
 };
 
 constexpr char kGlobalHelp[] =
@@ -103,7 +111,7 @@ const CommandSpec* FindSpec(const std::string& path) {
 }
 
 bool IsGroup(const std::string& word) {
-  return word == "node" || word == "strategy" || word == "discovery";
+  return word == "node" || word == "strategy" || word == "discovery" || word == "token";
 }
 
 std::string CommandHelp(const CommandSpec& spec) {
@@ -386,6 +394,7 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
       {"proxies", CommandKind::kProxies},
       {"discovery get", CommandKind::kDiscoveryGet},
       {"discovery off", CommandKind::kDiscoveryOff},
+      {"token list", CommandKind::kTokenList},
   };
 
   if (auto it = kNoArgs.find(path); it != kNoArgs.end()) {
@@ -398,6 +407,31 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
     }
     ParseOutcome out = Run(global, it->second);
     out.invocation.node_name = flags.positionals[0];
+    return out;
+  }
+  if (path == "token revoke") {
+    if (!expect({}, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing NAME" : err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kTokenRevoke);
+    out.invocation.token_name = flags.positionals[0];
+    return out;
+  }
+  if (path == "token create") {
+    if (!expect({{"--model", true}, {"--value", true}}, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing NAME" : err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kTokenCreate);
+    auto& req = out.invocation.token;
+    req.set_name(flags.positionals[0]);
+    for (const auto& model : flags.All("--model")) {
+      if (model.empty()) return UsageError("--model needs a model name", path);
+      req.add_models(model);
+    }
+    if (auto v = flags.Last("--value")) {
+      if (v->empty()) return UsageError("--value needs the token text", path);
+      req.set_token(*v);
+    }
     return out;
   }
   if (path == "node add") {

@@ -47,6 +47,9 @@ enum class CommandKind {
   kDiscoveryGet,
   kDiscoverySet,
   kDiscoveryOff,
+  kTokenCreate,
+  kTokenList,
+  kTokenRevoke,
 };
 
 // Options that apply to every command; accepted before or after the command words.
@@ -81,6 +84,8 @@ struct Invocation {
   StrategyOverrides strategy_overrides;                              // strategy set
   corral::v1::PullModelRequest pull;                                 // pull
   corral::v1::SetDiscoveryRequest discovery;                         // discovery set / off
+  corral::v1::CreateTokenRequest token;                              // token create
+  std::string token_name;                                            // token revoke
 };
 
 struct ParseOutcome {

@@ -180,6 +180,26 @@ TEST(ArgsTest, DiscoveryGetSetOff) {
   EXPECT_EQ(off.discovery.ranges_size(), 0);
 }
 
+TEST(ArgsTest, TokenCreateListRevoke) {
+  Invocation created = MustRun({"token", "create", "team-a", "--model", "llama3.2", "--model",
+                                "qwen3:8b", "--value", "s3cret"});
+  EXPECT_EQ(created.kind, CommandKind::kTokenCreate);
+  EXPECT_EQ(created.token.name(), "team-a");
+  ASSERT_EQ(created.token.models_size(), 2);
+  EXPECT_EQ(created.token.models(1), "qwen3:8b");
+  EXPECT_EQ(created.token.token(), "s3cret");
+  EXPECT_FALSE(created.global.token.has_value());  // --value is not the admin --token
+
+  Invocation generated = MustRun({"token", "create", "ci"});
+  EXPECT_TRUE(generated.token.token().empty());
+  EXPECT_EQ(generated.token.models_size(), 0);
+
+  EXPECT_EQ(MustRun({"token", "list"}).kind, CommandKind::kTokenList);
+  Invocation revoked = MustRun({"token", "revoke", "team-a"});
+  EXPECT_EQ(revoked.kind, CommandKind::kTokenRevoke);
+  EXPECT_EQ(revoked.token_name, "team-a");
+}
+
 TEST(ArgsTest, GlobalOptionsBeforeOrAfterTheCommand) {
   Invocation before = MustRun({"--control", "10.0.0.1:11400", "--token=abc", "--json", "--data-dir",
                                "/srv/corral", "node", "list"});
@@ -227,7 +247,10 @@ TEST(ArgsTest, HelpForEverythingGroupsAndEachCommand) {
                                                           {"pull"},
                                                           {"discovery", "get"},
                                                           {"discovery", "set"},
-                                                          {"discovery", "off"}};
+                                                          {"discovery", "off"},
+                                                          {"token", "create"},
+                                                          {"token", "list"},
+                                                          {"token", "revoke"}};
   for (auto args : commands) {
     std::string path;
     for (const auto& a : args) path += (path.empty() ? "" : " ") + a;
@@ -325,6 +348,20 @@ TEST(ArgsTest, StrategyErrors) {
               "--idle-timeout-ms needs a whole number, got '5s'");
   ExpectUsage({"strategy", "set", "weighted", "--weight", "1"}, "unknown option --weight");
   ExpectUsage({"strategy", "get", "now"}, "unexpected argument 'now'");
+}
+
+TEST(ArgsTest, TokenErrors) {
+  ExpectUsage({"token"}, "missing token command");
+  ExpectUsage({"token", "rotate", "x"}, "unknown token command 'rotate'");
+  ExpectUsage({"token", "create"}, "missing NAME");
+  ExpectUsage({"token", "create", "a", "b"}, "unexpected argument 'b'");
+  ExpectUsage({"token", "create", "a", "--model"}, "--model needs a value");
+  ExpectUsage({"token", "create", "a", "--model="}, "--model needs a model name");
+  ExpectUsage({"token", "create", "a", "--value="}, "--value needs the token text");
+  ExpectUsage({"token", "create", "a", "--scope", "x"}, "unknown option --scope");
+  ExpectUsage({"token", "list", "x"}, "unexpected argument 'x'");
+  ExpectUsage({"token", "revoke"}, "missing NAME");
+  ExpectUsage({"token", "revoke", "a", "b"}, "unexpected argument 'b'");
 }
 
 TEST(ArgsTest, ViewCommandsTakeNoArguments) {

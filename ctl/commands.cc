@@ -251,6 +251,29 @@ int RunCommand(const Invocation& inv, const Connection& conn, std::ostream& out,
       if (!status.ok()) return call.Fail(status);
       return call.Print(reply, FormatDiscovery);
     }
+    case CommandKind::kTokenCreate: {
+      v1::CreateTokenResponse reply;
+      status = stub.CreateToken(ctx.get(), inv.token, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatTokenCreated);
+    }
+    case CommandKind::kTokenList: {
+      v1::ListTokensResponse reply;
+      status = stub.ListTokens(ctx.get(), v1::ListTokensRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatTokens);
+    }
+    case CommandKind::kTokenRevoke: {
+      v1::RevokeTokenRequest req;
+      req.set_name(inv.token_name);
+      v1::RevokeTokenResponse reply;
+      status = stub.RevokeToken(ctx.get(), req, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, [&](const v1::RevokeTokenResponse& r) {
+        return absl::StrCat("token \"", inv.token_name, "\" revoked (snapshot version ",
+                            r.snapshot_version(), ")\n");
+      });
+    }
   }
   err << "corralctl: internal error: unhandled command\n";
   return kExitFailed;

@@ -303,6 +303,25 @@ std::string FormatDiscovery(const corral::v1::DiscoveryConfig& config) {
   });
 }
 
+std::string FormatTokens(const corral::v1::ListTokensResponse& tokens) {
+  if (tokens.tokens().empty()) return "no inference tokens: proxies are open\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& t : tokens.tokens()) {
+    rows.push_back({t.name(), t.sha256_hex().substr(0, 16),
+                    t.models().empty() ? "all" : absl::StrJoin(t.models(), ",")});
+  }
+  return RenderTable({"NAME", "SHA256", "MODELS"}, rows);
+}
+
+std::string FormatTokenCreated(const corral::v1::CreateTokenResponse& created) {
+  const auto& t = created.token();
+  return absl::StrCat(
+      "token \"", t.name(),
+      "\" created (models: ", t.models().empty() ? "all" : absl::StrJoin(t.models(), ","),
+      "; snapshot version ", created.snapshot_version(), ")\n", created.token_text(),
+      "\nThis is the only time the token is shown: store it now.\n");
+}
+
 std::string FormatPullProgress(const corral::v1::PullProgress& p) {
   std::string line = absl::StrCat(p.node(), ": ");
   if (!p.error().empty()) return absl::StrCat(line, "error: ", p.error(), "\n");

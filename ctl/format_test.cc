@@ -133,6 +133,26 @@ TEST(FormatTest, ModelsProxiesDiscoveryAndPull) {
             "gpu1: error: pull model manifest: file does not exist\n");
 }
 
+TEST(FormatTest, Tokens) {
+  EXPECT_EQ(FormatTokens(v1::ListTokensResponse()), "no inference tokens: proxies are open\n");
+  v1::ListTokensResponse list;
+  auto* t = list.add_tokens();
+  t->set_name("team-a");
+  t->set_sha256_hex(std::string(64, 'a'));
+  t->add_models("llama3.2:latest");
+  std::string out = FormatTokens(list);
+  EXPECT_NE(out.find("team-a  aaaaaaaaaaaaaaaa  llama3.2:latest"), std::string::npos) << out;
+
+  v1::CreateTokenResponse created;
+  created.mutable_token()->set_name("ci");
+  created.set_token_text("0123abcd");
+  created.set_snapshot_version(9);
+  out = FormatTokenCreated(created);
+  EXPECT_NE(out.find("token \"ci\" created (models: all; snapshot version 9)\n0123abcd\n"),
+            std::string::npos)
+      << out;
+}
+
 TEST(FormatTest, JsonKeepsProtoFieldNamesAndPrintsDefaults) {
   v1::NodeInfo info = MakeNode("gpu1", v1::HEALTH_HEALTHY);
   std::string text = ToJson(info);

@@ -387,6 +387,41 @@ TEST(CorralctlTest, EveryCommandWithJson) {
   EXPECT_EQ(fleet.Ctl({"node", "get", discovered_name}).exit_code, 1);
 }
 
+TEST(CorralctlTest, TokensWithJson) {
+  Fleet fleet;
+  ASSERT_TRUE(fleet.StartControl());
+  CtlResult created = fleet.Ctl({"--json", "token", "create", "team-a", "--model", "llama3.2",
+                                 "--value", "team-a-secret-0001"});
+  ASSERT_EQ(created.exit_code, 0) << created;
+  json c = created.Json();
+  EXPECT_EQ(c["token"]["name"], "team-a");
+  EXPECT_EQ(c["token_text"], "team-a-secret-0001");
+  // SHA-256 of "team-a-secret-0001": only the hash is kept.
+  EXPECT_EQ(c["token"]["sha256_hex"],
+            "15396211c9a6479e4d6051df0ef1cbbb917e8e24133cd239bf4c35411e83fa40");
+  ASSERT_EQ(c["token"]["models"].size(), 1u);
+  EXPECT_GT(std::stoull(c["snapshot_version"].get<std::string>()), 0u);
+
+  CtlResult generated = fleet.Ctl({"--json", "token", "create", "ci"});
+  ASSERT_EQ(generated.exit_code, 0) << generated;
+  EXPECT_EQ(generated.Json()["token_text"].get<std::string>().size(), 64u) << generated;
+
+  CtlResult duplicate = fleet.Ctl({"token", "create", "ci"});
+  EXPECT_EQ(duplicate.exit_code, 1) << duplicate;
+  EXPECT_NE(duplicate.err.find("ci"), std::string::npos) << duplicate;
+
+  CtlResult list = fleet.Ctl({"--json", "token", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list;
+  ASSERT_EQ(list.Json()["tokens"].size(), 2u) << list;
+  EXPECT_EQ(list.out.find("team-a-secret-0001"), std::string::npos) << "a token's text was listed";
+
+  CtlResult revoked = fleet.Ctl({"--json", "token", "revoke", "team-a"});
+  ASSERT_EQ(revoked.exit_code, 0) << revoked;
+  EXPECT_TRUE(revoked.Json().contains("snapshot_version"));
+  EXPECT_EQ(fleet.Ctl({"token", "revoke", "team-a"}).exit_code, 1);
+  ASSERT_EQ(fleet.Ctl({"--json", "token", "list"}).Json()["tokens"].size(), 1u);
+}
+
 TEST(CorralctlTest, ProxiesWithJson) {
   Fleet fleet;
   ASSERT_NO_FATAL_FAILURE(StartCore(fleet, 1));
