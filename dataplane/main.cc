@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -17,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "common/http_listener.h"
 #include "common/log.h"
+#include "dataplane/control_client.h"
 #include "dataplane/proxy_server.h"
 #include "dataplane/router.h"
 #include "dataplane/snapshot_store.h"
@@ -26,13 +29,19 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: corral-proxy --listen HOST:PORT --snapshot FILE [--id NAME] [--port-file PATH]\n"
+    "usage: corral-proxy --listen HOST:PORT [--snapshot FILE] [--control ADDR]\n"
+    "                    [--control-token-file FILE | --control-token T] [--id NAME]\n"
+    "                    [--port-file PATH]\n"
     "                    [--max-streams N] [--threads N] [--max-body-mb N]\n"
     "                    [--allow-origins LIST] [--grace-s N] [--log-level LEVEL]\n"
     "\n"
     "  --listen HOST:PORT   address to serve the Ollama API on (default 0.0.0.0:11434)\n"
     "  --snapshot FILE      routing snapshot (protobuf JSON, docs/snapshot.md); reloaded on\n"
     "                       SIGHUP; also where snapshots from the control plane are kept\n"
+    "  --control ADDR       corral-control's gRPC address: snapshots are watched from it and\n"
+    "                       kept in --snapshot FILE, which serves while it is unreachable\n"
+    "  --control-token-file FILE  the control plane's proxy.token (or CORRAL_PROXY_TOKEN)\n"
+    "  --control-token T    the proxy token itself\n"
     "  --id NAME            how this proxy names itself (default: corral-proxy)\n"
     "  --port-file PATH     write the bound port here once listening\n"
     "  --max-streams N      concurrent proxied requests before answering 503 (default 2048)\n"
@@ -45,6 +54,9 @@ constexpr const char* kUsage =
 struct Flags {
   std::string listen = "0.0.0.0:11434";
   std::string snapshot;
+  std::string control;
+  std::string control_token;
+  std::string control_token_file;
   std::string id = "corral-proxy";
   std::string port_file;
   int64_t max_streams = 2048;
@@ -79,6 +91,12 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->listen = value;
     } else if (arg == "--snapshot") {
       flags->snapshot = value;
+    } else if (arg == "--control") {
+      flags->control = value;
+    } else if (arg == "--control-token") {
+      flags->control_token = value;
+    } else if (arg == "--control-token-file") {
+      flags->control_token_file = value;
     } else if (arg == "--id") {
       flags->id = value;
     } else if (arg == "--port-file") {
@@ -117,6 +135,22 @@ class ProxyListener : public corral::HttpListener {
   void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
 };
 
+// The proxy token from the flag, the file, or CORRAL_PROXY_TOKEN, in that order.
+bool ResolveControlToken(Flags* flags) {
+  if (!flags->control_token.empty()) return true;
+  if (!flags->control_token_file.empty()) {
+    std::ifstream in(flags->control_token_file);
+    if (!(in >> flags->control_token)) {
+      std::fprintf(stderr, "corral-proxy: cannot read the proxy token from %s\n",
+                   flags->control_token_file.c_str());
+      return false;
+    }
+    return true;
+  }
+  if (const char* env = std::getenv("CORRAL_PROXY_TOKEN")) flags->control_token = env;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,6 +164,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   SetLogLevel(level);
+  if (!flags.control.empty() && !ResolveControlToken(&flags)) return 2;
   auto address = ParseListenAddress(flags.listen);
   if (!address.ok()) {
     std::fprintf(stderr, "corral-proxy: %s\n", std::string(address.status().message()).c_str());
@@ -156,7 +191,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "corral-proxy: %s\n", std::string(loaded.message()).c_str());
       return 1;
     }
-  } else {
+  } else if (flags.control.empty()) {
     CORRAL_LOG(kWarn, "proxy") << "no --snapshot given: answering 503 until one arrives";
   }
 
@@ -190,6 +225,25 @@ int main(int argc, char** argv) {
   if (table == nullptr || table->snapshot().tokens().empty()) {
     CORRAL_LOG(kInfo, "proxy") << "no inference tokens defined: the proxy is open to any client, "
                                   "like Ollama itself";
+  }
+
+  // With a control plane, snapshots arrive over Watch; the file stays the on-disk copy that
+  // serves while the control plane is away, and is what a restart starts from.
+  std::unique_ptr<ControlClient> control;
+  if (!flags.control.empty()) {
+    ControlClientOptions control_options;
+    control_options.address = flags.control;
+    control_options.proxy_id = flags.id;
+    control_options.token = flags.control_token;
+    const std::string source = "control:" + flags.control;
+    control = std::make_unique<ControlClient>(
+        control_options,
+        [&store, source](const corral::v1::Snapshot& snapshot) {
+          return store.Apply(snapshot, source);
+        },
+        [&proxy] { return proxy.NodeLoads(); });
+    control->Start(store.version());
+    CORRAL_LOG(kInfo, "proxy") << "watching snapshots from the control plane at " << flags.control;
   }
 
   std::mutex mu;
@@ -230,6 +284,7 @@ int main(int argc, char** argv) {
   cv.notify_all();
   pthread_kill(signal_thread.native_handle(), SIGUSR1);
   signal_thread.join();
+  if (control) control->Stop();
   CORRAL_LOG(kInfo, "proxy") << "stopped";
   // The accept loop reports a failure when its socket is shut down: that is the stop asked for.
   return ok || stopping.load() ? 0 : 1;
