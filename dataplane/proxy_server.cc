@@ -1090,7 +1090,17 @@ struct StreamRelay {
   bool sse = false;
   int client_fd = -1;
   bool finished = false;
+  std::string tail;  // the last two bytes relayed, to start an error on a line of its own
 };
+
+void RememberTail(const std::string& piece, std::string* tail) {
+  if (piece.size() >= 2) {
+    tail->assign(piece, piece.size() - 2, 2);
+  } else if (!piece.empty()) {
+    tail->append(piece);
+    if (tail->size() > 2) tail->erase(0, tail->size() - 2);
+  }
+}
 }  // namespace
 
 bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
@@ -1133,14 +1143,27 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
       CORRAL_LOG(kWarn, "proxy") << relay->path << ": stream from node " << relay->node
                                  << " broke: " << reason;
       router_.RecordFailure(relay->node, relay->table->policy());
-      const std::string chunk = StreamErrorChunk(reason, relay->sse);
-      sink.write(chunk.data(), chunk.size());
+      // The error must stand on a line (or SSE event) of its own, even when the node died in the
+      // middle of one.
+      std::string chunk;
+      if (relay->sse && relay->tail.size() == 2 && relay->tail != "\n\n") {
+        chunk = relay->tail.back() == '\n' ? "\n" : "\n\n";
+      } else if (!relay->sse && !relay->tail.empty() && relay->tail.back() != '\n') {
+        chunk = "\n";
+      }
+      chunk += StreamErrorChunk(reason, relay->sse);
       up.Close();
-      return false;  // no terminating chunk: the client sees the truncation too
+      if (!sink.write(chunk.data(), chunk.size())) return false;
+      // End the body properly, as an Ollama node does after its own error line: clients read
+      // the error line and raise it, while a connection cut before the last chunk makes some
+      // HTTP stacks (Node's fetch) drop bytes already received, error line included.
+      sink.done();
+      return true;
     };
     while (true) {
       if (up.has_body()) {
         const std::string piece = up.TakeBody();
+        RememberTail(piece, &relay->tail);
         if (!sink.write(piece.data(), piece.size())) {
           up.Close();  // the client left: closing makes the node stop generating
           return false;
