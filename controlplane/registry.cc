@@ -271,11 +271,8 @@ absl::Status ValidateName(const std::string& name) {
 
 absl::StatusOr<std::string> NormalizeUrl(const std::string& url) {
   absl::StatusOr<NodeUrl> parsed = ParseNodeUrl(url);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node URL \"", url, "\" is not valid: ", parsed.status().message(),
-                     " (expected http://host:port, e.g. http://10.0.0.5:11434)"));
-  }
+  // ParseNodeUrl's message already quotes the URL and says what to change.
+  if (!parsed.ok()) return parsed.status();
   return parsed->Normalized();
 }
 
@@ -896,7 +893,9 @@ absl::StatusOr<corral::v1::DiscoveryConfig> Registry::SetDiscovery(
           absl::StrCat("discovery range ", r.host(), ":", r.port_from(), "-", r.port_to(),
                        " must have 1 <= port_from <= port_to <= 65535"));
     }
-    if (absl::StatusOr<NodeUrl> url = ParseNodeUrl(absl::StrCat(r.host(), ":", r.port_from()));
+    const bool ipv6 = r.host().find(':') != std::string::npos;
+    const std::string host = ipv6 ? absl::StrCat("[", r.host(), "]") : r.host();
+    if (absl::StatusOr<NodeUrl> url = ParseNodeUrl(absl::StrCat(host, ":", r.port_from()));
         !url.ok() || r.host().empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("discovery host \"", r.host(), "\" is not a valid host name or IP address"));

@@ -238,8 +238,11 @@ int main(int argc, char** argv) {
     const std::string source = "control:" + flags.control;
     control = std::make_unique<ControlClient>(
         control_options,
-        [&store, source](const corral::v1::Snapshot& snapshot) {
-          return store.Apply(snapshot, source);
+        [&store, &router, source](const corral::v1::Snapshot& snapshot) {
+          absl::Status applied = store.Apply(snapshot, source);
+          // Runtime state of nodes the fleet no longer has would otherwise pile up.
+          if (applied.ok()) router.ForgetNodesNotIn(*store.Current());
+          return applied;
         },
         [&proxy] { return proxy.NodeLoads(); });
     control->Start(store.version());

@@ -244,8 +244,7 @@ void ProxyServer::Dispatch(Call& call) {
         std::string target = route.param;
         const size_t q = call.req.target.find('?');
         if (q != std::string::npos) target += call.req.target.substr(q);
-        call.res.set_redirect(target,
-                              call.req.method == "GET" || call.req.method == "HEAD" ? 301 : 307);
+        call.res.set_redirect(target, RedirectStatus(call.req.method));
       } else if (route.endpoint == Endpoint::kMethodNotAllowed) {
         call.res.status = 405;
         call.res.set_content("405 method not allowed", "text/plain");
