@@ -184,7 +184,10 @@ int main(int argc, char** argv) {
   SnapshotStore store(flags.snapshot);
   if (!flags.snapshot.empty()) {
     const auto loaded = store.LoadFile(flags.snapshot);
-    if (absl::IsNotFound(loaded)) {
+    if (absl::IsNotFound(loaded) && !flags.control.empty()) {
+      CORRAL_LOG(kInfo, "proxy") << "no on-disk snapshot at " << flags.snapshot
+                                 << " yet: answering 503 until the control plane sends one";
+    } else if (absl::IsNotFound(loaded)) {
       CORRAL_LOG(kWarn, "proxy") << "no snapshot at " << flags.snapshot
                                  << " yet: answering 503 until one arrives (SIGHUP reloads it)";
     } else if (!loaded.ok()) {
