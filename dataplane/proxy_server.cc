@@ -1,5 +1,7 @@
 #include "dataplane/proxy_server.h"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -75,6 +77,8 @@ struct ProxyServer::Call {
   int client_fd = kClientNotSearched;
   std::shared_ptr<Admission> admission;
   std::string pinned;  // X-Corral-Node
+  // The inference token the request presented, when the snapshot defines tokens.
+  const corral::v1::InferenceToken* token = nullptr;
 };
 
 struct ProxyServer::NodeAnswer {
@@ -254,15 +258,16 @@ void ProxyServer::Dispatch(Call& call) {
       }
       return;
     case RouteClass::kFleet:
-      AnswerFleet(call);
+      if (Authorize(call)) AnswerFleet(call);
       return;
     case RouteClass::kProxy:
-      AnswerProxy(call);
+      if (Authorize(call)) AnswerProxy(call);
       return;
     case RouteClass::kInference:
     case RouteClass::kNodeLocal:
       break;
   }
+  if (!Authorize(call)) return;
   if (call.table == nullptr) {
     call.res.set_header("Retry-After", "1");
     SetErrorReply(call.res, 503, "corral-proxy has no routing snapshot yet", route.openai);
@@ -286,6 +291,68 @@ void ProxyServer::Dispatch(Call& call) {
   } else {
     RouteNodeLocal(call);
   }
+}
+
+bool ProxyServer::Authorize(Call& call) {
+  if (call.table == nullptr || call.table->snapshot().tokens().empty()) return true;
+  // Liveness stays open, as it is for clients and load balancers that only check the endpoint:
+  // `GET/HEAD /` (the Ollama CLI's heartbeat) and `GET /api/proxy` (readiness).
+  const Endpoint ep = call.route.endpoint;
+  if (ep == Endpoint::kRoot || ep == Endpoint::kProxyHealth) return true;
+  const std::string header = call.req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() > kBearer.size() &&
+      std::equal(kBearer.begin(), kBearer.end(), header.begin(),
+                 [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(header.data() + kBearer.size()),
+           header.size() - kBearer.size(), digest);
+    static constexpr char kHex[] = "0123456789abcdef";
+    char hex[2 * SHA256_DIGEST_LENGTH];
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
+      hex[2 * i] = kHex[digest[i] >> 4];
+      hex[2 * i + 1] = kHex[digest[i] & 0xf];
+    }
+    // Every stored hash is compared, each in constant time, so timing tells nothing about which
+    // token came close.
+    for (const auto& token : call.table->snapshot().tokens()) {
+      if (token.sha256_hex().size() == sizeof hex &&
+          CRYPTO_memcmp(hex, token.sha256_hex().data(), sizeof hex) == 0 && call.token == nullptr) {
+        call.token = &token;
+      }
+    }
+  }
+  if (call.token == nullptr) {
+    call.res.set_header("WWW-Authenticate", "Bearer");
+    SetErrorReply(call.res, 401,
+                  "unauthorized: this endpoint needs an inference token "
+                  "(Authorization: Bearer <token>)",
+                  call.route.openai);
+    return false;
+  }
+  // A token limited to some models runs inference on them and reads fleet lists and model
+  // metadata; it does not manage models on nodes (pull, push, create, copy, delete, blobs).
+  if (call.token->models_size() > 0 && call.route.route_class == RouteClass::kNodeLocal &&
+      ep != Endpoint::kShow && ep != Endpoint::kOpenAIModel) {
+    SetErrorReply(call.res, 403,
+                  "token '" + call.token->name() + "' is limited to some models and may not " +
+                      EndpointName(ep),
+                  call.route.openai);
+    return false;
+  }
+  return true;
+}
+
+bool ProxyServer::TokenAllowsModel(Call& call, const std::string& model_key,
+                                   const std::string& model) {
+  if (call.token == nullptr || call.token->models_size() == 0) return true;
+  for (const auto& allowed : call.token->models()) {
+    if (allowed == model_key) return true;
+  }
+  SetErrorReply(call.res, 403,
+                "token '" + call.token->name() + "' may not use model '" + model + "'",
+                call.route.openai);
+  return false;
 }
 
 bool ProxyServer::PinnedNode(Call& call, std::string* node) {
@@ -452,6 +519,7 @@ void ProxyServer::RouteInference(Call& call) {
     SetErrorReply(call.res, 400, "invalid model name", call.route.openai);
     return;
   }
+  if (!TokenAllowsModel(call, *key, model)) return;
   if (!call.pinned.empty()) {
     ForwardToNodes(call, {call.pinned}, *key);
     return;

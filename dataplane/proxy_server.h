@@ -129,6 +129,12 @@ class ProxyServer {
   // Routable, not ejected nodes among `names` (or all nodes when null), least in-flight first.
   std::vector<std::string> OrderByLoad(const RoutingTable& table,
                                        const std::vector<std::string>* names) const;
+  // With tokens in the snapshot: the request's bearer token, checked against their hashes.
+  // Answers 401 and returns false when it is missing or unknown, 403 when a model-limited
+  // token asks for node management.
+  bool Authorize(Call& call);
+  // A model-limited token may only use its models: answers 403 and returns false otherwise.
+  bool TokenAllowsModel(Call& call, const std::string& model_key, const std::string& model);
   bool PinnedNode(Call& call, std::string* node);
 
   std::string RequestHead(const Call& call, const NodeEntry& node, bool chunked_body) const;

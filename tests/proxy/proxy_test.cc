@@ -639,6 +639,62 @@ TEST_F(ProxyTest, ProxyHealthAndStateFollowTheSnapshot) {
   EXPECT_EQ(State()["snapshot"]["version"], 2);
 }
 
+TEST_F(ProxyTest, InferenceTokensGateTheEndpointWhenTheSnapshotDefinesThem) {
+  const size_t a = StartSim({"--models", "llama3.2:latest,mistral:latest", "--tokens", "2",
+                             "--load-delay-ms", "0", "--token-interval-ms", "1"});
+  // Hashes of "secret-all" and "secret-llama"; only hashes ever reach a proxy.
+  json tokens = json::array(
+      {{{"name", "all"},
+        {"sha256_hex", "29b966933827787e189bd9f467e53140aa55a3d2a1362c15d7b3f1f4db80a708"}},
+       {{"name", "llama-only"},
+        {"sha256_hex", "3cc83b775ac3d89bb02dafeffee7d11232f8f8edb40893d848501d562a3dbeb4"},
+        {"models", {"registry.ollama.ai/library/llama3.2:latest"}}}});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest", "mistral:latest"})}, 1,
+                {{"tokens", tokens}});
+  StartProxy();
+  auto cli = Client();
+  const std::string chat =
+      R"({"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hi"}]})";
+  const std::string other =
+      R"({"model":"mistral","stream":false,"messages":[{"role":"user","content":"hi"}]})";
+
+  // Liveness stays open; everything else needs a token.
+  EXPECT_EQ(cli->Get("/")->status, 200);
+  EXPECT_EQ(cli->Get("/api/proxy")->status, 200);
+  auto none = cli->Post("/api/chat", chat, "application/json");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(none->get_header_value("Content-Type"), "application/json; charset=utf-8");
+  EXPECT_NE(json::parse(none->body)["error"].get<std::string>().find("unauthorized"),
+            std::string::npos);
+  EXPECT_EQ(cli->Get("/api/tags")->status, 401);
+  auto v1 = cli->Post("/v1/chat/completions", chat, "application/json");
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(v1->status, 401);
+  EXPECT_TRUE(json::parse(v1->body)["error"]["message"].is_string());  // OpenAI's shape
+  EXPECT_EQ(Requests(a, "/api/chat"), 0);
+
+  httplib::Headers wrong = {{"Authorization", "Bearer secret-wrong"}};
+  EXPECT_EQ(cli->Post("/api/chat", wrong, chat, "application/json")->status, 401);
+
+  httplib::Headers all = {{"Authorization", "Bearer secret-all"}};
+  EXPECT_EQ(cli->Post("/api/chat", all, chat, "application/json")->status, 200);
+  EXPECT_EQ(cli->Post("/api/chat", all, other, "application/json")->status, 200);
+  EXPECT_EQ(cli->Get("/api/tags", all)->status, 200);
+
+  // A model-limited token runs its models only, and manages nothing on the nodes.
+  httplib::Headers llama = {{"Authorization", "Bearer secret-llama"}};
+  EXPECT_EQ(cli->Post("/api/chat", llama, chat, "application/json")->status, 200);
+  auto denied = cli->Post("/api/chat", llama, other, "application/json");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_NE(denied->body.find("mistral"), std::string::npos);
+  EXPECT_EQ(cli->Post("/api/pull", llama, R"({"model":"llama3.2"})", "application/json")->status,
+            403);
+  EXPECT_EQ(Requests(a, "/api/chat"), 3);
+  EXPECT_EQ(Requests(a, "/api/pull"), 0);
+}
+
 TEST_F(ProxyTest, SigtermLetsAnOpenStreamFinish) {
   const size_t a = StartSim({"--load-delay-ms", "0", "--tokens", "2"});
   SimConfig(a, {{"gated", true}});
