@@ -90,6 +90,29 @@ void SendText(httplib::Response& res, int status, const std::string& text, const
   res.set_content(text, type);
 }
 
+void MethodNotAllowed(httplib::Response& res) {
+  SendText(res, 405, "405 method not allowed", "text/plain");
+}
+
+void AnswerCanceled(httplib::Response& res, bool openai) {
+  ErrorFor(res, 499, "request canceled", openai);
+}
+
+// Reads the JSON body; when it is not JSON, answers 400 with the parser's text.
+std::optional<Json> ReadBody(const httplib::Request& req, bool openai, httplib::Response& res) {
+  std::string error;
+  std::optional<Json> body = ParseRequestBody(req.body, &error);
+  if (!body) ErrorFor(res, 400, error, openai);
+  return body;
+}
+
+Json GateJson(const TokenGate::Status& gate) {
+  return Json{{"gated", gate.gated},
+              {"waiting", gate.waiting},
+              {"available", gate.available},
+              {"passed", gate.passed}};
+}
+
 bool IsMidStream(FailMode mode) {
   return mode == FailMode::kDieMidStream || mode == FailMode::kDropMidStream ||
          mode == FailMode::kErrorMidStream;
@@ -164,6 +187,56 @@ int ParseCommon(const Json& body, bool stream_default, CommonFields* out, std::s
     out->think = think;
   }
   return 0;
+}
+
+// The body and the fields every generation-like route reads. Answers the error itself and
+// returns false when the request is refused.
+bool ReadCommonRequest(const httplib::Request& req, bool stream_default, bool openai, Json* body,
+                       CommonFields* common, httplib::Response& res) {
+  std::optional<Json> parsed = ReadBody(req, openai, res);
+  if (!parsed) return false;
+  *body = std::move(*parsed);  // parsed first: `common->think` points into *body
+  std::string error;
+  if (int status = ParseCommon(*body, stream_default, common, &error); status != 0) {
+    ErrorFor(res, status, error, openai);
+    return false;
+  }
+  return true;
+}
+
+// max_tokens and stream_options, which only the OpenAI-compatible routes read.
+void ReadOpenAiOptions(const Json& body, CommonFields* common, bool* include_usage) {
+  if (const Json* max_tokens = FindField(body, "max_tokens");
+      max_tokens != nullptr && max_tokens->is_number_integer()) {
+    common->num_predict = max_tokens->get<int>();
+  }
+  const Json* options = FindField(body, "stream_options");
+  *include_usage = options != nullptr && BoolField(*options, "include_usage");
+}
+
+// The tools offered to a chat, or null when there are none.
+const Json* OfferedTools(const Json& body) {
+  const Json* tools = FindField(body, "tools");
+  return tools != nullptr && tools->is_array() && !tools->empty() ? tools : nullptr;
+}
+
+// Sizes a chat prompt and notes who spoke last (a model answering a tool result calls no tool).
+size_t ScanMessages(const Json& messages, std::string* last_role) {
+  size_t chars = 0;
+  for (const Json& m : messages) {
+    if (!m.is_object()) continue;
+    chars += StringField(m, "content").size();
+    *last_role = absl::AsciiStrToLower(StringField(m, "role"));
+  }
+  return chars;
+}
+
+// The "dimensions" a client asked for, when smaller than the model's own.
+int RequestedDimensions(const Json& body, int dims) {
+  if (const Json* d = FindField(body, "dimensions"); d != nullptr && d->is_number_integer()) {
+    if (d->get<int>() > 0 && d->get<int>() < dims) dims = d->get<int>();
+  }
+  return dims;
 }
 
 // Thinking-capable models think unless told not to; asking a model without the capability to
@@ -342,18 +415,24 @@ void WriteGarbage(ConnectionWatch& watch) {
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
+namespace {
+
+// Each failure mode with its name in flags, /_sim/config and docs/sim.md.
+constexpr std::pair<std::string_view, FailMode> kFailModes[] = {
+    {"none", FailMode::kNone},
+    {"error-500", FailMode::kError500},
+    {"busy-503", FailMode::kBusy503},
+    {"hang", FailMode::kHang},
+    {"die-mid-stream", FailMode::kDieMidStream},
+    {"drop-mid-stream", FailMode::kDropMidStream},
+    {"error-mid-stream", FailMode::kErrorMidStream},
+    {"garbage", FailMode::kGarbage},
+    {"slow-headers", FailMode::kSlowHeaders}};
+
+}  // namespace
+
 bool ParseFailMode(std::string_view text, FailMode* mode) {
-  static const std::pair<std::string_view, FailMode> kModes[] = {
-      {"none", FailMode::kNone},
-      {"error-500", FailMode::kError500},
-      {"busy-503", FailMode::kBusy503},
-      {"hang", FailMode::kHang},
-      {"die-mid-stream", FailMode::kDieMidStream},
-      {"drop-mid-stream", FailMode::kDropMidStream},
-      {"error-mid-stream", FailMode::kErrorMidStream},
-      {"garbage", FailMode::kGarbage},
-      {"slow-headers", FailMode::kSlowHeaders}};
-  for (const auto& [name, value] : kModes) {
+  for (const auto& [name, value] : kFailModes) {
     if (name == text) {
       *mode = value;
       return true;
@@ -363,25 +442,8 @@ bool ParseFailMode(std::string_view text, FailMode* mode) {
 }
 
 std::string_view FailModeName(FailMode mode) {
-  switch (mode) {
-    case FailMode::kNone:
-      return "none";
-    case FailMode::kError500:
-      return "error-500";
-    case FailMode::kBusy503:
-      return "busy-503";
-    case FailMode::kHang:
-      return "hang";
-    case FailMode::kDieMidStream:
-      return "die-mid-stream";
-    case FailMode::kDropMidStream:
-      return "drop-mid-stream";
-    case FailMode::kErrorMidStream:
-      return "error-mid-stream";
-    case FailMode::kGarbage:
-      return "garbage";
-    case FailMode::kSlowHeaders:
-      return "slow-headers";
+  for (const auto& [name, value] : kFailModes) {
+    if (value == mode) return name;
   }
   return "none";
 }
@@ -434,9 +496,13 @@ bool ApplyConfigJson(const Json& patch, SimConfig* config, std::string* error) {
       c.vram_gb = v.get<double>();
     } else if (key == "fail") {
       if (!v.is_string() || !ParseFailMode(v.get<std::string>(), &c.fail)) {
-        *error =
-            "fail must be one of none, error-500, busy-503, hang, die-mid-stream, "
-            "drop-mid-stream, error-mid-stream, garbage, slow-headers";
+        *error = "fail must be one of";
+        const char* separator = " ";
+        for (const auto& mode_name : kFailModes) {
+          *error += separator;
+          *error += mode_name.first;
+          separator = ", ";
+        }
         return false;
       }
     } else if (key == "gated" || key == "models" || key == "add_models" || key == "remove_models" ||
@@ -591,7 +657,11 @@ struct SimServer::Generation {
     return m;
   }
 
-  void AddMetrics(Json& j, const Metrics& m) const {
+  // The closing fields of a native answer (the final chunk, or the stream:false object).
+  void AddDone(Json& j, const Metrics& m) const {
+    j["done"] = true;
+    j["done_reason"] = done_reason;
+    if (with_context) j["context"] = ContextTokens(m);
     j["total_duration"] = m.total;
     j["load_duration"] = m.load;
     j["prompt_eval_count"] = m.prompt_count;
@@ -617,15 +687,11 @@ struct SimServer::Generation {
   }
 
   Json OpenAiEnvelope(bool chunk) const {
-    if (api == Api::kOpenAiChat) {
-      return Json{{"id", openai_id},
-                  {"object", chunk ? "chat.completion.chunk" : "chat.completion"},
-                  {"created", openai_created},
-                  {"model", model_echo},
-                  {"system_fingerprint", "fp_ollama"}};
-    }
+    const char* object = api != Api::kOpenAiChat ? "text_completion"
+                         : chunk                 ? "chat.completion.chunk"
+                                                 : "chat.completion";
     return Json{{"id", openai_id},
-                {"object", "text_completion"},
+                {"object", object},
                 {"created", openai_created},
                 {"model", model_echo},
                 {"system_fingerprint", "fp_ollama"}};
@@ -643,6 +709,18 @@ struct SimServer::Generation {
   }
 
   static std::string Sse(const Json& j) { return "data: " + GoJson(j) + "\n\n"; }
+
+  // The OpenAI stream's end: the finish event, the usage event when asked for, then [DONE].
+  std::string OpenAiStreamEnd(const Json& finish) const {
+    std::string out = Sse(finish);
+    if (include_usage) {
+      Json usage = OpenAiEnvelope(true);
+      usage["choices"] = Json::array();
+      usage["usage"] = Usage();
+      out += Sse(usage);
+    }
+    return out + "data: [DONE]\n\n";
+  }
 
   // One streamed line (or SSE event) for a piece.
   std::string ChunkFor(const Piece& p) {
@@ -698,10 +776,7 @@ struct SimServer::Generation {
       case Api::kGenerate: {
         Json j{{"model", model_echo}, {"created_at", CreatedAt()}};
         j["response"] = tail != nullptr ? tail->text : "";
-        j["done"] = true;
-        j["done_reason"] = done_reason;
-        if (with_context) j["context"] = ContextTokens(m);
-        AddMetrics(j, m);
+        AddDone(j, m);
         return GoJson(j) + "\n";
       }
       case Api::kChat: {
@@ -709,37 +784,21 @@ struct SimServer::Generation {
             {"model", model_echo},
             {"created_at", CreatedAt()},
             {"message", {{"role", "assistant"}, {"content", tail != nullptr ? tail->text : ""}}}};
-        j["done"] = true;
-        j["done_reason"] = done_reason;
-        AddMetrics(j, m);
+        AddDone(j, m);
         return GoJson(j) + "\n";
       }
       case Api::kOpenAiChat: {
         Json finish = OpenAiEnvelope(true);
         finish["choices"] = Json::array(
             {Json{{"index", 0}, {"delta", Json::object()}, {"finish_reason", FinishReason()}}});
-        std::string out = Sse(finish);
-        if (include_usage) {
-          Json usage = OpenAiEnvelope(true);
-          usage["choices"] = Json::array();
-          usage["usage"] = Usage();
-          out += Sse(usage);
-        }
-        return out + "data: [DONE]\n\n";
+        return OpenAiStreamEnd(finish);
       }
       case Api::kOpenAiCompletion: {
         Json finish = OpenAiEnvelope(true);
         finish["choices"] =
             Json::array({Json{{"text", ""}, {"index", 0}, {"finish_reason", FinishReason()}}});
         if (include_usage) finish["usage"] = ZeroUsage();
-        std::string out = Sse(finish);
-        if (include_usage) {
-          Json usage = OpenAiEnvelope(true);
-          usage["choices"] = Json::array();
-          usage["usage"] = Usage();
-          out += Sse(usage);
-        }
-        return out + "data: [DONE]\n\n";
+        return OpenAiStreamEnd(finish);
       }
     }
     return "";
@@ -801,10 +860,7 @@ struct SimServer::Generation {
       case Api::kGenerate: {
         Json j{{"model", model_echo}, {"created_at", CreatedAt()}, {"response", content}};
         if (!thinking.empty()) j["thinking"] = thinking;
-        j["done"] = true;
-        j["done_reason"] = done_reason;
-        if (with_context) j["context"] = ContextTokens(m);
-        AddMetrics(j, m);
+        AddDone(j, m);
         return j;
       }
       case Api::kChat: {
@@ -812,9 +868,7 @@ struct SimServer::Generation {
         if (!thinking.empty()) message["thinking"] = thinking;
         if (!tool_calls.empty()) message["tool_calls"] = tool_calls;
         Json j{{"model", model_echo}, {"created_at", CreatedAt()}, {"message", message}};
-        j["done"] = true;
-        j["done_reason"] = done_reason;
-        AddMetrics(j, m);
+        AddDone(j, m);
         return j;
       }
       case Api::kOpenAiChat: {
@@ -847,6 +901,67 @@ struct SimServer::Generation {
     outcome = o;
     if (o == Outcome::kCompleted) server->CountCompleted();
     if (o == Outcome::kCancelled) server->CountCancelled();
+  }
+
+  // Counts an injected mid-stream failure; the die mode ends the process here.
+  void InjectMidStreamFailure() {
+    server->CountInjected();
+    outcome = Outcome::kFailed;
+    if (fail == FailMode::kDieMidStream) ::_exit(3);
+  }
+
+  // The tail every inference route shares: wait for a slot, plan the pieces, answer.
+  static void Start(std::shared_ptr<Generation> gen, Api api, const std::string& name,
+                    const SimModel& model, const CommonFields& common, int prompt_tokens,
+                    bool thinking, const Json* tool_call, httplib::Response& res) {
+    gen->api = api;
+    if (!gen->server->AcquireSlot(model, common.num_ctx, common.keep_alive, gen->openai(),
+                                  gen->watch, &gen->lease, res)) {
+      return;
+    }
+    gen->leased = true;
+    gen->slot_at = std::chrono::steady_clock::now();
+    gen->model_echo = name;
+    gen->model = model;
+    gen->stream = common.stream;
+    gen->keep_alive = common.keep_alive;
+    gen->prompt_tokens = prompt_tokens;
+    if (gen->openai()) {
+      gen->openai_id = std::string(api == Api::kOpenAiChat ? "chatcmpl-" : "cmpl-") +
+                       std::to_string(RandomBelow(999));
+      gen->openai_created = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+    }
+    int tokens = gen->config.tokens;
+    if (common.num_predict > 0 && common.num_predict < tokens) {
+      tokens = common.num_predict;
+      gen->done_reason = "length";
+    }
+    gen->Plan(thinking, tokens, tool_call);
+    gen->server->Respond(gen, res);
+  }
+
+  // A native request with nothing to generate loads (or, with keep_alive 0, unloads) the model
+  // and answers one JSON object even when streaming; `key` names the empty answer field.
+  void AnswerLoadRequest(const SimModel& load, const std::string& name, const CommonFields& common,
+                         const char* key, Json empty, httplib::Response& res) {
+    const bool unload = KeepAliveIsZero(common.keep_alive);
+    if (unload) {
+      server->scheduler_.Unload(load.key);
+    } else {
+      if (!server->AcquireSlot(load, common.num_ctx, common.keep_alive, false, watch, &lease,
+                               res)) {
+        return;
+      }
+      server->scheduler_.Release(lease, common.keep_alive);
+    }
+    SendJson(res, 200,
+             Json{{"model", name},
+                  {"created_at", NowUtc()},
+                  {key, std::move(empty)},
+                  {"done", true},
+                  {"done_reason", unload ? "unload" : "load"}});
   }
 
   // Frees the slot as soon as the answer is over, not when the last reference goes.
@@ -952,7 +1067,7 @@ bool SimServer::FailBeforeAnswer(FailMode mode, bool openai, ConnectionWatch& wa
       while (Sleep(milliseconds(1000), watch)) {
       }
       if (!shutting_down_) CountCancelled();
-      ErrorFor(res, 499, "request canceled", openai);
+      AnswerCanceled(res, openai);
       return true;
     case FailMode::kGarbage:
       CountInjected();
@@ -963,7 +1078,7 @@ bool SimServer::FailBeforeAnswer(FailMode mode, bool openai, ConnectionWatch& wa
       CountInjected();
       if (!Sleep(milliseconds(config.slow_headers_ms), watch)) {
         CountCancelled();
-        ErrorFor(res, 499, "request canceled", openai);
+        AnswerCanceled(res, openai);
         return true;
       }
       return false;
@@ -984,7 +1099,7 @@ bool SimServer::AcquireSlot(const SimModel& model, int num_ctx, const KeepAlive&
       return false;
     case Scheduler::Result::kCancelled:
       CountCancelled();
-      ErrorFor(res, 499, "request canceled", openai);
+      AnswerCanceled(res, openai);
       return false;
     case Scheduler::Result::kShutdown:
       ErrorFor(res, 503, "server shutting down", openai);
@@ -993,13 +1108,39 @@ bool SimServer::AcquireSlot(const SimModel& model, int num_ctx, const KeepAlive&
   return false;
 }
 
+std::optional<SimModel> SimServer::FindRequestedModel(const std::string& name, bool openai,
+                                                      httplib::Response& res) const {
+  if (!ParseModelName(name)) {
+    ErrorFor(res, 400, "invalid model name", openai);
+    return std::nullopt;
+  }
+  std::optional<SimModel> model = FindModel(name);
+  if (!model) ErrorFor(res, 404, "model '" + name + "' not found", openai);
+  return model;
+}
+
+bool SimServer::RunEmbedding(const SimModel& model, int num_ctx, const KeepAlive& keep_alive,
+                             bool has_input, bool openai, ConnectionWatch& watch,
+                             Scheduler::Lease* lease, httplib::Response& res) {
+  const SimConfig config = Config();
+  if (FailBeforeAnswer(TakeFailure(true, false), openai, watch, config, res)) return false;
+  if (!AcquireSlot(model, num_ctx, keep_alive, openai, watch, lease, res)) return false;
+  const bool computed = !has_input || config.fast || config.token_interval_ms <= 0 ||
+                        Sleep(milliseconds(config.token_interval_ms), watch);
+  scheduler_.Release(*lease, keep_alive);
+  if (!computed) {
+    CountCancelled();
+    AnswerCanceled(res, openai);
+    return false;
+  }
+  return true;
+}
+
 void SimServer::Respond(std::shared_ptr<Generation> gen, httplib::Response& res) {
   if (!gen->stream) {
     for (size_t i = 0;; ++i) {
       if (IsMidStream(gen->fail) && static_cast<int>(i) >= gen->config.fail_after) {
-        CountInjected();
-        gen->outcome = Generation::Outcome::kFailed;
-        if (gen->fail == FailMode::kDieMidStream) ::_exit(3);
+        gen->InjectMidStreamFailure();
         if (gen->fail == FailMode::kDropMidStream) {
           const int fd = gen->watch.Fd();
           if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
@@ -1011,7 +1152,7 @@ void SimServer::Respond(std::shared_ptr<Generation> gen, httplib::Response& res)
       if (i == gen->pieces.size()) break;
       if (!gen->AwaitPiece()) {
         gen->Finish();
-        ErrorFor(res, 499, "request canceled", gen->openai());
+        AnswerCanceled(res, gen->openai());
         return;
       }
       ++gen->next;
@@ -1025,7 +1166,7 @@ void SimServer::Respond(std::shared_ptr<Generation> gen, httplib::Response& res)
   // Headers go out only once the first line exists, as on a real node.
   if (!gen->Produce()) {
     gen->Finish();
-    ErrorFor(res, 499, "request canceled", gen->openai());
+    AnswerCanceled(res, gen->openai());
     return;
   }
   res.status = 200;
@@ -1033,9 +1174,7 @@ void SimServer::Respond(std::shared_ptr<Generation> gen, httplib::Response& res)
       gen->openai() ? kSseType : kNdjsonType,
       [gen](size_t, httplib::DataSink& sink) {
         if (IsMidStream(gen->fail) && gen->written >= gen->config.fail_after) {
-          gen->server->CountInjected();
-          gen->outcome = Generation::Outcome::kFailed;
-          if (gen->fail == FailMode::kDieMidStream) ::_exit(3);
+          gen->InjectMidStreamFailure();
           if (gen->fail == FailMode::kDropMidStream) return false;
           const std::string line = gen->ErrorLine();
           sink.write(line.data(), line.size());
@@ -1171,7 +1310,7 @@ void SimServer::HandleUnrouted(const httplib::Request& req, httplib::Response& r
     return;
   }
   if (!allowed.empty()) {
-    SendText(res, 405, "405 method not allowed", "text/plain");
+    MethodNotAllowed(res);
     return;
   }
   if (req.path.size() > 1 && req.path.back() == '/' &&
@@ -1207,16 +1346,15 @@ void SimServer::HandleTags(const httplib::Request&, httplib::Response& res) {
 
 void SimServer::HandlePs(const httplib::Request& req, httplib::Response& res) {
   if (req.method == "HEAD") {
-    SendText(res, 405, "405 method not allowed", "text/plain");
+    MethodNotAllowed(res);
     return;
   }
   SendJson(res, 200, scheduler_.PsJson());
 }
 
 void SimServer::HandleShow(const httplib::Request& req, httplib::Response& res) {
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  std::optional<Json> body = ReadBody(req, false, res);
+  if (!body) return;
   const std::string name = FirstNonEmptyString(*body, {"model", "name"});
   if (name.empty()) return NativeError(res, 400, "model is required");
   std::optional<ModelRef> ref = ParseModelName(name);
@@ -1256,170 +1394,86 @@ void SimServer::HandleShow(const httplib::Request& req, httplib::Response& res) 
 
 void SimServer::HandleGenerate(const httplib::Request& req, httplib::Response& res) {
   auto gen = std::make_shared<Generation>(this, req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, true, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = StringField(*body, "model");
+  if (!ReadCommonRequest(req, true, false, &body, &common, res)) return;
+  const std::string name = StringField(body, "model");
   if (name.empty()) return NativeError(res, 404, "model '' not found");
-  const bool raw = BoolField(*body, "raw");
-  if (raw && (!StringField(*body, "template").empty() || !StringField(*body, "system").empty() ||
-              FindField(*body, "context") != nullptr)) {
+  const bool raw = BoolField(body, "raw");
+  if (raw && (!StringField(body, "template").empty() || !StringField(body, "system").empty() ||
+              FindField(body, "context") != nullptr)) {
     return NativeError(res, 400, "raw mode does not support template, system, or context");
   }
-  if (!ParseModelName(name)) return NativeError(res, 400, "invalid model name");
-  std::optional<SimModel> model = FindModel(name);
-  if (!model) return NativeError(res, 404, "model '" + name + "' not found");
+  std::optional<SimModel> model = FindRequestedModel(name, false, res);
+  if (!model) return;
   if (!model->Has("completion")) {
     return NativeError(res, 400, "\"" + name + "\" does not support generate");
   }
   bool thinking = false;
+  std::string error;
   if (!DecideThinking(common.think, *model, name, &thinking, &error)) {
     return NativeError(res, 400, error);
   }
-  const std::string prompt = StringField(*body, "prompt");
+  const std::string prompt = StringField(body, "prompt");
   gen->fail = TakeFailure(true, !prompt.empty());
   if (FailBeforeAnswer(gen->fail, false, gen->watch, gen->config, res)) return;
-
-  if (prompt.empty()) {  // load / unload shortcut: one JSON object even when streaming
-    if (KeepAliveIsZero(common.keep_alive)) {
-      scheduler_.Unload(model->key);
-    } else {
-      if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, false, gen->watch, &gen->lease,
-                       res)) {
-        return;
-      }
-      scheduler_.Release(gen->lease, common.keep_alive);
-    }
-    SendJson(res, 200,
-             Json{{"model", name},
-                  {"created_at", NowUtc()},
-                  {"response", ""},
-                  {"done", true},
-                  {"done_reason", KeepAliveIsZero(common.keep_alive) ? "unload" : "load"}});
-    return;
+  if (prompt.empty()) {
+    return gen->AnswerLoadRequest(*model, name, common, "response", "", res);
   }
-
-  if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, false, gen->watch, &gen->lease,
-                   res)) {
-    return;
-  }
-  gen->leased = true;
-  gen->slot_at = std::chrono::steady_clock::now();
-  gen->api = Api::kGenerate;
-  gen->model_echo = name;
-  gen->model = *model;
-  gen->stream = common.stream;
-  gen->keep_alive = common.keep_alive;
   gen->with_context = !raw;
-  gen->prompt_tokens = PromptTokens(prompt.size() + StringField(*body, "system").size());
-  int tokens = gen->config.tokens;
-  if (common.num_predict > 0 && common.num_predict < tokens) {
-    tokens = common.num_predict;
-    gen->done_reason = "length";
-  }
-  gen->Plan(thinking, tokens, nullptr);
-  Respond(gen, res);
+  Generation::Start(gen, Api::kGenerate, name, *model, common,
+                    PromptTokens(prompt.size() + StringField(body, "system").size()), thinking,
+                    nullptr, res);
 }
 
 void SimServer::HandleChat(const httplib::Request& req, httplib::Response& res) {
   auto gen = std::make_shared<Generation>(this, req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, true, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = StringField(*body, "model");
+  if (!ReadCommonRequest(req, true, false, &body, &common, res)) return;
+  const std::string name = StringField(body, "model");
   if (name.empty()) return NativeError(res, 400, "model is required");
-  if (!ParseModelName(name)) return NativeError(res, 400, "invalid model name");
-  std::optional<SimModel> model = FindModel(name);
-  if (!model) return NativeError(res, 404, "model '" + name + "' not found");
+  std::optional<SimModel> model = FindRequestedModel(name, false, res);
+  if (!model) return;
   if (!model->Has("completion")) {
     return NativeError(res, 400, "\"" + name + "\" does not support chat");
   }
-  const Json* tools = FindField(*body, "tools");
-  const bool has_tools = tools != nullptr && tools->is_array() && !tools->empty();
-  if (has_tools && !model->Has("tools")) {
+  const Json* tools = OfferedTools(body);
+  if (tools != nullptr && !model->Has("tools")) {
     return NativeError(res, 400, model->QualifiedName() + " does not support tools");
   }
   bool thinking = false;
+  std::string error;
   if (!DecideThinking(common.think, *model, name, &thinking, &error)) {
     return NativeError(res, 400, error);
   }
-  const Json* messages = FindField(*body, "messages");
+  const Json* messages = FindField(body, "messages");
   const bool empty = messages == nullptr || !messages->is_array() || messages->empty();
   gen->fail = TakeFailure(true, !empty);
   if (FailBeforeAnswer(gen->fail, false, gen->watch, gen->config, res)) return;
-
-  if (empty) {  // load / unload shortcut
-    if (KeepAliveIsZero(common.keep_alive)) {
-      scheduler_.Unload(model->key);
-    } else {
-      if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, false, gen->watch, &gen->lease,
-                       res)) {
-        return;
-      }
-      scheduler_.Release(gen->lease, common.keep_alive);
-    }
-    SendJson(res, 200,
-             Json{{"model", name},
-                  {"created_at", NowUtc()},
-                  {"message", {{"role", "assistant"}, {"content", ""}}},
-                  {"done", true},
-                  {"done_reason", KeepAliveIsZero(common.keep_alive) ? "unload" : "load"}});
-    return;
+  if (empty) {
+    return gen->AnswerLoadRequest(*model, name, common, "message",
+                                  Json{{"role", "assistant"}, {"content", ""}}, res);
   }
-
-  size_t prompt_chars = 0;
   std::string last_role;
-  for (const Json& m : *messages) {
-    if (!m.is_object()) continue;
-    prompt_chars += StringField(m, "content").size();
-    last_role = absl::AsciiStrToLower(StringField(m, "role"));
-  }
-  if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, false, gen->watch, &gen->lease,
-                   res)) {
-    return;
-  }
-  gen->leased = true;
-  gen->slot_at = std::chrono::steady_clock::now();
-  gen->api = Api::kChat;
-  gen->model_echo = name;
-  gen->model = *model;
-  gen->stream = common.stream;
-  gen->keep_alive = common.keep_alive;
-  gen->prompt_tokens = PromptTokens(prompt_chars);
-  int tokens = gen->config.tokens;
-  if (common.num_predict > 0 && common.num_predict < tokens) {
-    tokens = common.num_predict;
-    gen->done_reason = "length";
-  }
+  const size_t prompt_chars = ScanMessages(*messages, &last_role);
   // A model given tools calls one, unless it is answering a tool result.
-  const Json call = has_tools && last_role != "tool" ? ToolCallFor(*tools) : Json();
-  gen->Plan(thinking, tokens, call.is_null() ? nullptr : &call);
-  Respond(gen, res);
+  const Json call = tools != nullptr && last_role != "tool" ? ToolCallFor(*tools) : Json();
+  Generation::Start(gen, Api::kChat, name, *model, common, PromptTokens(prompt_chars), thinking,
+                    call.is_null() ? nullptr : &call, res);
 }
 
 void SimServer::HandleEmbed(const httplib::Request& req, httplib::Response& res) {
   ConnectionWatch watch(req);
   const auto started = std::chrono::steady_clock::now();
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, false, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = StringField(*body, "model");
+  if (!ReadCommonRequest(req, false, false, &body, &common, res)) return;
+  const std::string name = StringField(body, "model");
   if (name.empty()) return NativeError(res, 404, "model '' not found");
   if (!ParseModelName(name)) return NativeError(res, 400, "invalid model name");
   std::vector<std::string> inputs;
-  if (const Json* input = FindField(*body, "input"); input != nullptr && !input->is_null()) {
+  if (const Json* input = FindField(body, "input"); input != nullptr && !input->is_null()) {
     if (input->is_string()) {
       if (!input->get<std::string>().empty()) inputs.push_back(input->get<std::string>());
     } else if (input->is_array()) {
@@ -1433,7 +1487,7 @@ void SimServer::HandleEmbed(const httplib::Request& req, httplib::Response& res)
   }
   std::optional<SimModel> model = FindModel(name);
   if (!model) return NativeError(res, 404, "model '" + name + "' not found");
-  const Json* truncate = FindField(*body, "truncate");
+  const Json* truncate = FindField(body, "truncate");
   size_t chars = 0;
   for (const std::string& s : inputs) {
     chars += s.size();
@@ -1442,21 +1496,12 @@ void SimServer::HandleEmbed(const httplib::Request& req, httplib::Response& res)
       return NativeError(res, 400, "the input length exceeds the context length");
     }
   }
-  const SimConfig config = Config();
-  if (FailBeforeAnswer(TakeFailure(true, false), false, watch, config, res)) return;
   Scheduler::Lease lease;
-  if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, false, watch, &lease, res)) return;
-  const bool computed = inputs.empty() || config.fast || config.token_interval_ms <= 0 ||
-                        Sleep(milliseconds(config.token_interval_ms), watch);
-  scheduler_.Release(lease, common.keep_alive);
-  if (!computed) {
-    CountCancelled();
-    return NativeError(res, 499, "request canceled");
+  if (!RunEmbedding(*model, common.num_ctx, common.keep_alive, !inputs.empty(), false, watch,
+                    &lease, res)) {
+    return;
   }
-  int dims = model->embedding_length;
-  if (const Json* d = FindField(*body, "dimensions"); d != nullptr && d->is_number_integer()) {
-    if (d->get<int>() > 0 && d->get<int>() < dims) dims = d->get<int>();
-  }
+  const int dims = RequestedDimensions(body, model->embedding_length);
   Json embeddings = Json::array();
   for (const std::string& s : inputs)
     embeddings.push_back(EmbeddingVector(model->key, s, dims, true));
@@ -1475,29 +1520,19 @@ void SimServer::HandleEmbed(const httplib::Request& req, httplib::Response& res)
 
 void SimServer::HandleEmbeddings(const httplib::Request& req, httplib::Response& res) {
   ConnectionWatch watch(req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, false, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = StringField(*body, "model");
+  if (!ReadCommonRequest(req, false, false, &body, &common, res)) return;
+  const std::string name = StringField(body, "model");
   if (name.empty()) return NativeError(res, 400, "model is required");
   std::optional<SimModel> model = FindModel(name);
   if (!model)
     return NativeError(res, 404, "model \"" + name + "\" not found, try pulling it first");
-  const SimConfig config = Config();
-  if (FailBeforeAnswer(TakeFailure(true, false), false, watch, config, res)) return;
+  const std::string prompt = StringField(body, "prompt");
   Scheduler::Lease lease;
-  if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, false, watch, &lease, res)) return;
-  const std::string prompt = StringField(*body, "prompt");
-  const bool computed = prompt.empty() || config.fast || config.token_interval_ms <= 0 ||
-                        Sleep(milliseconds(config.token_interval_ms), watch);
-  scheduler_.Release(lease, common.keep_alive);
-  if (!computed) {
-    CountCancelled();
-    return NativeError(res, 499, "request canceled");
+  if (!RunEmbedding(*model, common.num_ctx, common.keep_alive, !prompt.empty(), false, watch,
+                    &lease, res)) {
+    return;
   }
   Json vector = Json::array();
   if (!prompt.empty()) {
@@ -1514,128 +1549,60 @@ void SimServer::HandleEmbeddings(const httplib::Request& req, httplib::Response&
 
 void SimServer::HandleOpenAiChat(const httplib::Request& req, httplib::Response& res) {
   auto gen = std::make_shared<Generation>(this, req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return ErrorFor(res, 400, error, true);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, false, &common, &error); status != 0) {
-    return ErrorFor(res, status, error, true);
-  }
-  const std::string name = StringField(*body, "model");
-  const Json* messages = FindField(*body, "messages");
+  if (!ReadCommonRequest(req, false, true, &body, &common, res)) return;
+  const std::string name = StringField(body, "model");
+  const Json* messages = FindField(body, "messages");
   if (messages == nullptr || !messages->is_array() || messages->empty()) {
     return ErrorFor(res, 400, "[] is too short - 'messages'", true);
   }
   if (name.empty()) return ErrorFor(res, 400, "model is required", true);
-  if (!ParseModelName(name)) return ErrorFor(res, 400, "invalid model name", true);
-  std::optional<SimModel> model = FindModel(name);
-  if (!model) return ErrorFor(res, 404, "model '" + name + "' not found", true);
-  const Json* tools = FindField(*body, "tools");
-  const bool has_tools = tools != nullptr && tools->is_array() && !tools->empty();
-  if (has_tools && !model->Has("tools")) {
+  std::optional<SimModel> model = FindRequestedModel(name, true, res);
+  if (!model) return;
+  const Json* tools = OfferedTools(body);
+  if (tools != nullptr && !model->Has("tools")) {
     return ErrorFor(res, 400, model->QualifiedName() + " does not support tools", true);
   }
-  std::string effort = StringField(*body, "reasoning_effort");
-  if (const Json* reasoning = FindField(*body, "reasoning");
+  std::string effort = StringField(body, "reasoning_effort");
+  if (const Json* reasoning = FindField(body, "reasoning");
       effort.empty() && reasoning != nullptr && reasoning->is_object()) {
     effort = StringField(*reasoning, "effort");
   }
   const bool thinking = model->Has("thinking") && effort != "none";
-  if (const Json* max_tokens = FindField(*body, "max_tokens");
-      max_tokens != nullptr && max_tokens->is_number_integer()) {
-    common.num_predict = max_tokens->get<int>();
-  }
-  const Json* options = FindField(*body, "stream_options");
-  gen->include_usage = options != nullptr && BoolField(*options, "include_usage");
-
+  ReadOpenAiOptions(body, &common, &gen->include_usage);
   gen->fail = TakeFailure(true, true);
   if (FailBeforeAnswer(gen->fail, true, gen->watch, gen->config, res)) return;
-  size_t prompt_chars = 0;
   std::string last_role;
-  for (const Json& m : *messages) {
-    if (!m.is_object()) continue;
-    prompt_chars += StringField(m, "content").size();
-    last_role = absl::AsciiStrToLower(StringField(m, "role"));
-  }
-  if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, true, gen->watch, &gen->lease, res)) {
-    return;
-  }
-  gen->leased = true;
-  gen->slot_at = std::chrono::steady_clock::now();
-  gen->api = Api::kOpenAiChat;
-  gen->model_echo = name;
-  gen->model = *model;
-  gen->stream = common.stream;
-  gen->keep_alive = common.keep_alive;
-  gen->prompt_tokens = PromptTokens(prompt_chars);
-  gen->openai_id = "chatcmpl-" + std::to_string(RandomBelow(999));
-  gen->openai_created = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-  int tokens = gen->config.tokens;
-  if (common.num_predict > 0 && common.num_predict < tokens) {
-    tokens = common.num_predict;
-    gen->done_reason = "length";
-  }
-  const Json call = has_tools && last_role != "tool" ? ToolCallFor(*tools) : Json();
-  gen->Plan(thinking, tokens, call.is_null() ? nullptr : &call);
-  Respond(gen, res);
+  const size_t prompt_chars = ScanMessages(*messages, &last_role);
+  const Json call = tools != nullptr && last_role != "tool" ? ToolCallFor(*tools) : Json();
+  Generation::Start(gen, Api::kOpenAiChat, name, *model, common, PromptTokens(prompt_chars),
+                    thinking, call.is_null() ? nullptr : &call, res);
 }
 
 void SimServer::HandleOpenAiCompletion(const httplib::Request& req, httplib::Response& res) {
   auto gen = std::make_shared<Generation>(this, req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return ErrorFor(res, 400, error, true);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, false, &common, &error); status != 0) {
-    return ErrorFor(res, status, error, true);
-  }
-  const std::string name = StringField(*body, "model");
+  if (!ReadCommonRequest(req, false, true, &body, &common, res)) return;
+  const std::string name = StringField(body, "model");
   if (name.empty()) return ErrorFor(res, 404, "model '' not found", true);
-  if (!ParseModelName(name)) return ErrorFor(res, 400, "invalid model name", true);
-  std::optional<SimModel> model = FindModel(name);
-  if (!model) return ErrorFor(res, 404, "model '" + name + "' not found", true);
+  std::optional<SimModel> model = FindRequestedModel(name, true, res);
+  if (!model) return;
   if (!model->Has("completion")) {
     return ErrorFor(res, 400, "\"" + name + "\" does not support generate", true);
   }
-  if (const Json* max_tokens = FindField(*body, "max_tokens");
-      max_tokens != nullptr && max_tokens->is_number_integer()) {
-    common.num_predict = max_tokens->get<int>();
-  }
-  const Json* options = FindField(*body, "stream_options");
-  gen->include_usage = options != nullptr && BoolField(*options, "include_usage");
+  ReadOpenAiOptions(body, &common, &gen->include_usage);
   gen->fail = TakeFailure(true, true);
   if (FailBeforeAnswer(gen->fail, true, gen->watch, gen->config, res)) return;
-  if (!AcquireSlot(*model, common.num_ctx, common.keep_alive, true, gen->watch, &gen->lease, res)) {
-    return;
-  }
-  gen->leased = true;
-  gen->slot_at = std::chrono::steady_clock::now();
-  gen->api = Api::kOpenAiCompletion;
-  gen->model_echo = name;
-  gen->model = *model;
-  gen->stream = common.stream;
-  gen->keep_alive = common.keep_alive;
-  gen->prompt_tokens = PromptTokens(StringField(*body, "prompt").size());
-  gen->openai_id = "cmpl-" + std::to_string(RandomBelow(999));
-  gen->openai_created = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-  int tokens = gen->config.tokens;
-  if (common.num_predict > 0 && common.num_predict < tokens) {
-    tokens = common.num_predict;
-    gen->done_reason = "length";
-  }
-  gen->Plan(false, tokens, nullptr);
-  Respond(gen, res);
+  Generation::Start(gen, Api::kOpenAiCompletion, name, *model, common,
+                    PromptTokens(StringField(body, "prompt").size()), false, nullptr, res);
 }
 
 void SimServer::HandleOpenAiEmbeddings(const httplib::Request& req, httplib::Response& res) {
   ConnectionWatch watch(req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return ErrorFor(res, 400, error, true);
+  std::optional<Json> body = ReadBody(req, true, res);
+  if (!body) return;
   const std::string name = StringField(*body, "model");
   std::vector<std::string> inputs;
   const Json* input = FindField(*body, "input");
@@ -1651,22 +1618,12 @@ void SimServer::HandleOpenAiEmbeddings(const httplib::Request& req, httplib::Res
   if (name.empty()) return ErrorFor(res, 404, "model '' not found", true);
   std::optional<SimModel> model = FindModel(name);
   if (!model) return ErrorFor(res, 404, "model '" + name + "' not found", true);
-  const SimConfig config = Config();
-  if (FailBeforeAnswer(TakeFailure(true, false), true, watch, config, res)) return;
-  KeepAlive keep_alive{false, std::chrono::minutes(5)};
   Scheduler::Lease lease;
-  if (!AcquireSlot(*model, kDefaultNumCtx, keep_alive, true, watch, &lease, res)) return;
-  const bool computed = config.fast || config.token_interval_ms <= 0 ||
-                        Sleep(milliseconds(config.token_interval_ms), watch);
-  scheduler_.Release(lease, keep_alive);
-  if (!computed) {
-    CountCancelled();
-    return ErrorFor(res, 499, "request canceled", true);
+  if (!RunEmbedding(*model, kDefaultNumCtx, KeepAlive{false, std::chrono::minutes(5)}, true, true,
+                    watch, &lease, res)) {
+    return;
   }
-  int dims = model->embedding_length;
-  if (const Json* d = FindField(*body, "dimensions"); d != nullptr && d->is_number_integer()) {
-    if (d->get<int>() > 0 && d->get<int>() < dims) dims = d->get<int>();
-  }
+  const int dims = RequestedDimensions(*body, model->embedding_length);
   const bool base64 = StringField(*body, "encoding_format") == "base64";
   Json data = Json::array();
   size_t chars = 0;
@@ -1697,7 +1654,7 @@ void SimServer::HandleOpenAiEmbeddings(const httplib::Request& req, httplib::Res
 }
 
 void SimServer::HandleOpenAiModels(const httplib::Request& req, httplib::Response& res) {
-  if (req.method == "HEAD") return SendText(res, 405, "405 method not allowed", "text/plain");
+  if (req.method == "HEAD") return MethodNotAllowed(res);
   Json data = Json::array();
   {
     std::lock_guard<std::mutex> lock(models_mu_);
@@ -1713,7 +1670,7 @@ void SimServer::HandleOpenAiModels(const httplib::Request& req, httplib::Respons
 }
 
 void SimServer::HandleOpenAiModel(const httplib::Request& req, httplib::Response& res) {
-  if (req.method == "HEAD") return SendText(res, 405, "405 method not allowed", "text/plain");
+  if (req.method == "HEAD") return MethodNotAllowed(res);
   const std::string id = httplib::detail::decode_url(req.matches[1].str(), false);
   std::optional<ModelRef> ref = ParseModelName(id);
   std::optional<SimModel> model = FindModel(id);
@@ -1765,6 +1722,26 @@ void AppendLayerLines(const SimModel& model, bool present, const char* verb,
   }
 }
 
+// What a pull shows of a model it downloads (or finds already `present`).
+void AppendPullLines(const SimModel& model, bool present, std::vector<Json>* lines) {
+  lines->push_back(Json{{"status", "pulling manifest"}});
+  AppendLayerLines(model, present, "pulling", lines);
+  lines->push_back(Json{{"status", "verifying sha256 digest"}});
+}
+
+// The last lines of a pull or create that worked.
+void AppendManifestLines(std::vector<Json>* lines) {
+  lines->push_back(Json{{"status", "writing manifest"}});
+  lines->push_back(Json{{"status", "success"}});
+}
+
+// Gives a model (a copy, or a new one based on another) its own name.
+void Rename(SimModel* model, const ModelRef& ref) {
+  model->ref = ref;
+  model->name = DisplayName(ref);
+  model->key = CanonicalKey(ref);
+}
+
 std::string ManifestPath(const ModelRef& ref) {
   return "/root/.ollama/models/manifests/" + ref.host + "/" + ref.namespace_ + "/" + ref.model +
          "/" + ref.tag;
@@ -1772,20 +1749,18 @@ std::string ManifestPath(const ModelRef& ref) {
 
 }  // namespace
 
-// Answers a pull/push/create: a stream of status lines (one every pull_interval_ms), or with
-// stream:false one object ({"status":"success"} or a 500 error). `install` runs just before the
-// success line is sent, so a client that saw "success" finds the model at once.
-static void RespondWithStatusLines(std::shared_ptr<ConnectionWatch> watch, std::vector<Json> lines,
-                                   std::function<void()> install, bool stream, int interval_ms,
-                                   std::function<bool(milliseconds, ConnectionWatch&)> sleep,
-                                   httplib::Response& res) {
+void SimServer::RespondWithStatusLines(std::shared_ptr<ConnectionWatch> watch,
+                                       std::vector<Json> lines, std::function<void()> install,
+                                       bool stream, const SimConfig& config,
+                                       httplib::Response& res) {
+  const int interval_ms = config.fast ? 0 : config.pull_interval_ms;
   if (!stream) {
     for (const Json& line : lines) {
       if (IsErrorLine(line)) return SendJson(res, 500, line);
     }
     if (interval_ms > 0 &&
-        !sleep(milliseconds(interval_ms * static_cast<int>(lines.size())), *watch)) {
-      return NativeError(res, 499, "request canceled");
+        !Sleep(milliseconds(interval_ms * static_cast<int>(lines.size())), *watch)) {
+      return AnswerCanceled(res, false);
     }
     install();
     return SendJson(res, 200, Json{{"status", "success"}});
@@ -1798,12 +1773,12 @@ static void RespondWithStatusLines(std::shared_ptr<ConnectionWatch> watch, std::
   state->lines = std::move(lines);
   res.status = 200;
   res.set_chunked_content_provider(
-      kNdjsonType, [state, watch, install, interval_ms, sleep](size_t, httplib::DataSink& sink) {
+      kNdjsonType, [this, state, watch, install, interval_ms](size_t, httplib::DataSink& sink) {
         if (state->next >= state->lines.size()) {
           sink.done();
           return true;
         }
-        if (state->next > 0 && interval_ms > 0 && !sleep(milliseconds(interval_ms), *watch)) {
+        if (state->next > 0 && interval_ms > 0 && !Sleep(milliseconds(interval_ms), *watch)) {
           return false;
         }
         const Json& line = state->lines[state->next++];
@@ -1818,57 +1793,47 @@ static void RespondWithStatusLines(std::shared_ptr<ConnectionWatch> watch, std::
       });
 }
 
+bool SimServer::InRegistry(const ModelRef& ref) const {
+  if (InBuiltInRegistry(ref)) return true;
+  std::lock_guard<std::mutex> lock(models_mu_);
+  return pullable_.count(CanonicalKey(ref)) > 0;
+}
+
 void SimServer::HandlePull(const httplib::Request& req, httplib::Response& res) {
   auto watch = std::make_shared<ConnectionWatch>(req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, true, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = FirstNonEmptyString(*body, {"model", "name"});
+  if (!ReadCommonRequest(req, true, false, &body, &common, res)) return;
+  const std::string name = FirstNonEmptyString(body, {"model", "name"});
   std::optional<ModelRef> ref = ParseModelName(name);
   if (!ref) return NativeError(res, 400, "invalid model name");
   const SimConfig config = Config();
   if (FailBeforeAnswer(TakeFailure(false, false), false, *watch, config, res)) return;
 
   std::optional<SimModel> installed = FindModel(name);
-  bool known = installed.has_value() || InBuiltInRegistry(*ref);
-  if (!known) {
-    std::lock_guard<std::mutex> lock(models_mu_);
-    known = pullable_.count(CanonicalKey(*ref)) > 0;
-  }
-  std::vector<Json> lines{Json{{"status", "pulling manifest"}}};
+  std::vector<Json> lines;
   std::function<void()> install = [] {};
-  if (!known) {
+  if (!installed && !InRegistry(*ref)) {
+    lines.push_back(Json{{"status", "pulling manifest"}});
     lines.push_back(Json{{"error", "pull model manifest: file does not exist"}});
   } else {
     SimModel model = installed ? *installed : *MakeModel(name);
-    AppendLayerLines(model, installed.has_value(), "pulling", &lines);
-    lines.push_back(Json{{"status", "verifying sha256 digest"}});
-    lines.push_back(Json{{"status", "writing manifest"}});
-    lines.push_back(Json{{"status", "success"}});
+    AppendPullLines(model, installed.has_value(), &lines);
+    AppendManifestLines(&lines);
     if (!installed) {
       SetModifiedNow(&model);
       install = [this, model] { InstallModel(model); };
     }
   }
-  RespondWithStatusLines(
-      watch, std::move(lines), install, common.stream, config.fast ? 0 : config.pull_interval_ms,
-      [this](milliseconds d, ConnectionWatch& w) { return Sleep(d, w); }, res);
+  RespondWithStatusLines(watch, std::move(lines), install, common.stream, config, res);
 }
 
 void SimServer::HandlePush(const httplib::Request& req, httplib::Response& res) {
   auto watch = std::make_shared<ConnectionWatch>(req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, true, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = FirstNonEmptyString(*body, {"model", "name"});
+  if (!ReadCommonRequest(req, true, false, &body, &common, res)) return;
+  const std::string name = FirstNonEmptyString(body, {"model", "name"});
   if (name.empty()) return NativeError(res, 400, "model is required");
   std::optional<ModelRef> ref = ParseModelName(name);
   if (!ref) return NativeError(res, 400, "invalid model name");
@@ -1883,25 +1848,20 @@ void SimServer::HandlePush(const httplib::Request& req, httplib::Response& res) 
     lines.push_back(Json{{"error", "open " + ManifestPath(*ref) + ": no such file or directory"}});
   }
   RespondWithStatusLines(
-      watch, std::move(lines), [] {}, common.stream, config.fast ? 0 : config.pull_interval_ms,
-      [this](milliseconds d, ConnectionWatch& w) { return Sleep(d, w); }, res);
+      watch, std::move(lines), [] {}, common.stream, config, res);
 }
 
 void SimServer::HandleCreate(const httplib::Request& req, httplib::Response& res) {
   auto watch = std::make_shared<ConnectionWatch>(req);
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  Json body;
   CommonFields common;
-  if (int status = ParseCommon(*body, true, &common, &error); status != 0) {
-    return NativeError(res, status, error);
-  }
-  const std::string name = FirstNonEmptyString(*body, {"model", "name"});
+  if (!ReadCommonRequest(req, true, false, &body, &common, res)) return;
+  const std::string name = FirstNonEmptyString(body, {"model", "name"});
   if (name.empty()) return NativeError(res, 400, "model is required");
   std::optional<ModelRef> ref = ParseModelName(name);
   if (!ref) return NativeError(res, 400, "invalid model name");
-  const std::string from = StringField(*body, "from");
-  const Json* files = FindField(*body, "files");
+  const std::string from = StringField(body, "from");
+  const Json* files = FindField(body, "files");
   const bool has_files = files != nullptr && files->is_object() && !files->empty();
   if (from.empty() && !has_files) {
     return NativeError(res, 400, "neither 'from' or 'files' was specified");
@@ -1914,16 +1874,9 @@ void SimServer::HandleCreate(const httplib::Request& req, httplib::Response& res
   if (!from.empty()) {
     std::optional<SimModel> base = FindModel(from);
     std::optional<ModelRef> from_ref = ParseModelName(from);
-    bool pullable = false;
-    if (!base && from_ref) {
-      std::lock_guard<std::mutex> lock(models_mu_);
-      pullable = InBuiltInRegistry(*from_ref) || pullable_.count(CanonicalKey(*from_ref)) > 0;
-    }
-    if (!base && pullable) {
+    if (!base && from_ref && InRegistry(*from_ref)) {
       base = *MakeModel(from);
-      lines.push_back(Json{{"status", "pulling manifest"}});
-      AppendLayerLines(*base, false, "pulling", &lines);
-      lines.push_back(Json{{"status", "verifying sha256 digest"}});
+      AppendPullLines(*base, false, &lines);
     }
     if (!base) {
       lines.push_back(Json{{"error", "pull model manifest: file does not exist"}});
@@ -1953,33 +1906,27 @@ void SimServer::HandleCreate(const httplib::Request& req, httplib::Response& res
   }
   if (created) {
     for (const char* key : {"system", "template"}) {
-      const std::string text = StringField(*body, key);
+      const std::string text = StringField(body, key);
       if (!text.empty()) {
         lines.push_back(Json{{"status", "creating new layer sha256:" + Sha256Hex(text)}});
       }
     }
     SimModel model = *created;
-    model.ref = *ref;
-    model.name = DisplayName(*ref);
-    model.key = CanonicalKey(*ref);
+    Rename(&model, *ref);
     model.digest =
-        Sha256Hex("corral-sim manifest " + model.key + " from " + created->digest + GoJson(*body));
+        Sha256Hex("corral-sim manifest " + model.key + " from " + created->digest + GoJson(body));
     SetModifiedNow(&model);
-    lines.push_back(Json{{"status", "writing manifest"}});
-    lines.push_back(Json{{"status", "success"}});
+    AppendManifestLines(&lines);
     created = model;
   }
   std::function<void()> install = [] {};
   if (created) install = [this, model = *created] { InstallModel(model); };
-  RespondWithStatusLines(
-      watch, std::move(lines), install, common.stream, config.fast ? 0 : config.pull_interval_ms,
-      [this](milliseconds d, ConnectionWatch& w) { return Sleep(d, w); }, res);
+  RespondWithStatusLines(watch, std::move(lines), install, common.stream, config, res);
 }
 
 void SimServer::HandleCopy(const httplib::Request& req, httplib::Response& res) {
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  std::optional<Json> body = ReadBody(req, false, res);
+  if (!body) return;
   const std::string source = StringField(*body, "source");
   const std::string destination = StringField(*body, "destination");
   std::optional<ModelRef> dst = ParseModelName(destination);
@@ -1989,18 +1936,15 @@ void SimServer::HandleCopy(const httplib::Request& req, httplib::Response& res) 
   if (FailBeforeAnswer(TakeFailure(false, false), false, watch, Config(), res)) return;
   std::optional<SimModel> model = FindModel(source);
   if (!model) return NativeError(res, 404, "model \"" + source + "\" not found");
-  model->ref = *dst;
-  model->name = DisplayName(*dst);
-  model->key = CanonicalKey(*dst);
+  Rename(&*model, *dst);
   SetModifiedNow(&*model);  // same digest: a copy shares the manifest
   InstallModel(*model);
   res.status = 200;
 }
 
 void SimServer::HandleDelete(const httplib::Request& req, httplib::Response& res) {
-  std::string error;
-  std::optional<Json> body = ParseRequestBody(req.body, &error);
-  if (!body) return NativeError(res, 400, error);
+  std::optional<Json> body = ReadBody(req, false, res);
+  if (!body) return;
   const std::string name = FirstNonEmptyString(*body, {"model", "name"});
   if (!ParseModelName(name)) return NativeError(res, 400, "name \"" + name + "\" is invalid");
   ConnectionWatch watch(req);
@@ -2016,7 +1960,7 @@ void SimServer::HandleDelete(const httplib::Request& req, httplib::Response& res
 }
 
 void SimServer::HandleBlob(const httplib::Request& req, httplib::Response& res) {
-  if (req.method == "GET") return SendText(res, 405, "405 method not allowed", "text/plain");
+  if (req.method == "GET") return MethodNotAllowed(res);
   std::string digest = req.matches[1].str();
   const bool well_formed =
       digest.size() == 71 &&
@@ -2070,19 +2014,16 @@ void SimServer::HandleStats(const httplib::Request&, httplib::Response& res) {
   out["active"] = scheduler_.Active();
   out["pending"] = scheduler_.Pending();
   out["loaded"] = scheduler_.LoadedNames();
-  out["gate"] = Json{{"gated", gate.gated},
-                     {"waiting", gate.waiting},
-                     {"available", gate.available},
-                     {"passed", gate.passed}};
+  out["gate"] = GateJson(gate);
   SendJson(res, 200, out);
 }
 
 void SimServer::HandleConfig(const httplib::Request& req, httplib::Response& res) {
   if (req.method == "POST") {
-    std::string error;
-    std::optional<Json> patch = ParseRequestBody(req.body, &error);
-    if (!patch) return NativeError(res, 400, error);
+    std::optional<Json> patch = ReadBody(req, false, res);
+    if (!patch) return;
     SimConfig next = Config();
+    std::string error;
     if (!ApplyConfigJson(*patch, &next, &error)) return NativeError(res, 400, error);
 
     // Validate the model changes completely before applying any of them.
@@ -2181,9 +2122,8 @@ void SimServer::HandleConfig(const httplib::Request& req, httplib::Response& res
 void SimServer::HandleRelease(const httplib::Request& req, httplib::Response& res) {
   int tokens = 1;
   if (!req.body.empty()) {
-    std::string error;
-    std::optional<Json> body = ParseRequestBody(req.body, &error);
-    if (!body) return NativeError(res, 400, error);
+    std::optional<Json> body = ReadBody(req, false, res);
+    if (!body) return;
     if (const Json* t = FindField(*body, "tokens")) {
       if (!t->is_number_integer() || t->get<int>() < 0) {
         return NativeError(res, 400, "tokens must be a non-negative integer");
@@ -2192,12 +2132,7 @@ void SimServer::HandleRelease(const httplib::Request& req, httplib::Response& re
     }
   }
   gate_.Release(tokens);
-  const TokenGate::Status gate = gate_.status();
-  SendJson(res, 200,
-           Json{{"gated", gate.gated},
-                {"waiting", gate.waiting},
-                {"available", gate.available},
-                {"passed", gate.passed}});
+  SendJson(res, 200, GateJson(gate_.status()));
 }
 
 void SimServer::HandleReset(const httplib::Request&, httplib::Response& res) {

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -128,6 +129,22 @@ class SimServer {
   // Waits for a slot; answers busy/cancel itself and returns false when there is none.
   bool AcquireSlot(const SimModel& model, int num_ctx, const KeepAlive& keep_alive, bool openai,
                    ConnectionWatch& watch, Scheduler::Lease* lease, httplib::Response& res);
+  // Checks the name and finds the model; answers 400/404 itself when there is none.
+  std::optional<SimModel> FindRequestedModel(const std::string& name, bool openai,
+                                             httplib::Response& res) const;
+  // The embedding routes' work: the configured failure, a slot, and one token interval of compute
+  // (none without input). Returns false when the response is settled (error or cancel sent).
+  bool RunEmbedding(const SimModel& model, int num_ctx, const KeepAlive& keep_alive, bool has_input,
+                    bool openai, ConnectionWatch& watch, Scheduler::Lease* lease,
+                    httplib::Response& res);
+  // Answers a pull/push/create: a stream of status lines (one every pull_interval_ms), or with
+  // stream:false one object ({"status":"success"} or a 500 error). `install` runs just before
+  // the success line is sent, so a client that saw "success" finds the model at once.
+  void RespondWithStatusLines(std::shared_ptr<ConnectionWatch> watch, std::vector<Json> lines,
+                              std::function<void()> install, bool stream, const SimConfig& config,
+                              httplib::Response& res);
+  // Whether a pull of `ref` would find it (the built-in registry or a /_sim/config "pullable").
+  bool InRegistry(const ModelRef& ref) const;
   // Streams or returns the answer of a planned generation.
   void Respond(std::shared_ptr<Generation> gen, httplib::Response& res);
   bool Sleep(std::chrono::milliseconds duration, ConnectionWatch& watch);
