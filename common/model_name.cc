@@ -1,6 +1,6 @@
 #include "common/model_name.h"
 
-#include <cctype>
+#include "common/ascii.h"
 
 namespace corral {
 namespace {
@@ -23,23 +23,6 @@ std::string_view TrimSpace(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
   return s;
-}
-
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool EqualsFold(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool IsAlnumOrUnderscore(char c) {
@@ -80,7 +63,7 @@ bool ParseSourceSuffix(std::string_view raw, std::string* base, Source* source) 
   const size_t idx = raw.rfind(':');
   if (idx == std::string_view::npos) return false;
   const std::string_view suffix_raw = TrimSpace(raw.substr(idx + 1));
-  const std::string suffix = ToLower(suffix_raw);
+  const std::string suffix = AsciiToLower(suffix_raw);
   if (suffix == "cloud" || suffix == "local") {
     *base = std::string(raw.substr(0, idx));
     *source = suffix == "cloud" ? Source::kCloud : Source::kLocal;
@@ -166,21 +149,21 @@ std::optional<ModelRef> ParseModelName(std::string_view name) {
 }
 
 std::string CanonicalKey(const ModelRef& ref) {
-  std::string key = ToLower(ref.host);
+  std::string key = AsciiToLower(ref.host);
   key += '/';
-  key += ToLower(ref.namespace_);
+  key += AsciiToLower(ref.namespace_);
   key += '/';
-  key += ToLower(ref.model);
+  key += AsciiToLower(ref.model);
   key += ':';
-  key += ToLower(ref.tag);
+  key += AsciiToLower(ref.tag);
   return key;
 }
 
 std::string DisplayName(const ModelRef& ref) {
   std::string out;
-  if (!EqualsFold(ref.host, kDefaultHost)) {
+  if (!EqualsIgnoreCase(ref.host, kDefaultHost)) {
     out = ref.host + "/" + ref.namespace_ + "/";
-  } else if (!EqualsFold(ref.namespace_, kDefaultNamespace)) {
+  } else if (!EqualsIgnoreCase(ref.namespace_, kDefaultNamespace)) {
     out = ref.namespace_ + "/";
   }
   out += ref.model;

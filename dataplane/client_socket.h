@@ -1,23 +1,13 @@
-// Finding the client's socket from inside an httplib handler.
+// Finding the client's socket from inside an httplib handler: the dataplane's name for
+// common/client_socket.h, which the simulated node shares. See there for why and how.
 //
-// cpp-httplib 0.11.4 gives a handler no access to the connection it serves, yet a proxy waiting
-// minutes for a node's first byte (a cold model load) must notice a client that gave up, or
-// the node keeps generating for nobody. The request does carry both ends' addresses, so the
-// socket can be found among the process's descriptors: the one socket whose local and peer
-// addresses match. This costs a scan of /proc/self/fd, so the proxy only does it on the slow
-// path (a request that has already waited a while), never on fast requests.
-//
-// Thread safety: safe from any thread. The returned descriptor belongs to httplib: poll and
-// peek at it, never read, write or close it.
+// Thread safety: as common/client_socket.h (safe from any thread).
 #pragma once
 
-#include <string>
+#include "common/client_socket.h"
 
 namespace corral::dataplane {
 
-// The descriptor of the TCP socket connected from remote_addr:remote_port to
-// local_addr:local_port (numeric addresses as httplib reports them), or -1.
-int FindClientSocket(const std::string& remote_addr, int remote_port, const std::string& local_addr,
-                     int local_port);
+using ::corral::FindClientSocket;
 
 }  // namespace corral::dataplane

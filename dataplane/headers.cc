@@ -1,29 +1,15 @@
 #include "dataplane/headers.h"
 
 #include <array>
-#include <cctype>
+
+#include "common/ascii.h"
 
 namespace corral::dataplane {
 namespace {
 
-bool EqualsFold(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool StartsWithFold(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && EqualsFold(s.substr(0, prefix.size()), prefix);
-}
-
 bool IsAnyOf(std::string_view name, const auto& names) {
   for (std::string_view candidate : names) {
-    if (EqualsFold(name, candidate)) return true;
+    if (EqualsIgnoreCase(name, candidate)) return true;
   }
   return false;
 }
@@ -33,7 +19,7 @@ bool IsAnyOf(std::string_view name, const auto& names) {
 bool IsHopByHop(std::string_view name) {
   static constexpr std::array<std::string_view, 6> kHopByHop = {
       "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade"};
-  return IsAnyOf(name, kHopByHop) || StartsWithFold(name, "Proxy-");
+  return IsAnyOf(name, kHopByHop) || StartsWithIgnoreCase(name, "Proxy-");
 }
 
 }  // namespace

@@ -1,8 +1,5 @@
 #include "sim/wire.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netdb.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -14,6 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+
+#include "common/ascii.h"
+#include "common/client_socket.h"
 
 namespace corral::sim {
 namespace {
@@ -36,28 +36,7 @@ std::string FormatCalendar(int64_t unix_seconds) {
   return buf;
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string GoQuote(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
-int PortOf(const sockaddr_storage& addr) {
-  if (addr.ss_family == AF_INET) {
-    return ntohs(reinterpret_cast<const sockaddr_in&>(addr).sin_port);
-  }
-  if (addr.ss_family == AF_INET6) {
-    return ntohs(reinterpret_cast<const sockaddr_in6&>(addr).sin6_port);
-  }
-  return -1;
-}
 
 }  // namespace
 
@@ -259,39 +238,13 @@ std::optional<Json> ParseRequestBody(const std::string& body, std::string* error
 }
 
 ConnectionWatch::ConnectionWatch(const httplib::Request& req)
-    : remote_addr_(req.remote_addr), remote_port_(req.remote_port), local_port_(req.local_port) {}
+    : remote_addr_(req.remote_addr),
+      remote_port_(req.remote_port),
+      local_addr_(req.local_addr),
+      local_port_(req.local_port) {}
 
 int ConnectionWatch::Fd() {
-  if (fd_ != -2) return fd_;
-  fd_ = -1;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return fd_;
-  while (dirent* entry = ::readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(entry->d_name, &end, 10);
-    if (end == entry->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
-    sockaddr_storage peer{};
-    socklen_t peer_len = sizeof peer;
-    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
-      continue;
-    }
-    if (PortOf(peer) != remote_port_) continue;
-    sockaddr_storage local{};
-    socklen_t local_len = sizeof local;
-    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
-        PortOf(local) != local_port_) {
-      continue;
-    }
-    char host[NI_MAXHOST];
-    if (::getnameinfo(reinterpret_cast<sockaddr*>(&peer), peer_len, host, sizeof host, nullptr, 0,
-                      NI_NUMERICHOST) != 0 ||
-        remote_addr_ != host) {
-      continue;
-    }
-    fd_ = static_cast<int>(fd);
-    break;
-  }
-  ::closedir(dir);
+  if (fd_ == -2) fd_ = FindClientSocket(remote_addr_, remote_port_, local_addr_, local_port_);
   return fd_;
 }
 

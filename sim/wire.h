@@ -60,8 +60,9 @@ std::string FirstNonEmptyString(const Json& object, std::initializer_list<std::s
 std::optional<Json> ParseRequestBody(const std::string& body, std::string* error);
 
 // The accepted socket behind an httplib request. httplib 0.11.4 does not expose it, so it is
-// found by matching the peer and local ports among the process's sockets; the worker thread
-// holds the connection open while the handler runs, so the match cannot go stale.
+// found by matching both ends' addresses among the process's sockets (common/client_socket.h);
+// the worker thread holds the connection open while the handler runs, so the match cannot go
+// stale.
 class ConnectionWatch {
  public:
   explicit ConnectionWatch(const httplib::Request& req);
@@ -73,6 +74,7 @@ class ConnectionWatch {
  private:
   std::string remote_addr_;
   int remote_port_;
+  std::string local_addr_;
   int local_port_;
   int fd_ = -2;  // -2: not looked up yet
 };
