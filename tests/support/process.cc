@@ -17,13 +17,6 @@
 namespace corral::testing {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string SelfDir() {
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -49,14 +42,21 @@ std::string MakeTempDir(const std::string& prefix) {
   static std::atomic<int> counter{0};
   std::string base = ::testing::TempDir();
   if (base.empty() || base.back() != '/') base += '/';
-  std::string dir = base + prefix + "-" + std::to_string(::getpid()) + "-" +
-                    std::to_string(counter.fetch_add(1));
+  std::string dir =
+      base + prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
 }
 
 std::string BinaryPath(const std::string& name) { return SelfDir() + "/" + name; }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 ChildProcess::ChildProcess(const std::string& binary, std::vector<std::string> args,
                            const std::string& log_dir, bool wants_port) {
@@ -143,8 +143,8 @@ int ChildProcess::Signal(int sig, std::chrono::milliseconds timeout) {
 std::string ChildProcess::Log() const { return ReadFile(log_file_); }
 
 void ChildProcess::DumpLog() const {
-  std::cerr << "----- log of " << name_ << " -----\n" << Log() << "----- end of " << name_
-            << " -----\n";
+  std::cerr << "----- log of " << name_ << " -----\n"
+            << Log() << "----- end of " << name_ << " -----\n";
 }
 
 }  // namespace corral::testing

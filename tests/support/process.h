@@ -7,14 +7,13 @@
 // Thread safety: a ChildProcess is used by one test thread; WaitFor may run anywhere.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace corral::testing {
 
@@ -30,6 +29,10 @@ std::string MakeTempDir(const std::string& prefix);
 // Path of a built binary, e.g. BinaryPath("corral-sim"): the build's bin/ directory, found
 // from the test binary's own location (both land in build/bin).
 std::string BinaryPath(const std::string& name);
+
+// The whole content of the file at `path`, or "" when it cannot be read (a port file not yet
+// written, a child that logged nothing).
+std::string ReadFile(const std::string& path);
 
 class ChildProcess {
  public:
@@ -50,8 +53,8 @@ class ChildProcess {
   // exit status as waitpid reports it, or -1 if the process did not exit in time.
   int Signal(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   int Kill() { return Signal(9); }
-  std::string Log() const;       // what it wrote so far
-  void DumpLog() const;          // prints the log to the test output
+  std::string Log() const;  // what it wrote so far
+  void DumpLog() const;     // prints the log to the test output
   const std::string& name() const { return name_; }
 
  private:
