@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/node_name.h"
 #include "common/node_url.h"
 
 namespace corral::control {
@@ -256,13 +258,8 @@ void LabelsFromJson(const std::string& text, google::protobuf::Map<std::string, 
 
 // ---- validation ----
 
-bool IsNameChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '.' || c == '-';
-}
-
 absl::Status ValidateName(const std::string& name) {
-  if (name.empty() || name.size() > 64 || !std::all_of(name.begin(), name.end(), IsNameChar)) {
+  if (!IsValidNodeName(name)) {
     return absl::InvalidArgumentError(
         absl::StrCat("node name \"", name, "\" must match [A-Za-z0-9_.-]{1,64}"));
   }
@@ -304,7 +301,7 @@ absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string
   }
   for (const auto& [k, v] : labels) {
     const bool key_ok = !k.empty() && k.size() <= 63 && std::all_of(k.begin(), k.end(), [](char c) {
-      return IsNameChar(c) || c == '/';
+      return IsNodeNameChar(c) || c == '/';
     });
     if (!key_ok) {
       return absl::InvalidArgumentError(
@@ -484,6 +481,38 @@ std::string LoadedKey(const std::vector<corral::v1::LoadedModel>& loaded) {
   std::string out;
   for (const auto& k : keys) absl::StrAppend(&out, k, ";");
   return out;
+}
+
+// What the snapshot and the fleet state are both built from.
+struct FleetRows {
+  uint64_t version = 0;
+  corral::v1::StrategyConfig strategy;
+  std::vector<NodeInfo> nodes;
+};
+
+absl::StatusOr<FleetRows> LoadFleetRows(sqlite3* db) {
+  FleetRows rows;
+  absl::StatusOr<uint64_t> version = LoadVersion(db);
+  if (!version.ok()) return version.status();
+  rows.version = *version;
+  absl::StatusOr<corral::v1::StrategyConfig> strategy = LoadStrategy(db);
+  if (!strategy.ok()) return strategy.status();
+  rows.strategy = *std::move(strategy);
+  absl::StatusOr<std::vector<NodeInfo>> nodes = LoadNodes(db);
+  if (!nodes.ok()) return nodes.status();
+  rows.nodes = *std::move(nodes);
+  return rows;
+}
+
+// Runs `read` in one read transaction: WAL gives it a consistent view even while another
+// process writes. `what` names the read in error messages ("begin snapshot").
+absl::Status InReadTransaction(sqlite3* db, const std::string& what,
+                               const std::function<absl::Status()>& read) {
+  if (absl::Status s = Exec(db, "BEGIN", "begin " + what); !s.ok()) return s;
+  absl::Status status = read();
+  absl::Status end = Exec(db, status.ok() ? "COMMIT" : "ROLLBACK", "end " + what);
+  if (!status.ok()) return status;
+  return end;
 }
 
 template <typename T>
@@ -933,8 +962,8 @@ absl::StatusOr<corral::v1::DiscoveryConfig> Registry::SetDiscovery(
 // ---- inference tokens ----
 
 absl::Status Registry::AddInferenceToken(const corral::v1::InferenceToken& token) {
-  if (token.name().empty() || token.name().size() > 64 ||
-      !std::all_of(token.name().begin(), token.name().end(), IsNameChar)) {
+  // Token names follow the node-name rule: both appear as plain words in corralctl's tables.
+  if (!IsValidNodeName(token.name())) {
     return absl::InvalidArgumentError(
         absl::StrCat("token name \"", token.name(), "\" must match [A-Za-z0-9_.-]{1,64}"));
   }
@@ -991,52 +1020,37 @@ absl::StatusOr<std::vector<corral::v1::InferenceToken>> Registry::ListInferenceT
 
 absl::StatusOr<corral::v1::Snapshot> Registry::BuildSnapshot() {
   std::lock_guard<std::mutex> lock(mu_);
-  // One read transaction: WAL gives it a consistent view even while another process writes.
-  if (absl::Status s = Exec(db_, "BEGIN", "begin snapshot"); !s.ok()) return s;
   corral::v1::Snapshot snapshot;
-  absl::Status status = [&]() -> absl::Status {
-    absl::StatusOr<uint64_t> version = LoadVersion(db_);
-    if (!version.ok()) return version.status();
-    absl::StatusOr<corral::v1::StrategyConfig> strategy = LoadStrategy(db_);
-    if (!strategy.ok()) return strategy.status();
-    absl::StatusOr<std::vector<NodeInfo>> nodes = LoadNodes(db_);
-    if (!nodes.ok()) return nodes.status();
+  absl::Status status = InReadTransaction(db_, "snapshot", [&]() -> absl::Status {
+    absl::StatusOr<FleetRows> rows = LoadFleetRows(db_);
+    if (!rows.ok()) return rows.status();
     absl::StatusOr<std::vector<corral::v1::InferenceToken>> tokens = LoadTokens(db_);
     if (!tokens.ok()) return tokens.status();
-    snapshot.set_version(*version);
-    snapshot.set_strategy(strategy->strategy());
-    *snapshot.mutable_retry() = strategy->retry();
-    *snapshot.mutable_timeouts() = strategy->timeouts();
-    for (auto& info : *nodes) *snapshot.add_nodes() = std::move(*info.mutable_node());
+    snapshot.set_version(rows->version);
+    snapshot.set_strategy(rows->strategy.strategy());
+    *snapshot.mutable_retry() = rows->strategy.retry();
+    *snapshot.mutable_timeouts() = rows->strategy.timeouts();
+    for (auto& info : rows->nodes) *snapshot.add_nodes() = std::move(*info.mutable_node());
     for (auto& t : *tokens) *snapshot.add_tokens() = std::move(t);
     snapshot.set_created_at(NowRfc3339());
     return absl::OkStatus();
-  }();
-  absl::Status end = Exec(db_, status.ok() ? "COMMIT" : "ROLLBACK", "end snapshot");
+  });
   if (!status.ok()) return status;
-  if (!end.ok()) return end;
   return snapshot;
 }
 
 absl::StatusOr<corral::v1::FleetState> Registry::GetFleetState() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (absl::Status s = Exec(db_, "BEGIN", "begin fleet state"); !s.ok()) return s;
   corral::v1::FleetState state;
-  absl::Status status = [&]() -> absl::Status {
-    absl::StatusOr<uint64_t> version = LoadVersion(db_);
-    if (!version.ok()) return version.status();
-    absl::StatusOr<corral::v1::StrategyConfig> strategy = LoadStrategy(db_);
-    if (!strategy.ok()) return strategy.status();
-    absl::StatusOr<std::vector<NodeInfo>> nodes = LoadNodes(db_);
-    if (!nodes.ok()) return nodes.status();
-    state.set_snapshot_version(*version);
-    *state.mutable_strategy() = *strategy;
-    for (auto& n : *nodes) *state.add_nodes() = std::move(n);
+  absl::Status status = InReadTransaction(db_, "fleet state", [&]() -> absl::Status {
+    absl::StatusOr<FleetRows> rows = LoadFleetRows(db_);
+    if (!rows.ok()) return rows.status();
+    state.set_snapshot_version(rows->version);
+    *state.mutable_strategy() = rows->strategy;
+    for (auto& n : rows->nodes) *state.add_nodes() = std::move(n);
     return absl::OkStatus();
-  }();
-  absl::Status end = Exec(db_, status.ok() ? "COMMIT" : "ROLLBACK", "end fleet state");
+  });
   if (!status.ok()) return status;
-  if (!end.ok()) return end;
   return state;
 }
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/model_name.h"
+#include "common/node_name.h"
 #include "common/node_url.h"
 
 namespace corral::dataplane {
@@ -16,21 +17,7 @@ namespace {
 using corral::v1::Node;
 using corral::v1::Snapshot;
 
-constexpr size_t kMaxNodeNameLength = 64;
 constexpr int kMaxAttemptsLimit = 10;
-
-bool IsNodeNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '.' || c == '-';
-}
-
-bool IsValidNodeName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNodeNameLength) return false;
-  for (char c : name) {
-    if (!IsNodeNameChar(c)) return false;
-  }
-  return true;
-}
 
 bool IsSha256Hex(std::string_view text) {
   if (text.size() != 64) return false;
