@@ -320,8 +320,9 @@ echo "failed requests (socket errors and non-2xx) over all measured runs: $total
 
 if [[ "${BENCH_NO_DOC:-0}" != 1 && -f "$doc" ]]; then
   cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-  nginx_ver=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')
-  wrk_ver=$(wrk -v 2>&1 | head -1 | awk '{print $2}')
+  nginx_ver=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //' || true)
+  # wrk -v exits 1 after printing its version.
+  wrk_ver=$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)
   commit=$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)
   {
     echo
