@@ -323,13 +323,17 @@ if [[ "${BENCH_NO_DOC:-0}" != 1 && -f "$doc" ]]; then
   nginx_ver=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //' || true)
   # wrk -v exits 1 after printing its version.
   wrk_ver=$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)
+  command="bench/run.sh $1"
+  for v in BENCH_DURATION BENCH_LAT_DURATION BENCH_PROFILE; do
+    if [[ -n "${!v:-}" ]]; then command="$v=${!v} $command"; fi
+  done
   commit=$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)
   {
     echo
     echo "### Run $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Machine: $ncpu CPUs ($cpu), kernel $(uname -r), $nginx_ver, wrk $wrk_ver; corral at $commit"
-    echo "(release build in \`$build_dir\`). Command: \`bench/run.sh $1\` (throughput ${duration} s per"
+    echo "(release build in \`$build_dir\`). Command: \`$command\` (throughput ${duration} s per"
     echo "run with wrk -t2, latency ${lat_duration} s with wrk -t1 -c1, closed loop). Failed requests: $total_errors."
     echo
     echo "$table"
