@@ -91,6 +91,7 @@ pick_port() {
 }
 
 models="llama3.2:latest,qwen3:8b,all-minilm:latest"
+sim_pids=()
 # Enough slots and threads that a node never queues a benchmark request: 256 connections
 # straight at one node must all be served at once.
 for i in 1 2; do
@@ -98,10 +99,10 @@ for i in 1 2; do
     --num-parallel 1024 --max-queue 4096 --threads 1024 --log-level warn \
     2>"$work/sim$i.log" &
   pids+=($!)
-  eval "sim${i}_pid=$!"
+  sim_pids[i]=$!
 done
-sim1_port=$(wait_port_file "$work/sim1.port" "$sim1_pid")
-sim2_port=$(wait_port_file "$work/sim2.port" "$sim2_pid")
+sim1_port=$(wait_port_file "$work/sim1.port" "${sim_pids[1]}")
+sim2_port=$(wait_port_file "$work/sim2.port" "${sim_pids[2]}")
 
 model_entries='[{"name":"llama3.2:latest"},{"name":"qwen3:8b"},{"name":"all-minilm:latest"}]'
 node_json() {
@@ -123,7 +124,7 @@ ncpu=$(nproc)
 mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
 chmod -R a+rwx "$work/nginx"
 nginx_port=""
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   port=$(pick_port)
   cat >"$work/nginx/nginx.conf" <<EOF
 daemon off;
