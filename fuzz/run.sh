@@ -6,9 +6,10 @@
 #   fuzz/run.sh --short route      only the named targets
 #
 # Every run first replays fuzz/regressions/<target>/*, then fuzzes from the seed corpus
-# fuzz/corpus/<target>/ plus a working corpus in build-fuzz/corpus/<target>/ (kept between runs,
-# never committed). A crash, a violated property, a timeout or an out-of-memory is copied to
-# fuzz/regressions/<target>/ and makes the script exit 1 after the remaining targets have run.
+# fuzz/corpus/<target>/ (with fuzz/dict/<target>.dict when there is one) plus a working corpus
+# in build-fuzz/corpus/<target>/ (kept between runs, never committed). A crash, a violated
+# property, a timeout or an out-of-memory is copied to fuzz/regressions/<target>/ and makes the
+# script exit 1 after the remaining targets have run.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,6 +74,9 @@ for t in "${targets[@]}"; do
   artifacts="$build/artifacts/$t"
   log="$build/logs/$t.log"
   mkdir -p "$work" "$artifacts" "$build/logs" "$seeds"
+  # A dictionary of the format's keywords gets the fuzzer past the keys and markers sooner.
+  dict_args=()
+  if [[ -f "$root/fuzz/dict/$t.dict" ]]; then dict_args=(-dict="$root/fuzz/dict/$t.dict"); fi
 
   # Replay: each kept input runs once; any failure means a fixed bug came back.
   if compgen -G "$regressions/*" >/dev/null; then
@@ -89,7 +93,8 @@ for t in "${targets[@]}"; do
   status=0
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb bounds memory on a shared machine.
   "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$seeds" >"$log" 2>&1 ||
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict_args[@]+"${dict_args[@]}"}" \
+    "$work" "$seeds" >"$log" 2>&1 ||
     status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if ((status != 0)); then
