@@ -1,6 +1,23 @@
 // An httplib::Server that can hold thousands of connections: a worker pool of a chosen size,
 // a real listen backlog (Debian's build bakes in 5), and the bound port written to a port file.
 //
+// It also serves each connection with its own loop instead of httplib's, for what a request
+// costs in system calls and wake-ups (httplib's own still parses requests, routes them and
+// writes responses):
+// * a response goes out in one write: the first write of an answer (its status line and
+//   headers) is held back and leaves together with the next one (the body, or a stream's first
+//   chunk). Held bytes are sent before anything that could wait: reading more from the client,
+//   a writability check (DataSink::is_writable, which a content provider about to wait for
+//   its data can call), and the end of the exchange;
+// * the wait for a request is the read that takes its first bytes (one blocking recv bounded
+//   by the keep-alive timeout), other reads go straight to the socket and wait only when
+//   nothing is there, and nothing waits before a write;
+// * both ends' addresses are read once per connection, not once per request;
+// * the connection is registered for its thread (ServedConnection), so a handler finds its
+//   client's socket without a descriptor scan.
+// Keep-alive (count, idle timeout), the read and write timeouts, and the end of the loop when
+// the server stops behave as in httplib.
+//
 // Thread safety: configure and Bind from one thread, then Run on one thread (it blocks);
 // Stop may be called from any thread.
 #pragma once
@@ -36,6 +53,9 @@ class HttpListener : public httplib::Server {
   bool Run() { return listen_after_bind(); }
 
  private:
+  // httplib::Server: serves one accepted connection on the calling worker, then closes it.
+  bool process_and_close_socket(socket_t sock) override;
+
   int backlog_;
 };
 

@@ -9,8 +9,11 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -225,6 +228,46 @@ std::vector<Message> FromJsonArray(const std::string& text) {
   return out;
 }
 
+// Parsing a stored model list (nlohmann, then protobuf's JSON parser per entry) costs far more
+// than reading its row: rebuilding a 1,000-node snapshot spent most of its time here, under the
+// registry mutex. A list's text changes only when a probe finds a different list, so parsed
+// lists are memoised by their exact text. The result is a pure function of the text, so one memo
+// per message type serves every Registry. Bounded: cleared whole when it passes kMaxEntries
+// (loaded-model lists carry expires_at, which moves on every probe, so stale texts accumulate).
+//
+// Thread safety: every method is safe from any thread (mu_).
+template <typename Message>
+class ParsedListMemo {
+ public:
+  static ParsedListMemo& Get() {
+    static ParsedListMemo memo;
+    return memo;
+  }
+
+  // Appends the messages `text` (a JSON array, as ToJsonArray writes) holds to `out`.
+  void AppendTo(const std::string& text, google::protobuf::RepeatedPtrField<Message>* out) {
+    std::shared_ptr<const std::vector<Message>> parsed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = lists_.find(text); it != lists_.end()) parsed = it->second;
+    }
+    if (parsed == nullptr) {
+      parsed = std::make_shared<const std::vector<Message>>(FromJsonArray<Message>(text));
+      std::lock_guard<std::mutex> lock(mu_);
+      if (lists_.size() >= kMaxEntries) lists_.clear();
+      lists_.emplace(text, parsed);
+    }
+    out->Reserve(out->size() + static_cast<int>(parsed->size()));
+    for (const Message& m : *parsed) *out->Add() = m;
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 8192;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const std::vector<Message>>>
+      lists_;  // guarded by mu_
+};
+
 template <typename Message>
 std::string ToJson(const Message& m) {
   std::string out;
@@ -384,10 +427,8 @@ NodeInfo ReadNode(Stmt& s) {
   n->set_weight(static_cast<int32_t>(s.Int(5)));
   n->set_max_parallel(static_cast<int32_t>(s.Int(6)));
   n->set_max_memory_gb(s.Real(7));
-  for (auto& m : FromJsonArray<corral::v1::Model>(s.Text(8))) *n->add_models() = std::move(m);
-  for (auto& m : FromJsonArray<corral::v1::LoadedModel>(s.Text(9))) {
-    *n->add_loaded_models() = std::move(m);
-  }
+  ParsedListMemo<corral::v1::Model>::Get().AppendTo(s.Text(8), n->mutable_models());
+  ParsedListMemo<corral::v1::LoadedModel>::Get().AppendTo(s.Text(9), n->mutable_loaded_models());
   n->set_version(s.Text(10));
   n->set_latency_ms(s.Real(11));
   info.set_last_probe_at(s.Text(12));

@@ -199,7 +199,9 @@ int main(int argc, char** argv) {
   }
 
   Router router;
-  UpstreamPool pool;
+  // Every proxied request holds at most one upstream connection, so the proxy's concurrency
+  // limit bounds what can come back idle; beyond that the pool follows the recent load.
+  UpstreamPool pool(static_cast<size_t>(flags.max_streams));
   ProxyOptions options;
   options.proxy_id = flags.id;
   options.max_streams = flags.max_streams;

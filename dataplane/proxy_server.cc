@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "common/ascii.h"
 #include "common/log.h"
 #include "common/model_name.h"
 #include "dataplane/body_peek.h"
@@ -49,6 +50,17 @@ std::string StrategyName(corral::v1::Strategy s) {
 }
 
 double Finite(double v) { return std::isfinite(v) ? v : 0.0; }
+
+// The request header `name` as Request::get_header_value finds it (the first of its values),
+// or null. One pass over the request's few headers comparing sizes first, which costs less than
+// a lookup in httplib's header map, whose every comparison lower-cases each byte through the C
+// library.
+const std::string* FindHeader(const httplib::Request& req, std::string_view name) {
+  for (const auto& [key, value] : req.headers) {
+    if (EqualsIgnoreCase(key, name)) return &value;
+  }
+  return nullptr;
+}
 
 }  // namespace
 
@@ -154,14 +166,16 @@ bool ProxyServer::Prepare(const httplib::Request& req, httplib::Response& res) {
   // httplib compresses a response when the client accepts gzip and the content type looks
   // compressible, and then holds a stream back until it ends. The request object is httplib's
   // own non-const local; dropping the header here keeps every answer byte-for-byte as relayed.
-  const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
-  const std::string origin = req.get_header_value("Origin");
-  if (!origin.empty()) {
-    if (!OriginAllowed(origin)) {
+  if (FindHeader(req, "Accept-Encoding") != nullptr) {
+    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+  }
+  const std::string* origin = FindHeader(req, "Origin");
+  if (origin != nullptr && !origin->empty()) {
+    if (!OriginAllowed(*origin)) {
       res.status = 403;  // as a node answers an origin it does not allow: empty body
       return false;
     }
-    res.set_header("Access-Control-Allow-Origin", options_.allow_origins.empty() ? "*" : origin);
+    res.set_header("Access-Control-Allow-Origin", options_.allow_origins.empty() ? "*" : *origin);
     if (!options_.allow_origins.empty()) res.set_header("Vary", "Origin");
   }
   return true;
@@ -196,13 +210,14 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
     return;
   }
   // Buffer the body: routing reads `model` from it, and a retry on another node resends it.
-  const std::string declared = req.get_header_value("Content-Length");
+  const std::string* content_length = FindHeader(req, "Content-Length");
+  const std::string declared = content_length != nullptr ? *content_length : "";
   size_t length = 0;
   bool too_large =
       !declared.empty() && absl::SimpleAtoi(declared, &length) && length > options_.max_body_bytes;
   // Without Content-Length or chunked framing an HTTP/1.1 request has no body; httplib's
   // reader would treat that as a failure.
-  const bool framed = !declared.empty() || req.has_header("Transfer-Encoding");
+  const bool framed = !declared.empty() || FindHeader(req, "Transfer-Encoding") != nullptr;
   if (!too_large && framed) {
     const bool ok = reader([&](const char* data, size_t n) {
       if (call.body.size() + n > options_.max_body_bytes) {
@@ -356,7 +371,8 @@ bool ProxyServer::TokenAllowsModel(Call& call, const std::string& model_key,
 }
 
 bool ProxyServer::PinnedNode(Call& call, std::string* node) {
-  *node = call.req.get_header_value(kNodeHeader);
+  const std::string* pinned = FindHeader(call.req, kNodeHeader);
+  *node = pinned != nullptr ? *pinned : "";
   if (node->empty()) return true;
   if (call.table->FindNode(*node) == nullptr) {
     SetErrorReply(call.res, 400, "unknown node '" + *node + "' in " + kNodeHeader,
@@ -741,12 +757,12 @@ void ProxyServer::RouteBlobHead(Call& call) {
       call.res.status = 200;
       call.res.set_header(kNodeHeader, name);
       if (answer.conn->keep_alive() && answer.conn->message_complete()) {
-        pool_.Give(UpstreamPool::Endpoint(node->host, node->port), std::move(answer.conn));
+        pool_.Give(node->endpoint, std::move(answer.conn));
       }
       return;
     }
     if (answer.conn->keep_alive() && answer.conn->message_complete()) {
-      pool_.Give(UpstreamPool::Endpoint(node->host, node->port), std::move(answer.conn));
+      pool_.Give(node->endpoint, std::move(answer.conn));
     }
   }
   call.res.status = 404;
@@ -783,7 +799,7 @@ void ProxyServer::RouteFanOut(Call& call, const std::vector<std::string>& nodes,
     saved.body = std::move(body);
     saved.node = name;
     if (answer.conn->keep_alive()) {
-      pool_.Give(UpstreamPool::Endpoint(node->host, node->port), std::move(answer.conn));
+      pool_.Give(node->endpoint, std::move(answer.conn));
     }
     if (saved.status >= 200 && saved.status < 300) {
       if (!first_ok.valid) first_ok = std::move(saved);
@@ -969,13 +985,7 @@ std::string ProxyServer::RequestHead(const Call& call, const NodeEntry& node,
   std::string head;
   head.reserve(512);
   head.append(req.method).append(" ").append(req.target.empty() ? req.path : req.target);
-  head.append(" HTTP/1.1\r\nHost: ");
-  if (node.host.find(':') != std::string::npos) {
-    head.append("[").append(node.host).append("]");
-  } else {
-    head.append(node.host);
-  }
-  head.append(":").append(std::to_string(node.port)).append("\r\n");
+  head.append(" HTTP/1.1\r\nHost: ").append(node.authority).append("\r\n");
   std::string forwarded_for;
   bool has_proto = false;
   for (const auto& [name, value] : req.headers) {
@@ -1008,7 +1018,7 @@ std::string ProxyServer::RequestHead(const Call& call, const NodeEntry& node,
 
 ProxyServer::NodeAnswer ProxyServer::SendToNode(Call& call, const NodeEntry& node) {
   const EffectivePolicy& policy = call.table->policy();
-  const std::string endpoint = UpstreamPool::Endpoint(node.host, node.port);
+  const std::string& endpoint = node.endpoint;
   const std::string head = RequestHead(call, node, false);
   const bool head_request = call.req.method == "HEAD";
   NodeAnswer answer;
@@ -1157,6 +1167,9 @@ struct StreamRelay {
   bool sse = false;
   int client_fd = -1;
   bool finished = false;
+  // The response head has gone to the client: the listener holds it back until the first body
+  // bytes, so a node that sent its head alone gets it pushed out before the first wait.
+  bool head_sent = false;
   std::string tail;  // the last two bytes relayed, to start an error on a line of its own
 };
 
@@ -1173,8 +1186,7 @@ void RememberTail(const std::string& piece, std::string* tail) {
 bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
                         const std::string& node_name, double latency_ms, std::string* error) {
   const std::string content_type(conn->Header("Content-Type"));
-  const NodeEntry& node = *call.table->FindNode(node_name);
-  const std::string endpoint = UpstreamPool::Endpoint(node.host, node.port);
+  const std::string& endpoint = call.table->FindNode(node_name)->endpoint;
   const bool streamed = !conn->has_content_length() && !conn->message_complete();
   if (!streamed) {
     std::string body;
@@ -1238,6 +1250,7 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
         // Keep looping rather than returning: httplib stops calling a provider once the
         // server is stopping, and a graceful stop must let open streams run to their end.
         last = Clock::now();
+        relay->head_sent = true;
       }
       if (up.message_complete()) {
         relay->finished = true;
@@ -1245,6 +1258,15 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
         return true;
       }
       if (aborting_.load()) return fail("corral-proxy is shutting down");
+      if (!relay->head_sent) {
+        relay->head_sent = true;
+        // A writability check sends what the listener holds (the head) and sees a client
+        // that already left.
+        if (!sink.is_writable()) {
+          up.Close();
+          return false;
+        }
+      }
       const WaitOutcome waited = up.Wait(poll_slice, &relay->client_fd);
       if (waited == WaitOutcome::kClientGone) {
         up.Close();

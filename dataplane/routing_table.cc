@@ -174,6 +174,10 @@ absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(Snapshot
     auto url = ParseNodeUrl(node.url());  // cannot fail: validated above
     entry.host = url->host;
     entry.port = url->port;
+    entry.endpoint = NodeEndpoint(entry.host, entry.port);
+    entry.authority = entry.host.find(':') != std::string::npos
+                          ? "[" + entry.host + "]:" + std::to_string(entry.port)
+                          : entry.endpoint;
     entry.routable = IsRoutable(node);
     // A name the node reports that Ollama itself would reject cannot be asked for either.
     for (const auto& model : node.models()) {

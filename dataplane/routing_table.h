@@ -23,10 +23,17 @@ struct NodeEntry {
   std::string name;
   std::string host;
   int port = 0;
+  std::string endpoint;   // NodeEndpoint(host, port): the upstream pool's key for the node
+  std::string authority;  // what a request's Host header names: host:port, IPv6 in brackets
   bool routable = false;  // admin ENABLED and health not UNHEALTHY
   std::unordered_set<std::string> model_keys;   // canonical keys of installed models
   std::unordered_set<std::string> loaded_keys;  // canonical keys of loaded models
 };
+
+// "host:port", the key that identifies a node's address (the upstream pool's idle lists).
+inline std::string NodeEndpoint(const std::string& host, int port) {
+  return host + ":" + std::to_string(port);
+}
 
 // Policies with the snapshot's zero values replaced by the documented defaults.
 struct EffectivePolicy {

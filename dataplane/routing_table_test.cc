@@ -330,6 +330,18 @@ TEST(RoutingTableTest, HostAndPortComeFromTheUrl) {
   EXPECT_EQ(table->nodes()[3].port, 9000);
 }
 
+TEST(RoutingTableTest, EndpointAndHostHeaderAuthorityComeFromHostAndPort) {
+  Snapshot snapshot;
+  AddNode(snapshot, "a", "http://gpu-a.lan:11434");
+  AddNode(snapshot, "d", "http://[::1]:9000/");
+  auto table = MustBuild(snapshot);
+  ASSERT_TRUE(table);
+  EXPECT_EQ(table->nodes()[0].endpoint, "gpu-a.lan:11434");
+  EXPECT_EQ(table->nodes()[0].authority, "gpu-a.lan:11434");
+  EXPECT_EQ(table->nodes()[1].endpoint, "::1:9000");
+  EXPECT_EQ(table->nodes()[1].authority, "[::1]:9000");
+}
+
 TEST(RoutingTableTest, RoutableIsAdminEnabledAndNotUnhealthy) {
   struct Case {
     v1::AdminState state;

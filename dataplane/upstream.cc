@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -14,6 +13,9 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+
+#include "common/ascii.h"
+#include "common/client_socket.h"
 
 namespace corral::dataplane {
 namespace {
@@ -65,10 +67,6 @@ int ConnectOne(const addrinfo* ai, std::chrono::steady_clock::time_point deadlin
     return -1;
   }
   return fd;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace
@@ -148,6 +146,7 @@ void UpstreamConnection::BeginResponse(bool head_request) {
   has_content_length_ = false;
   content_length_ = 0;
   keep_alive_ = false;
+  more_waiting_ = false;
   headers_.clear();
   body_.clear();
   error_.clear();
@@ -166,37 +165,15 @@ absl::Status UpstreamConnection::WriteAll(const std::vector<std::string_view>& p
     iov[count].iov_len = part.size();
     ++count;
   }
-  size_t first = 0;
-  while (first < count) {
-    msghdr msg{};
-    msg.msg_iov = iov + first;
-    msg.msg_iovlen = count - first;
-    const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        pollfd pfd{fd_, POLLOUT, 0};
-        const int r = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-        if (r == 0) return absl::DeadlineExceededError("write to node timed out");
-        if (r < 0 && errno != EINTR) return absl::UnavailableError(ErrnoText("poll", errno));
-        continue;
-      }
-      return absl::UnavailableError(ErrnoText("write to node", errno));
-    }
-    size_t written = static_cast<size_t>(n);
-    while (first < count && written >= iov[first].iov_len) {
-      written -= iov[first].iov_len;
-      ++first;
-    }
-    if (first < count) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + written;
-      iov[first].iov_len -= written;
-    }
-  }
-  return absl::OkStatus();
+  const absl::Status written = corral::WriteAll(fd_, iov, count, timeout);
+  if (written.ok()) return written;
+  return absl::Status(written.code(), "write to node: " + std::string(written.message()));
 }
 
 WaitOutcome UpstreamConnection::Wait(std::chrono::milliseconds timeout, int* client_fd) const {
+  // The last read filled the buffer: the rest is most likely there already, and a poll would
+  // only say so.
+  if (fd_ >= 0 && more_waiting_) return WaitOutcome::kReadable;
   pollfd pfds[2];
   pfds[0] = {fd_, POLLIN, 0};
   nfds_t n = 1;
@@ -227,6 +204,7 @@ ReadOutcome UpstreamConnection::ReadSome() {
   do {
     n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
+  more_waiting_ = n == static_cast<ssize_t>(sizeof(buf));
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return ReadOutcome::kWouldBlock;
     error_ = ErrnoText("read from node", errno);

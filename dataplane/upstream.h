@@ -77,7 +77,8 @@ class UpstreamConnection {
                         std::chrono::milliseconds timeout);
 
   // Waits until the node's socket is readable, `timeout` passes, or `client_fd` (>= 0) shows its
-  // peer has left. A client that sent more bytes (pipelining) is not a departure; that socket
+  // peer has left. Returns kReadable at once, without polling, when the last read filled its
+  // buffer (more is most likely waiting). A client that sent more bytes (pipelining) is not a departure; that socket
   // is then no longer watched (client_fd is set to -1).
   WaitOutcome Wait(std::chrono::milliseconds timeout, int* client_fd) const;
 
@@ -123,6 +124,7 @@ class UpstreamConnection {
   bool has_content_length_ = false;
   uint64_t content_length_ = 0;
   bool keep_alive_ = false;
+  bool more_waiting_ = false;  // the last read filled its buffer
   std::vector<std::pair<std::string, std::string>> headers_;
   std::string body_;
   std::string error_;

@@ -1,36 +1,38 @@
 #include "dataplane/upstream_pool.h"
 
+#include <vector>
+
+#include "dataplane/routing_table.h"
+
 namespace corral::dataplane {
 
-UpstreamPool::UpstreamPool(size_t max_idle_per_node, std::chrono::milliseconds max_idle_age)
-    : max_idle_per_node_(max_idle_per_node), max_idle_age_(max_idle_age) {}
+UpstreamPool::UpstreamPool(size_t max_idle_per_node, std::chrono::milliseconds max_idle_age,
+                           std::chrono::milliseconds probe_after_idle)
+    : max_idle_per_node_(max_idle_per_node),
+      max_idle_age_(max_idle_age),
+      probe_after_idle_(probe_after_idle) {}
 
 std::string UpstreamPool::Endpoint(const std::string& host, int port) {
-  return host + ":" + std::to_string(port);
+  return NodeEndpoint(host, port);
 }
 
 std::unique_ptr<UpstreamConnection> UpstreamPool::Take(const std::string& endpoint) {
-  std::vector<std::unique_ptr<UpstreamConnection>> stale;  // closed outside the lock
-  std::unique_ptr<UpstreamConnection> found;
-  const auto now = std::chrono::steady_clock::now();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = idle_.find(endpoint);
-    if (it == idle_.end()) return nullptr;
-    auto& list = it->second;
-    while (!list.empty()) {
-      std::unique_ptr<UpstreamConnection> conn = std::move(list.back());
-      list.pop_back();
-      if (now - conn->idle_since() > max_idle_age_ || !conn->LooksAlive()) {
-        stale.push_back(std::move(conn));
-        continue;
-      }
-      found = std::move(conn);
-      break;
+  while (true) {
+    std::unique_ptr<UpstreamConnection> conn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = idle_.find(endpoint);
+      if (it == idle_.end() || it->second.empty()) return nullptr;
+      conn = std::move(it->second.back());
+      it->second.pop_back();
     }
+    // Checked (and, when stale, closed) outside the lock.
+    const auto idle_for = std::chrono::steady_clock::now() - conn->idle_since();
+    if (idle_for > max_idle_age_) continue;
+    if (idle_for >= probe_after_idle_ && !conn->LooksAlive()) continue;
+    conn->MarkReused();
+    return conn;
   }
-  if (found) found->MarkReused();
-  return found;
 }
 
 absl::StatusOr<std::unique_ptr<UpstreamConnection>> UpstreamPool::Obtain(
@@ -42,12 +44,14 @@ absl::StatusOr<std::unique_ptr<UpstreamConnection>> UpstreamPool::Obtain(
 void UpstreamPool::Give(const std::string& endpoint, std::unique_ptr<UpstreamConnection> conn) {
   if (!conn || conn->fd() < 0) return;
   conn->MarkIdle();
-  std::unique_ptr<UpstreamConnection> evicted;
+  const auto oldest_kept = conn->idle_since() - max_idle_age_;
+  std::vector<std::unique_ptr<UpstreamConnection>> dropped;  // closed outside the lock
   std::lock_guard<std::mutex> lock(mu_);
-  auto& list = idle_[endpoint];
-  if (list.size() >= max_idle_per_node_) {
-    evicted = std::move(list.front());
-    list.erase(list.begin());
+  IdleList& list = idle_[endpoint];
+  while (!list.empty() &&
+         (list.size() >= max_idle_per_node_ || list.front()->idle_since() < oldest_kept)) {
+    dropped.push_back(std::move(list.front()));
+    list.pop_front();
   }
   list.push_back(std::move(conn));
 }

@@ -229,7 +229,8 @@ TEST(UpstreamPoolTest, ReusesALiveConnectionAndDropsAClosedOne) {
     Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     close_future.wait();
   });
-  UpstreamPool pool;
+  // Every connection is probed before it is handed out, however briefly it was idle.
+  UpstreamPool pool(64, std::chrono::seconds(60), milliseconds(0));
   const std::string endpoint = UpstreamPool::Endpoint("127.0.0.1", node.port());
   auto conn = ConnectTo(node.port());
   ASSERT_NE(conn, nullptr);
@@ -248,6 +249,42 @@ TEST(UpstreamPoolTest, ReusesALiveConnectionAndDropsAClosedOne) {
   ASSERT_TRUE(corral::testing::WaitFor([&] { return !raw->LooksAlive(); }, milliseconds(5000),
                                        "the node's close to arrive"));
   EXPECT_EQ(pool.Take(endpoint), nullptr);
+}
+
+// A node that holds its one connection open until the proxy's side closes it.
+void HoldOpen(int fd) {
+  char c;
+  while (::recv(fd, &c, 1, 0) > 0) {
+  }
+}
+
+TEST(UpstreamPoolTest, HandsOutTheMostRecentAndKeepsAtMostTheBound) {
+  ScriptedNode first(HoldOpen);
+  ScriptedNode second(HoldOpen);
+  UpstreamPool pool(1);
+  const std::string endpoint = "node:1";
+  auto a = ConnectTo(first.port());
+  auto b = ConnectTo(second.port());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  UpstreamConnection* newest = b.get();
+  pool.Give(endpoint, std::move(a));
+  pool.Give(endpoint, std::move(b));
+  EXPECT_EQ(pool.IdleCount(endpoint), 1u);
+  auto taken = pool.Take(endpoint);
+  EXPECT_EQ(taken.get(), newest);
+  EXPECT_EQ(pool.Take(endpoint), nullptr);
+}
+
+TEST(UpstreamPoolTest, DropsConnectionsIdleLongerThanTheMaxAge) {
+  ScriptedNode node(HoldOpen);
+  UpstreamPool pool(64, milliseconds(0), milliseconds(0));
+  const std::string endpoint = "node:1";
+  auto conn = ConnectTo(node.port());
+  ASSERT_NE(conn, nullptr);
+  pool.Give(endpoint, std::move(conn));
+  EXPECT_EQ(pool.Take(endpoint), nullptr);
+  EXPECT_EQ(pool.IdleCount(endpoint), 0u);
 }
 
 }  // namespace
