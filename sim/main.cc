@@ -34,7 +34,8 @@ constexpr char kUsage[] = R"(usage: corral-sim [flags]
   --fast                    no delays at all (benchmarks)
   --threads N               HTTP worker threads (default 512)
   --fail MODE               none, error-500, busy-503, hang, die-mid-stream,
-                            drop-mid-stream, error-mid-stream, garbage, slow-headers
+                            drop-mid-stream, error-mid-stream, stall-mid-stream,
+                            garbage, not-http, slow-headers
   --fail-after K            tokens before a *-mid-stream failure (default 2)
   --fail-times N            inject the failure N times, then behave (default 0 = always)
   --fail-all-routes         failures also hit discovery/management routes

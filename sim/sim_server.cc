@@ -115,7 +115,7 @@ Json GateJson(const TokenGate::Status& gate) {
 
 bool IsMidStream(FailMode mode) {
   return mode == FailMode::kDieMidStream || mode == FailMode::kDropMidStream ||
-         mode == FailMode::kErrorMidStream;
+         mode == FailMode::kErrorMidStream || mode == FailMode::kStallMidStream;
 }
 
 bool KeepAliveIsZero(const KeepAlive& ka) { return !ka.forever && ka.duration.count() == 0; }
@@ -410,6 +410,17 @@ void WriteGarbage(ConnectionWatch& watch) {
   ::shutdown(fd, SHUT_RDWR);
 }
 
+// What a node port answers when something other than Ollama listens there (another service's
+// banner, a TLS record, binary noise): not even a status line.
+void WriteNotHttp(ConnectionWatch& watch) {
+  const int fd = watch.Fd();
+  if (fd < 0) return;
+  static const char kBytes[] =
+      "SSH-2.0-OpenSSH_9.2p1\r\n\x15\x03\x01\x00\x02\x02\x50\x00\xff\xfe not http\r\n\r\n";
+  [[maybe_unused]] ssize_t n = ::send(fd, kBytes, sizeof kBytes - 1, MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_RDWR);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -427,7 +438,9 @@ constexpr std::pair<std::string_view, FailMode> kFailModes[] = {
     {"drop-mid-stream", FailMode::kDropMidStream},
     {"error-mid-stream", FailMode::kErrorMidStream},
     {"garbage", FailMode::kGarbage},
-    {"slow-headers", FailMode::kSlowHeaders}};
+    {"slow-headers", FailMode::kSlowHeaders},
+    {"not-http", FailMode::kNotHttp},
+    {"stall-mid-stream", FailMode::kStallMidStream}};
 
 }  // namespace
 
@@ -903,11 +916,17 @@ struct SimServer::Generation {
     if (o == Outcome::kCancelled) server->CountCancelled();
   }
 
-  // Counts an injected mid-stream failure; the die mode ends the process here.
+  // Counts an injected mid-stream failure; the die mode ends the process here, the stall mode
+  // holds the connection (and the slot) without a byte until the client leaves.
   void InjectMidStreamFailure() {
     server->CountInjected();
     outcome = Outcome::kFailed;
     if (fail == FailMode::kDieMidStream) ::_exit(3);
+    if (fail == FailMode::kStallMidStream) {
+      while (server->Sleep(std::chrono::milliseconds(1000), watch)) {
+      }
+      if (!server->shutting_down_) server->CountCancelled();
+    }
   }
 
   // The tail every inference route shares: wait for a slot, plan the pieces, answer.
@@ -1074,6 +1093,11 @@ bool SimServer::FailBeforeAnswer(FailMode mode, bool openai, ConnectionWatch& wa
       WriteGarbage(watch);
       res.status = 200;
       return true;
+    case FailMode::kNotHttp:
+      CountInjected();
+      WriteNotHttp(watch);
+      res.status = 200;
+      return true;
     case FailMode::kSlowHeaders:
       CountInjected();
       if (!Sleep(milliseconds(config.slow_headers_ms), watch)) {
@@ -1145,8 +1169,12 @@ void SimServer::Respond(std::shared_ptr<Generation> gen, httplib::Response& res)
           const int fd = gen->watch.Fd();
           if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
         }
-        ErrorFor(res, 500, kMidStreamErrorText, gen->openai());
         gen->Finish();
+        if (gen->fail == FailMode::kStallMidStream) {
+          AnswerCanceled(res, gen->openai());
+        } else {
+          ErrorFor(res, 500, kMidStreamErrorText, gen->openai());
+        }
         return;
       }
       if (i == gen->pieces.size()) break;
@@ -1175,7 +1203,9 @@ void SimServer::Respond(std::shared_ptr<Generation> gen, httplib::Response& res)
       [gen](size_t, httplib::DataSink& sink) {
         if (IsMidStream(gen->fail) && gen->written >= gen->config.fail_after) {
           gen->InjectMidStreamFailure();
-          if (gen->fail == FailMode::kDropMidStream) return false;
+          if (gen->fail == FailMode::kDropMidStream || gen->fail == FailMode::kStallMidStream) {
+            return false;
+          }
           const std::string line = gen->ErrorLine();
           sink.write(line.data(), line.size());
           sink.done();

@@ -44,6 +44,8 @@ enum class FailMode {
   kErrorMidStream,  // after K tokens an {"error":...} line on the 200 stream, then the end
   kGarbage,         // 200 status line, then bytes that are not valid chunked framing
   kSlowHeaders,     // headers delayed by slow_headers_ms, then a normal answer
+  kNotHttp,         // bytes that are not an HTTP response at all, then the connection closes
+  kStallMidStream,  // after K tokens nothing more is sent; the connection stays open
 };
 bool ParseFailMode(std::string_view text, FailMode* mode);
 std::string_view FailModeName(FailMode mode);

@@ -572,6 +572,41 @@ TEST_F(SimTest, GarbageAnswersTwoHundredWithBrokenFraming) {
   EXPECT_NE(received.find("zz-not-a-chunk-size"), std::string::npos);
 }
 
+TEST_F(SimTest, NotHttpAnswersBytesThatAreNoHttpResponse) {
+  Start({"--fast", "--fail", "not-http"});
+  auto res = Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})");
+  EXPECT_FALSE(res);  // no status line to parse
+  EXPECT_TRUE(sim_->Running());
+  EXPECT_EQ(Stats()["injected_failures"], 1);
+}
+
+TEST_F(SimTest, StallMidStreamHoldsTheConnectionSilentUntilTheClientLeaves) {
+  Start({"--fast", "--tokens", "5", "--num-parallel", "2", "--fail", "stall-mid-stream",
+         "--fail-after", "2"});
+  Stream s(port_, "/api/generate", R"({"model":"llama3.2","prompt":"x"})");
+  ASSERT_TRUE(WaitFor([&] { return s.complete_lines() == 2u; }, seconds(10), "two tokens"));
+  ASSERT_TRUE(WaitFor([&] { return Stats()["injected_failures"] == 1; }, seconds(10)));
+  EXPECT_EQ(Stats()["active"], 1);  // the slot stays taken while the stream is stuck
+
+  // With stream:false nothing at all is sent; a client that gives up releases it.
+  httplib::Client impatient("127.0.0.1", port_);
+  impatient.set_read_timeout(milliseconds(300));
+  EXPECT_FALSE(impatient.Post(
+      "/api/generate", R"({"model":"llama3.2","prompt":"x","stream":false})", "application/json"));
+  ASSERT_TRUE(WaitFor([&] { return Stats()["cancelled"] == 1; }, seconds(10),
+                      "the stream:false request released when its client left"));
+  EXPECT_EQ(Stats()["injected_failures"], 2);
+  // The first stream is still stuck after all that: two tokens, no end.
+  EXPECT_FALSE(s.finished());
+  EXPECT_EQ(s.complete_lines(), 2u);
+  EXPECT_EQ(Stats()["active"], 1);
+
+  // SIGTERM ends the stuck stream too.
+  EXPECT_EQ(sim_->Signal(SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return s.finished(); }, seconds(10), "the stuck stream to end"));
+  EXPECT_NE(s.error(), httplib::Error::Success);  // no terminating chunk
+}
+
 // --- management and observability ----------------------------------------------------------
 
 TEST_F(SimTest, PullThenTagsAndUnknownPullErrorsMidStream) {

@@ -36,7 +36,14 @@ std::string FormatCalendar(int64_t unix_seconds) {
   return buf;
 }
 
-std::string GoQuote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string GoQuote(std::string_view s) {
+  std::string quoted;
+  quoted.reserve(s.size() + 2);
+  quoted.push_back('"');
+  quoted.append(s);
+  quoted.push_back('"');
+  return quoted;
+}
 
 }  // namespace
 
