@@ -5,6 +5,9 @@
 #   make build               configure and build into $(BUILD_DIR)
 #   make test SANITIZE=address   (or undefined, thread) build and test under a sanitizer
 #   make format              apply .clang-format to every C++ file
+#   make bench               build a release tree and run the benchmark (docs/performance.md)
+#   make fuzz                fuzz every parser for five minutes each (docs/fuzzing.md)
+#   make soak                the fault and hostile-client suites at full length (docs/reliability.md)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -17,7 +20,7 @@ endif
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps build test run format e2e-deps clean
+.PHONY: all deps build test run format e2e-deps clean bench fuzz soak
 
 all: build
 
@@ -34,8 +37,27 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 e2e-deps:
 	@scripts/install-e2e-deps.sh
 
+# Every test, then a short fuzz run over every parser (about half a minute).
 test: build e2e-deps
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	@fuzz/run.sh --short
+
+# The bounded fault and hostile-client tests of `make test`, run for CORRAL_SOAK_SECONDS each.
+CORRAL_SOAK_SECONDS ?= 300
+soak: build
+	cd $(BUILD_DIR) && CORRAL_SOAK_SECONDS=$(CORRAL_SOAK_SECONDS) \
+	  ctest --output-on-failure -L soak $(CTEST_ARGS)
+
+# The benchmark measures an optimised build of its own, never the debug-info tree the tests use.
+BENCH_BUILD_DIR ?= build-bench
+bench:
+	@scripts/install-deps.sh --bench
+	cmake -S . -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS)
+	@bench/run.sh $(BENCH_BUILD_DIR)
+
+fuzz:
+	@fuzz/run.sh --long
 
 run: build
 	@scripts/run.sh $(BUILD_DIR)
