@@ -7,14 +7,20 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <string_view>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/ascii.h"
 #include "common/client_socket.h"
 
 namespace corral {
@@ -40,6 +46,36 @@ bool WaitReady(int fd, short events, milliseconds timeout) {
   }
 }
 
+// Set when the serving thread's last read from its client failed on a timeout.
+thread_local bool t_client_read_timed_out = false;
+
+const char* ReasonPhrase(int status) {
+  switch (status) {
+    case 400:
+      return "Bad Request";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    default:
+      return "Error";
+  }
+}
+
+// Content-Length as RFC 9112 has it: one or more digits, nothing else, and a value that fits.
+bool ParseContentLength(std::string_view text, uint64_t* value) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
 // One accepted client connection as httplib's request parser and response writer see it (see
 // http_listener.h for what it does differently from httplib's own stream). Used by the one
 // worker thread serving the connection.
@@ -47,7 +83,10 @@ class ConnectionStream final : public httplib::Stream {
  public:
   ConnectionStream(int fd, milliseconds keep_alive, milliseconds read_timeout,
                    milliseconds write_timeout)
-      : fd_(fd), read_timeout_(read_timeout), write_timeout_(write_timeout) {
+      : fd_(fd),
+        read_timeout_(read_timeout),
+        write_timeout_(write_timeout),
+        buffer_(kInitialBuffer) {
     // The socket stays blocking for one read: the wait for a request's first bytes, bounded by
     // the keep-alive timeout (SO_RCVTIMEO; 0 would mean forever, so at least 1 ms). Every other
     // read and write is non-blocking (MSG_DONTWAIT) and polls with its own timeout.
@@ -80,9 +119,142 @@ class ConnectionStream final : public httplib::Stream {
     return true;
   }
 
+  // What ReadHead found wrong with a head: the status to answer (0: close without one, the
+  // client is gone), the request target when the request line arrived, and why.
+  struct HeadProblem {
+    int status = 0;
+    std::string target;
+    std::string message;
+  };
+
+  // Reads until the request's whole head is buffered, within the limits of http_listener.h,
+  // and checks what httplib would take wrongly (line lengths, Content-Length). On success the
+  // body phase starts: its reads are held to the body's pace. Leading empty lines are dropped.
+  std::optional<HeadProblem> ReadHead() {
+    t_client_read_timed_out = false;
+    in_body_ = false;
+    const auto deadline = std::chrono::steady_clock::now() + kHeadTimeout;
+    size_t line_start = start_;  // the line being scanned
+    size_t scan = start_;        // where the search for its end goes on
+    bool request_line = true;
+    std::string target;
+    std::optional<uint64_t> content_length;
+    while (true) {
+      while (scan < end_) {
+        const char* nl = static_cast<const char*>(
+            std::memchr(buffer_.data() + scan, '\n', end_ - scan));
+        if (nl == nullptr) {
+          scan = end_;
+          break;
+        }
+        const size_t line_end = static_cast<size_t>(nl - buffer_.data()) + 1;
+        const size_t size = line_end - line_start;
+        std::string_view line(buffer_.data() + line_start, size - 1);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (request_line) {
+          if (size > kMaxRequestLine) {
+            return HeadProblem{414, "", "request line is longer than the limit of " +
+                                            std::to_string(kMaxRequestLine) + " bytes"};
+          }
+          if (line.empty()) {  // RFC 9112 §2.2: an empty line before a request is ignored
+            start_ = line_start = scan = line_end;
+            continue;
+          }
+          const size_t sp = line.find(' ');
+          if (sp != std::string_view::npos) {
+            target = std::string(line.substr(sp + 1, line.find(' ', sp + 1) - sp - 1));
+          }
+          request_line = false;
+        } else {
+          if (size > kMaxHeaderLine) {
+            return HeadProblem{431, target, "request header line is longer than the limit of " +
+                                                std::to_string(kMaxHeaderLine) + " bytes"};
+          }
+          if (line.empty()) {
+            if (line_end - start_ > kMaxHead) break;  // refused below
+            in_body_ = true;
+            body_started_ = std::chrono::steady_clock::now();
+            body_base_ = consumed_ + (line_end - start_);
+            return std::nullopt;
+          }
+          if (auto problem = CheckHeader(line, target, &content_length)) return problem;
+        }
+        line_start = scan = line_end;
+      }
+      if (request_line && end_ - line_start > kMaxRequestLine) {
+        return HeadProblem{414, "", "request line is longer than the limit of " +
+                                        std::to_string(kMaxRequestLine) + " bytes"};
+      }
+      if (!request_line && end_ - line_start > kMaxHeaderLine) {
+        return HeadProblem{431, target, "request header line is longer than the limit of " +
+                                            std::to_string(kMaxHeaderLine) + " bytes"};
+      }
+      if (end_ - start_ > kMaxHead) {
+        return HeadProblem{431, target, "request head is larger than the limit of " +
+                                            std::to_string(kMaxHead >> 10) + " KiB"};
+      }
+      // More bytes are needed: make room, then wait for them until the head's deadline.
+      if (end_ == buffer_.size()) {
+        if (start_ > 0) {
+          std::memmove(buffer_.data(), buffer_.data() + start_, end_ - start_);
+          line_start -= start_;
+          scan -= start_;
+          end_ -= start_;
+          start_ = 0;
+        } else {
+          buffer_.resize(std::min(buffer_.size() * 2, kMaxHead + kInitialBuffer));
+        }
+      }
+      const auto left = std::chrono::duration_cast<milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      const ssize_t n = ReceiveWithin(buffer_.data() + end_, buffer_.size() - end_,
+                                      std::min(left, read_timeout_));
+      if (n == 0) return HeadProblem{};
+      if (n < 0) {
+        if (!t_client_read_timed_out) return HeadProblem{};
+        return HeadProblem{408, target,
+                           "request head did not arrive within " +
+                               std::to_string(kHeadTimeout.count() / 1000) + " s"};
+      }
+      end_ += static_cast<size_t>(n);
+    }
+  }
+
+  // Answers a refused head and ends the connection: the answer, then a lingering close that
+  // takes what the client still sends for a moment, so that the close does not reset the
+  // connection before the client has read the answer.
+  void Refuse(const HeadProblem& problem, const HttpListener::RefusalWriter& writer) {
+    HttpListener::Refusal refusal;
+    if (writer) {
+      refusal = writer(problem.status, problem.target, problem.message);
+    } else {
+      refusal = {"text/plain; charset=utf-8", problem.message + "\n"};
+    }
+    std::string answer = absl::StrCat(
+        "HTTP/1.1 ", problem.status, " ", ReasonPhrase(problem.status),
+        "\r\nContent-Type: ", refusal.content_type, "\r\nContent-Length: ", refusal.body.size(),
+        "\r\nConnection: close\r\n\r\n", refusal.body);
+    iovec iov{answer.data(), answer.size()};
+    if (!WriteAll(fd_, &iov, 1, write_timeout_).ok()) return;
+    ::shutdown(fd_, SHUT_WR);
+    const auto until = std::chrono::steady_clock::now() + kLingerTime;
+    char sink[16384];
+    for (size_t taken = 0; taken < kLingerBytes;) {
+      const auto left =
+          std::chrono::duration_cast<milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      const ssize_t n = ReceiveWithin(sink, sizeof sink, left);
+      if (n <= 0) break;
+      taken += static_cast<size_t>(n);
+    }
+  }
+
   // The next write starts an answer: it is held back (a request read in one go from the
   // socket holds it anyway; this covers one that was already buffered behind the previous).
   void BeginAnswer() { hold_next_write_ = true; }
+
+  // True when the answer's head said `Connection: close`: the connection ends after it.
+  bool answer_closes() const { return answer_closes_; }
 
   // Sends held bytes. False when the client cannot take them.
   bool Flush() const {
@@ -95,7 +267,7 @@ class ConnectionStream final : public httplib::Stream {
 
   // httplib::Stream
   bool is_readable() const override {
-    return start_ < end_ || (Flush() && WaitReady(fd_, POLLIN, read_timeout_));
+    return start_ < end_ || (Flush() && WaitReady(fd_, POLLIN, ReadWait()));
   }
 
   bool is_writable() const override {
@@ -111,7 +283,11 @@ class ConnectionStream final : public httplib::Stream {
       // Nothing buffered: what was held must reach the client before waiting for it (a
       // 100 Continue, say).
       if (!Flush()) return -1;
-      if (size >= buffer_.size()) return Receive(ptr, size);
+      if (size >= buffer_.size()) {
+        const ssize_t n = Receive(ptr, size);
+        if (n > 0) consumed_ += static_cast<size_t>(n);
+        return n;
+      }
       const ssize_t n = Receive(buffer_.data(), buffer_.size());
       if (n <= 0) return n;
       start_ = 0;
@@ -120,13 +296,16 @@ class ConnectionStream final : public httplib::Stream {
     const size_t n = std::min(size, end_ - start_);
     std::memcpy(ptr, buffer_.data() + start_, n);
     start_ += n;
+    consumed_ += n;
     return static_cast<ssize_t>(n);
   }
 
   ssize_t write(const char* ptr, size_t size) override {
     if (hold_next_write_) {
+      // The first write of an answer is its head (httplib writes it in one piece).
       held_.append(ptr, size);
       hold_next_write_ = false;
+      NoteAnswerHead();
       return static_cast<ssize_t>(size);
     }
     iovec iov[2] = {{const_cast<char*>(held_.data()), held_.size()},
@@ -153,18 +332,78 @@ class ConnectionStream final : public httplib::Stream {
   socket_t socket() const override { return fd_; }
 
  private:
-  // One recv, waiting up to the read timeout only when nothing is there yet. -1 on a timeout
-  // or an error, 0 at the client's end of stream.
+  static constexpr size_t kInitialBuffer = 4096;
+  static constexpr size_t kMaxRequestLine = HttpListener::kMaxRequestLine;
+  static constexpr size_t kMaxHeaderLine = HttpListener::kMaxHeaderLine;
+  static constexpr size_t kMaxHead = HttpListener::kMaxHead;
+  static constexpr milliseconds kHeadTimeout = HttpListener::kHeadTimeout;
+  static constexpr milliseconds kLingerTime{1000};
+  static constexpr size_t kLingerBytes = 1 << 20;
+
+  // Content-Length must be a length, the same in every copy; anything else would make httplib
+  // wait for a body that is not coming or read the body's rest as the next request.
+  std::optional<HeadProblem> CheckHeader(std::string_view line, const std::string& target,
+                                         std::optional<uint64_t>* content_length) const {
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos ||
+        !EqualsIgnoreCase(line.substr(0, colon), "Content-Length")) {
+      return std::nullopt;
+    }
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    uint64_t length = 0;
+    if (!ParseContentLength(value, &length)) {
+      return HeadProblem{400, target, "invalid Content-Length \"" +
+                                          std::string(value.substr(0, 64)) + "\""};
+    }
+    if (content_length->has_value() && **content_length != length) {
+      return HeadProblem{400, target, "conflicting Content-Length headers"};
+    }
+    *content_length = length;
+    return std::nullopt;
+  }
+
+  // Looks at a held answer head: `Connection: close` ends the connection after the answer, and
+  // then a `Keep-Alive` line (httplib adds one unless the request asked to close) is dropped.
+  void NoteAnswerHead() {
+    answer_closes_ = absl::StrContains(held_, "\r\nConnection: close\r\n");
+    if (!answer_closes_) return;
+    const size_t at = held_.find("\r\nKeep-Alive: ");
+    if (at == std::string::npos) return;
+    const size_t line_end = held_.find("\r\n", at + 2);
+    if (line_end != std::string::npos) held_.erase(at, line_end - at);
+  }
+
+  // How long a read may wait now: the read timeout, and in a body no longer than its pace
+  // allows (HttpListener::kBodyGrace, then kMinBodyRate on average).
+  milliseconds ReadWait() const {
+    if (!in_body_) return read_timeout_;
+    const size_t taken = consumed_ > body_base_ ? consumed_ - body_base_ : 0;
+    const auto deadline = body_started_ + HttpListener::kBodyGrace +
+                          milliseconds(taken * 1000 / HttpListener::kMinBodyRate);
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    return std::max(milliseconds(0), std::min(left, read_timeout_));
+  }
+
+  // One recv, waiting up to ReadWait() only when nothing is there yet. -1 on a timeout or an
+  // error, 0 at the client's end of stream.
   ssize_t Receive(char* ptr, size_t size) {
+    const ssize_t n = ReceiveWithin(ptr, size, ReadWait());
+    // What follows reading a request is the start of its answer: hold it back.
+    if (n > 0) hold_next_write_ = true;
+    return n;
+  }
+
+  ssize_t ReceiveWithin(char* ptr, size_t size, milliseconds wait) const {
     while (true) {
       const ssize_t n = ::recv(fd_, ptr, size, MSG_DONTWAIT);
-      if (n >= 0) {
-        // What follows reading a request is the start of its answer: hold it back.
-        if (n > 0) hold_next_write_ = true;
-        return n;
-      }
+      if (n >= 0) return n;
       if (errno == EINTR) continue;
-      if ((errno != EAGAIN && errno != EWOULDBLOCK) || !WaitReady(fd_, POLLIN, read_timeout_)) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+      if (wait.count() <= 0 || !WaitReady(fd_, POLLIN, wait)) {
+        t_client_read_timed_out = true;
         return -1;
       }
     }
@@ -179,14 +418,21 @@ class ConnectionStream final : public httplib::Stream {
   std::string local_addr_;
   int local_port_ = -1;
   bool has_local_ = false;
-  // Bytes read from the socket and not yet taken: buffer_[start_, end_).
-  std::array<char, 4096> buffer_;
+  // Bytes read from the socket and not yet taken: buffer_[start_, end_). It grows past its
+  // first size only to hold a large head (at most kMaxHead and a little).
+  std::vector<char> buffer_;
   size_t start_ = 0;
   size_t end_ = 0;
+  // Bytes taken by httplib on this connection; the body's pace counts those past body_base_.
+  size_t consumed_ = 0;
+  bool in_body_ = false;
+  std::chrono::steady_clock::time_point body_started_;
+  size_t body_base_ = 0;
   // The held start of an answer (see http_listener.h). Mutable: the const checks httplib calls
   // (is_readable, is_writable) send it first.
   mutable std::string held_;
   bool hold_next_write_ = false;
+  bool answer_closes_ = false;
 };
 
 }  // namespace
@@ -236,17 +482,23 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
     // each awaited for the keep-alive timeout, none started once the server was stopped.
     for (size_t left = keep_alive_max_count_;
          left > 0 && svr_sock_ != INVALID_SOCKET && stream.WaitForRequest(); --left) {
+      if (const auto problem = stream.ReadHead()) {
+        if (problem->status != 0) stream.Refuse(*problem, refusal_writer_);
+        break;
+      }
       bool connection_closed = false;
       stream.BeginAnswer();
       served = process_request(stream, left == 1, connection_closed, nullptr);
       stream.Flush();
-      if (!served || connection_closed) break;
+      if (!served || connection_closed || stream.answer_closes()) break;
     }
   }
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
   return served;
 }
+
+bool ClientReadTimedOut() { return t_client_read_timed_out; }
 
 HttpListener::HttpListener(size_t workers, int backlog) : backlog_(backlog) {
   new_task_queue = [workers] { return new httplib::ThreadPool(workers); };

@@ -132,6 +132,22 @@ std::string Printable(std::string_view text) {
   return out;
 }
 
+// What Go's encoding/json calls a JSON value's type in an UnmarshalTypeError.
+const char* GoValueName(Json::value_t kind) {
+  switch (kind) {
+    case Json::value_t::array:
+      return "array";
+    case Json::value_t::object:
+      return "object";
+    case Json::value_t::string:
+      return "string";
+    case Json::value_t::boolean:
+      return "bool";
+    default:
+      return "number";
+  }
+}
+
 const char* KindName(Json::value_t kind) {
   switch (kind) {
     case Json::value_t::array:
@@ -285,6 +301,10 @@ class TopLevelFields : public nlohmann::json_sax<Json> {
     switch (field_) {
       case Field::kModel:
         if (!is_null) fields.model.reset();
+        // Go keeps decoding after a type error and reports the first one.
+        if (!is_null && kind != Json::value_t::string && !fields.model_type_error) {
+          fields.model_type_error = GoValueName(kind);
+        }
         break;
       case Field::kName:
         if (!is_null) fields.name.reset();

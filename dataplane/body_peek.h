@@ -21,6 +21,9 @@ namespace corral::dataplane {
 
 struct BodyFields {
   std::optional<std::string> model;        // "model" when a string
+  // The JSON type of the first "model" that was not a string or null, in Go's words ("number",
+  // "array", "object", "bool"): Ollama's decoder fails on it with 400 whatever follows.
+  std::optional<std::string> model_type_error;
   std::optional<std::string> name;         // "name" when a string (pull/push/delete/show)
   std::optional<std::string> source;       // "source" (copy)
   std::optional<std::string> destination;  // "destination" (copy)

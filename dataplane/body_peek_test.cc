@@ -99,6 +99,18 @@ TEST(BodyPeek, WrongTypesAreNotUsableForRouting) {
   EXPECT_FALSE(Peek(R"({"keep_alive":[0]})").keep_alive_zero);
 }
 
+TEST(BodyPeek, AWrongTypedModelIsNamedInGosWords) {
+  EXPECT_EQ(Peek(R"({"model":3.2})").model_type_error, "number");
+  EXPECT_EQ(Peek(R"({"model":["llama3.2"]})").model_type_error, "array");
+  EXPECT_EQ(Peek(R"({"model":{"name":"llama3.2"}})").model_type_error, "object");
+  EXPECT_EQ(Peek(R"({"model":true})").model_type_error, "bool");
+  // Go reports the first type error even when a later duplicate is a string.
+  EXPECT_EQ(Peek(R"({"model":1,"model":"llama3.2"})").model_type_error, "number");
+  EXPECT_FALSE(Peek(R"({"model":null})").model_type_error.has_value());
+  EXPECT_FALSE(Peek(R"({"model":"llama3.2"})").model_type_error.has_value());
+  EXPECT_FALSE(Peek(R"({"options":{"model":1}})").model_type_error.has_value());
+}
+
 TEST(BodyPeek, NestedModelKeysAreIgnored) {
   BodyFields f = Peek(R"({"messages":[{"role":"user","model":"evil"}],
                           "options":{"model":"evil","stream":true},

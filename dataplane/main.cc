@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "common/log.h"
 #include "dataplane/control_client.h"
 #include "dataplane/proxy_server.h"
+#include "dataplane/replies.h"
 #include "dataplane/router.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/upstream_pool.h"
@@ -131,6 +133,13 @@ class ProxyListener : public corral::HttpListener {
   // Workers start on demand (an idle proxy holds few threads), up to `threads`.
   ProxyListener(size_t threads, int backlog) : HttpListener(threads, backlog) {
     new_task_queue = [threads] { return new corral::dataplane::WorkerPool(threads); };
+    // A head the listener refuses gets its error in the route's format, as any proxy error.
+    set_refusal_writer([](int status, std::string_view target, std::string_view message) {
+      using namespace corral::dataplane;
+      const bool openai = target.rfind("/v1/", 0) == 0;
+      return Refusal{kJsonContentType,
+                     openai ? OpenAIErrorBody(message, status) : OllamaErrorBody(message)};
+    });
   }
   void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
 };

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "common/ascii.h"
+#include "common/http_listener.h"
 #include "common/log.h"
 #include "common/model_name.h"
 #include "dataplane/body_peek.h"
@@ -228,8 +229,18 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
       return true;
     });
     if (!ok && !too_large) {
+      // The rest of the body may still come: the connection ends after this answer.
       res.set_header("Connection", "close");
-      SetErrorReply(res, 400, "the request body could not be read", call.route.openai);
+      if (ClientReadTimedOut()) {
+        SetErrorReply(res, 408,
+                      "the request body stopped arriving or came too slowly (the proxy allows " +
+                          std::to_string(HttpListener::kBodyGrace.count() / 1000) +
+                          " s, then " + std::to_string(HttpListener::kMinBodyRate) +
+                          " bytes a second)",
+                      call.route.openai);
+      } else {
+        SetErrorReply(res, 400, "the request body could not be read", call.route.openai);
+      }
       return;
     }
   }
@@ -513,12 +524,66 @@ std::vector<corral::v1::NodeLoad> ProxyServer::NodeLoads() {
 // ---------------------------------------------------------------------------------------------
 // Routing decisions
 
+namespace {
+
+// The Go struct a node decodes an endpoint's body into, as its decoding errors name it; empty
+// for an endpoint without a "model" field.
+std::string_view RequestStructName(Endpoint ep) {
+  switch (ep) {
+    case Endpoint::kGenerate:
+      return "GenerateRequest";
+    case Endpoint::kChat:
+      return "ChatRequest";
+    case Endpoint::kEmbed:
+    case Endpoint::kOpenAIEmbeddings:
+      return "EmbedRequest";
+    case Endpoint::kEmbeddings:
+      return "EmbeddingRequest";
+    case Endpoint::kOpenAIChat:
+      return "ChatCompletionRequest";
+    case Endpoint::kOpenAICompletions:
+      return "CompletionRequest";
+    case Endpoint::kOpenAIResponses:
+      return "ResponsesRequest";
+    case Endpoint::kOpenAIMessages:
+      return "MessagesRequest";
+    case Endpoint::kShow:
+      return "ShowRequest";
+    case Endpoint::kPull:
+      return "PullRequest";
+    case Endpoint::kPush:
+      return "PushRequest";
+    case Endpoint::kCreate:
+      return "CreateRequest";
+    case Endpoint::kDelete:
+      return "DeleteRequest";
+    default:
+      return "";
+  }
+}
+
+// A "model" of the wrong JSON type fails a node's decoding before anything else: the proxy
+// answers as the node would (400, Go's words), since it cannot route by it. True when answered.
+bool AnswerModelTypeError(const BodyFields& fields, Endpoint ep, bool openai,
+                          httplib::Response& res) {
+  const std::string_view name = RequestStructName(ep);
+  if (!fields.model_type_error || name.empty()) return false;
+  SetErrorReply(res, 400,
+                "json: cannot unmarshal " + *fields.model_type_error +
+                    " into Go struct field " + std::string(name) + ".model of type string",
+                openai);
+  return true;
+}
+
+}  // namespace
+
 void ProxyServer::RouteInference(Call& call) {
   auto fields = PeekBody(call.body);
   if (!fields.ok()) {
     SetErrorReply(call.res, 400, std::string(fields.status().message()), call.route.openai);
     return;
   }
+  if (AnswerModelTypeError(*fields, call.route.endpoint, call.route.openai, call.res)) return;
   const std::string model = fields->ModelOrName();
   const Endpoint ep = call.route.endpoint;
   if (model.empty()) {
@@ -568,6 +633,7 @@ void ProxyServer::RouteNodeLocal(Call& call) {
       return;
     }
     fields = *std::move(peeked);
+    if (AnswerModelTypeError(fields, ep, openai, call.res)) return;
   }
   std::string model = ep == Endpoint::kOpenAIModel ? call.route.param : fields.ModelOrName();
   if (ep == Endpoint::kCopy) model = fields.source.value_or("");

@@ -49,11 +49,25 @@ TEST(FleetTest, NodeAddReachesBothProxiesWithinOneSecond) {
   ASSERT_TRUE(AddNode(fleet, "first", common));
   ASSERT_TRUE(fleet.WaitProxiesInSync());
 
+  // Routable with its models: the node enters the snapshot when added, and its models and
+  // health follow with its first probe.
+  auto routes_to_second = [&](size_t p) {
+    const nlohmann::json state = fleet.ProxyState(p);
+    if (!state.is_object() || !state.contains("nodes")) return false;
+    for (const auto& n : state["nodes"]) {
+      if (!n.is_object() || n.value("name", "") != "second" || !n.value("routable", false)) {
+        continue;
+      }
+      for (const auto& m : n.value("models", nlohmann::json::array())) {
+        if (m.is_string() && m.get<std::string>().rfind("only-here", 0) == 0) return true;
+      }
+    }
+    return false;
+  };
   ASSERT_TRUE(AddNode(fleet, "second", only));
   const auto added = std::chrono::steady_clock::now();
-  EXPECT_TRUE(
-      WaitFor([&] { return fleet.ProxyHasNode(0, "second") && fleet.ProxyHasNode(1, "second"); },
-              seconds(1), "both proxies to list the new node"))
+  EXPECT_TRUE(WaitFor([&] { return routes_to_second(0) && routes_to_second(1); }, seconds(1),
+                      "both proxies to route to the new node"))
       << "proxy 0: " << fleet.ProxyState(0).dump() << "\nproxy 1: " << fleet.ProxyState(1).dump();
   std::cerr
       << "node add reached both proxies after "

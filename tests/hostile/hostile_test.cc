@@ -10,8 +10,7 @@
 // deadlines; nothing asserts a speed.
 //
 // Run length: CORRAL_SOAK_SECONDS (a few seconds when unset, as in `make test`; `make soak`
-// sets 300). Tests that show a known proxy bug are skipped so `make test` stays green; with
-// CORRAL_HOSTILE_KNOWN_BUGS=1 they run, and fail until the bug is fixed.
+// sets 300).
 #include <gtest/gtest.h>
 #include <poll.h>
 
@@ -58,18 +57,6 @@ constexpr seconds kWorkerIdleExit(60);
 constexpr seconds kMargin(10);
 
 const std::string kModel = "llama3.2";
-
-bool RunKnownBugs() {
-  const char* value = std::getenv("CORRAL_HOSTILE_KNOWN_BUGS");
-  return value != nullptr && *value != '\0' && std::string(value) != "0";
-}
-
-// Keeps `make test` green while a proxy bug is open; the test body is the reproduction.
-#define SKIP_KNOWN_BUG(bug)                                                             \
-  if (!RunKnownBugs()) {                                                                \
-    GTEST_SKIP() << "known proxy bug: " << bug                                          \
-                 << " (CORRAL_HOSTILE_KNOWN_BUGS=1 runs this test)";                    \
-  }
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -381,9 +368,6 @@ TEST_F(HostileTest, MalformedBodiesGet400InTheirRoutesFormatAndReachNoNode) {
 // unmarshal number into Go struct field GenerateRequest.model of type string", on every route.
 // (null is not: Go leaves the string empty, so {"model":null} is a missing model.)
 TEST_F(HostileTest, WrongTypedModelGets400OnEveryRoute) {
-  SKIP_KNOWN_BUG(
-      "/api/generate and /api/embed answer a model of the wrong JSON type (number, array, "
-      "object, boolean) with 404 \"model '' not found\" instead of Ollama's 400");
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   const int64_t node_before = NodeRequests();
   Bystander bystander(port());
@@ -524,10 +508,6 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
 // format, the connection ended, nothing forwarded. Read as a length anyway, `12abc` would leave
 // the body's rest to be taken as the next request on the connection.
 TEST_F(HostileTest, InvalidContentLengthsAreRefusedAndEndTheConnection) {
-  SKIP_KNOWN_BUG(
-      "an invalid Content-Length is not refused: -1 and values over 2^64-1 make the proxy wait "
-      "for the body until the 30 s read timeout; 12abc is read as 12 and the body's rest is "
-      "parsed as the next request; 0x20 and an empty value are read as 0");
   ASSERT_NO_FATAL_FAILURE(StartProxy({"--max-body-mb", "1"}));
   const int64_t node_before = NodeRequests();
   const std::string body = "{\"model\":\"llama3.2\",\"prompt\":\"hi\",\"stream\":false}";
@@ -610,9 +590,6 @@ TEST_F(HostileTest, HeadLinesOverTheLimitAreRefused) {
 // The refusal of an oversized head names its cause: 431 (414 for the target) with an error body
 // in the route's format, and the connection closed, as for any proxy-made error.
 TEST_F(HostileTest, HeadLinesOverTheLimitGet431InTheirRoutesFormat) {
-  SKIP_KNOWN_BUG(
-      "a head line over 8 KiB gets httplib's bare 400 (Content-Length: 0, Keep-Alive) instead "
-      "of 431/414 with a JSON error body");
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   const std::string chat = ChatBody(100);
   for (const std::string path : {"/api/chat", "/v1/chat/completions"}) {
@@ -635,10 +612,6 @@ TEST_F(HostileTest, HeadLinesOverTheLimitGet431InTheirRoutesFormat) {
 // lines without number. The proxy must stop reading it after a bounded amount (431/414, or a
 // close) and its memory must not follow what the client sends.
 TEST_F(HostileTest, EndlessHeadsAreCutOffWithBoundedMemory) {
-  SKIP_KNOWN_BUG(
-      "the proxy reads a request line or header line without a line end, and any number of "
-      "header lines, without limit: 64 MiB sent grows its RSS by about as much and gets no "
-      "answer");
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   const ProcessView before = Proxy();
   Bystander bystander(port());
@@ -804,9 +777,6 @@ TEST_F(HostileTest, SilentClientsAreClosedWithinTheReadTimeout) {
 // `Connection: close`), and the connection then ends: an answer that says close is followed by
 // the close, not by the keep-alive wait.
 TEST_F(HostileTest, AStalledBodyIsAnsweredAndTheConnectionEnds) {
-  SKIP_KNOWN_BUG(
-      "the 400 for a body that stopped arriving says Connection: close but also Keep-Alive, "
-      "and the proxy keeps the connection (and its worker) for the 5 s keep-alive timeout");
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   const std::vector<std::string> paths = {"/api/chat", "/v1/chat/completions"};
   std::vector<std::unique_ptr<RawConnection>> conns;
@@ -834,10 +804,6 @@ TEST_F(HostileTest, AStalledBodyIsAnsweredAndTheConnectionEnds) {
 // never finish. More of them than the proxy has workers must neither keep a well-behaved client
 // waiting nor stay open past the read timeout.
 TEST_F(HostileTest, SlowLorisClientsDoNotHoldTheWorkers) {
-  SKIP_KNOWN_BUG(
-      "a client that trickles its head or body (one byte a second) is never closed: each read "
-      "waits up to the 30 s read timeout but there is no deadline for the whole request, so "
-      "--threads such clients hold every worker and new clients wait until they stop");
   constexpr int kWorkers = 32;
   ASSERT_NO_FATAL_FAILURE(
       StartProxy({"--threads", std::to_string(kWorkers), "--max-streams", "8"}));
