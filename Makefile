@@ -53,7 +53,8 @@ BENCH_BUILD_DIR ?= build-bench
 bench:
 	@scripts/install-deps.sh --bench
 	cmake -S . -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
-	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS)
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target corral-proxy corral-sim corral-loadgen \
+	  corral-control corralctl corral-control-bench
 	@bench/run.sh $(BENCH_BUILD_DIR)
 
 fuzz:
