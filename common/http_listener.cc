@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/ascii.h"
+#include "common/busy_poll.h"
 #include "common/client_socket.h"
 
 namespace corral {
@@ -106,12 +107,18 @@ class ConnectionStream final : public httplib::Stream {
   // True once a request's first bytes are here (read in the same system call that waited for
   // them); false when the keep-alive timeout passed without any, or the client closed or
   // failed.
-  bool WaitForRequest() {
+  bool WaitForRequest(bool busy_poll) {
     if (start_ < end_) return true;
-    ssize_t n;
-    do {
-      n = ::recv(fd_, buffer_.data(), buffer_.size(), 0);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = -1;
+    const bool spun = busy_poll && BusyPoll::Allowed(0) && BusyPoll::Spin([&] {
+      n = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+      return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    });
+    if (!spun) {
+      do {
+        n = ::recv(fd_, buffer_.data(), buffer_.size(), 0);
+      } while (n < 0 && errno == EINTR);
+    }
     if (n <= 0) return false;
     start_ = 0;
     end_ = static_cast<size_t>(n);
@@ -481,7 +488,8 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
     // As httplib's loop: up to keep_alive_max_count_ requests (the last one is told to close),
     // each awaited for the keep-alive timeout, none started once the server was stopped.
     for (size_t left = keep_alive_max_count_;
-         left > 0 && svr_sock_ != INVALID_SOCKET && stream.WaitForRequest(); --left) {
+         left > 0 && svr_sock_ != INVALID_SOCKET && stream.WaitForRequest(busy_poll_); --left) {
+      const BusyPoll::Request in_progress;
       if (const auto problem = stream.ReadHead()) {
         if (problem->status != 0) stream.Refuse(*problem, refusal_writer_);
         break;

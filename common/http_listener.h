@@ -84,6 +84,9 @@ class HttpListener : public httplib::Server {
 
   // Binds and raises the backlog. Returns the bound port.
   absl::StatusOr<int> Bind(const ListenAddress& address);
+  // Spin briefly for a connection's next request while the process is nearly idle
+  // (common/busy_poll.h). Set before Run.
+  void set_busy_poll(bool on) { busy_poll_ = on; }
   // How refusals read (default: the message as plain text). Set before Run.
   void set_refusal_writer(RefusalWriter writer) { refusal_writer_ = std::move(writer); }
   // Serves until Stop(). Returns false if the server failed.
@@ -95,6 +98,7 @@ class HttpListener : public httplib::Server {
 
   int backlog_;
   RefusalWriter refusal_writer_;
+  bool busy_poll_ = false;
 };
 
 }  // namespace corral

@@ -133,6 +133,7 @@ class ProxyListener : public corral::HttpListener {
   // Workers start on demand (an idle proxy holds few threads), up to `threads`.
   ProxyListener(size_t threads, int backlog) : HttpListener(threads, backlog) {
     new_task_queue = [threads] { return new corral::dataplane::WorkerPool(threads); };
+    set_busy_poll(true);
     // A head the listener refuses gets its error in the route's format, as any proxy error.
     set_refusal_writer([](int status, std::string_view target, std::string_view message) {
       using namespace corral::dataplane;

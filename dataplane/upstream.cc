@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "common/ascii.h"
+#include "common/busy_poll.h"
 #include "common/client_socket.h"
 
 namespace corral::dataplane {
@@ -181,7 +182,9 @@ WaitOutcome UpstreamConnection::Wait(std::chrono::milliseconds timeout, int* cli
     pfds[1] = {*client_fd, POLLIN | POLLRDHUP, 0};
     n = 2;
   }
-  const int r = ::poll(pfds, n, static_cast<int>(timeout.count()));
+  int r = 0;
+  if (BusyPoll::Allowed(1)) BusyPoll::Spin([&] { return (r = ::poll(pfds, n, 0)) != 0; });
+  if (r == 0) r = ::poll(pfds, n, static_cast<int>(timeout.count()));
   if (r <= 0) return WaitOutcome::kTimeout;  // EINTR counts as a short timeout
   if (n == 2 && pfds[1].revents != 0) {
     if (pfds[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) return WaitOutcome::kClientGone;
