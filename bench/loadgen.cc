@@ -10,10 +10,12 @@
 //           the percentiles with the time they had waited by then, a lower bound.
 //   stream  N connections, each sending one streaming request after the other (closed loop per
 //           stream). For every answer: time to first token (request sent to first complete
-//           NDJSON line) and the gap between consecutive lines; the most requests in flight at
-//           once (sent, not yet ended) and the most answers streaming at once (first byte in,
-//           not yet ended: a node sends nothing before its first token); streams that ended without
-//           a `"done":true` line or with an `"error"` line.
+//           NDJSON line), the gap between consecutive lines, and each later line's transit
+//           (the node's `created_at` to its arrival here, both on this machine's clock: what
+//           the path adds to a chunk, free of the node's pacing jitter); the most requests in
+//           flight at once (sent, not yet ended) and the most answers streaming at once (first byte
+//           in, not yet ended: a node sends nothing before its first token); streams that ended
+//           without a `"done":true` line or with an `"error"` line.
 //
 // Prints one line, `LOADGEN key=value ...` (times in microseconds), for bench/run.sh.
 #include <arpa/inet.h>
@@ -32,6 +34,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -54,6 +57,42 @@ int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+int64_t WallNs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The node's `"created_at":"2026-12-05T12:48:15.521173405Z"` in a line (UTC, as Ollama writes
+// it), as nanoseconds since the epoch; false when the line has none.
+bool CreatedAtNs(std::string_view line, int64_t* ns) {
+  constexpr std::string_view kKey = "\"created_at\":\"";
+  const size_t at = line.find(kKey);
+  if (at == std::string_view::npos) return false;
+  const std::string_view v = line.substr(at + kKey.size());
+  tm t{};
+  int consumed = 0;
+  const std::string head(v.substr(0, 19));
+  if (std::sscanf(head.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &t.tm_year, &t.tm_mon, &t.tm_mday,
+                  &t.tm_hour, &t.tm_min, &t.tm_sec, &consumed) != 6 ||
+      consumed != 19) {
+    return false;
+  }
+  t.tm_year -= 1900;
+  t.tm_mon -= 1;
+  int64_t fraction = 0;
+  size_t i = 19;
+  if (i < v.size() && v[i] == '.') {
+    int64_t scale = 100'000'000;
+    for (++i; i < v.size() && v[i] >= '0' && v[i] <= '9'; ++i, scale /= 10) {
+      fraction += (v[i] - '0') * scale;
+    }
+  }
+  if (i >= v.size() || v[i] != 'Z') return false;  // only UTC, as the node writes it
+  *ns = static_cast<int64_t>(::timegm(&t)) * 1'000'000'000 + fraction;
+  return true;
 }
 
 struct Options {
@@ -471,12 +510,14 @@ class StreamLoop : public LoadLoop {
     }
     ttft_.Sort();
     gap_.Sort();
+    transit_.Sort();
     std::printf(
         "LOADGEN mode=stream streams=%d peak_in_flight=%lld peak_open=%lld requests=%lld ok=%lld "
         "err_status=%lld "
         "err_io=%lld err_connect=%lld err_stream=%lld unfinished=%lld lines=%zu "
         "ttft_p50_us=%.1f ttft_p99_us=%.1f ttft_max_us=%.1f gap_p50_us=%.1f gap_p99_us=%.1f "
-        "gap_p999_us=%.1f gap_max_us=%.1f\n",
+        "gap_p999_us=%.1f gap_max_us=%.1f transit_p50_us=%.1f transit_p99_us=%.1f "
+        "transit_samples=%zu\n",
         options_.streams, static_cast<long long>(peak_in_flight_),
         static_cast<long long>(peak_open_), static_cast<long long>(requests_done_),
         static_cast<long long>(ok_), static_cast<long long>(err_status_),
@@ -484,7 +525,8 @@ class StreamLoop : public LoadLoop {
         static_cast<long long>(err_stream_), static_cast<long long>(unfinished_),
         gap_.size() + ttft_.size(), ttft_.PercentileUs(50), ttft_.PercentileUs(99),
         ttft_.PercentileUs(100), gap_.PercentileUs(50), gap_.PercentileUs(99),
-        gap_.PercentileUs(99.9), gap_.PercentileUs(100));
+        gap_.PercentileUs(99.9), gap_.PercentileUs(100), transit_.PercentileUs(50),
+        transit_.PercentileUs(99), transit_.size());
   }
 
  protected:
@@ -510,6 +552,7 @@ class StreamLoop : public LoadLoop {
   }
 
   void OnBody(Conn& c, std::string_view data, int64_t now) override {
+    int64_t wall_ns = 0;  // read once per arrival, when a line needs it
     if (c.lines == 0 && c.line.empty()) {
       peak_open_ = std::max(peak_open_, ++open_streams_);
     }
@@ -520,14 +563,20 @@ class StreamLoop : public LoadLoop {
       data.remove_prefix(nl + 1);
       if (c.line.find("\"done\":true") != std::string::npos) c.saw_done = true;
       if (c.line.find("\"error\"") != std::string::npos) c.saw_error = true;
-      c.line.clear();
       if (c.measured) {
         if (c.lines == 0) {
           ttft_.Add(now - c.sent_ns);
         } else {
           gap_.Add(now - c.last_line_ns);
+          // Transit: from the node's timestamp to here, free of the node's pacing jitter.
+          int64_t created = 0;
+          if (CreatedAtNs(c.line, &created)) {
+            if (wall_ns == 0) wall_ns = WallNs();
+            transit_.Add(wall_ns - created);
+          }
         }
       }
+      c.line.clear();
       c.last_line_ns = now;
       ++c.lines;
     }
@@ -571,6 +620,7 @@ class StreamLoop : public LoadLoop {
   int64_t unfinished_ = 0;
   Samples ttft_;
   Samples gap_;
+  Samples transit_;  // node's created_at to arrival, for every line after the first
 };
 
 bool ParseOptions(int argc, char** argv, Options* o) {

@@ -381,6 +381,7 @@ for t in "${targets[@]}"; do
   n="stream-$t"
   echo "bench: $few_streams streams $t: first token p50 $(lgi "$n" ttft_p50_us) us, p99" \
     "$(lgi "$n" ttft_p99_us) us; gap p50 $(lgi "$n" gap_p50_us) us, p99 $(lgi "$n" gap_p99_us) us;" \
+    "chunk transit p50 $(lgi "$n" transit_p50_us) us, p99 $(lgi "$n" transit_p99_us) us;" \
     "$(lg "$n" ok) answers, $(lg_errors "$n") errors"
 done
 # Many streams open at once, tokens every 200 ms: what one proxy holds.
@@ -491,6 +492,8 @@ t50c=$(ttft_added corral ttft_p50_us); t50n=$(ttft_added nginx ttft_p50_us)
 t99c=$(ttft_added corral ttft_p99_us); t99n=$(ttft_added nginx ttft_p99_us)
 g99c=$(ttft_added corral gap_p99_us); g99n=$(ttft_added nginx gap_p99_us)
 g50c=$(ttft_added corral gap_p50_us)
+x50c=$(ttft_added corral transit_p50_us); x99c=$(ttft_added corral transit_p99_us)
+x50n=$(ttft_added nginx transit_p50_us); x99n=$(ttft_added nginx transit_p99_us)
 stream_errors=0
 for t in "${targets[@]}"; do
   stream_errors=$((stream_errors + $(lg_errors "stream-$t") + $(lg_errors "many-$t")))
@@ -517,7 +520,8 @@ $(open_row "$mid_rate")
 | highest offered rate served with open-loop p99 ≤ 1 ms (req/s, of those tried) | corral $bc; nginx $bn; direct (two nodes) $bd | – | – |
 | added time to first token, $few_streams streams, p50 | corral **$(signed "$t50c") µs** over direct ($(lgi stream-direct ttft_p50_us) µs, one ${few_interval_ms} ms token interval); nginx $(signed "$t50n") µs | – | – |
 | added time to first token, $few_streams streams, p99 | corral **$(signed "$t99c") µs** over direct ($(lgi stream-direct ttft_p99_us) µs); nginx $(signed "$t99n") µs | < 1000 µs | $(holds "$t99c" "<" 1000) |
-| added gap between chunks, $few_streams streams, p99 | corral **$(signed "$g99c") µs** over direct ($(lgi stream-direct gap_p99_us) µs at ${few_interval_ms} ms pacing; p50 $(signed "$g50c")); nginx $(signed "$g99n") µs | < 100 µs | $(holds "$g99c" "<" 100) |
+| added gap between chunks, $few_streams streams, p99 (includes the node's pacing jitter) | corral **$(signed "$g99c") µs** over direct ($(lgi stream-direct gap_p99_us) µs at ${few_interval_ms} ms pacing; p50 $(signed "$g50c")); nginx $(signed "$g99n") µs | – | – |
+| added delay per chunk, node's \`created_at\` to client, $few_streams streams, p99 (p50) | corral **$(signed "$x99c") µs** ($(signed "$x50c")) over direct ($(lgi stream-direct transit_p99_us) µs); nginx $(signed "$x99n") µs ($(signed "$x50n")) | < 100 µs (the gap target) | $(holds "$x99c" "<" 100) |
 | $many_streams streams open at once through one proxy (tokens every ${many_interval_ms} ms) | $(many_row corral), proxy RSS **$(mib "$proxy_rss_streams") MiB**; $(many_row nginx); $(many_row direct) | $many_streams with no error, RSS < 256 MB | $many_ok |
 | corral-proxy RSS idle | **$(mib "$proxy_rss_idle") MiB** (under 256 connections $(mib "$proxy_rss_load") MiB; peak of the run, VmHWM, $(mib "$proxy_hwm") MiB) | < 20 MB | $(holds "$proxy_rss_idle" "<" $((20 * 1000 * 1000 / 1024))) |
 ${control_rows}
