@@ -21,7 +21,8 @@
 # (seconds per closed-loop latency run, 8), BENCH_OPEN_DURATION (seconds per open-loop rate, 4,
 # after 1 s of warm-up), BENCH_OPEN_FRACTIONS (offered rates as fractions of nginx's
 # 32-connection throughput, "0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8"), BENCH_STREAMS (2000),
-# BENCH_STREAM_DURATION (seconds per streaming run, 6), BENCH_NO_DOC=1 (print only),
+# BENCH_STREAM_DURATION (seconds per run of the 2,000 streams, 6), BENCH_STREAM_ROUNDS (rounds of
+# 2 s per target for the 32-stream figures, 5; medians), BENCH_NO_DOC=1 (print only),
 # BENCH_PROFILE=1 (also perf stat and strace -c of the proxy at one connection, ~8 s more).
 set -euo pipefail
 
@@ -374,12 +375,42 @@ stream_body='{"model":"llama3.2","prompt":"Why is the sky blue?","stream":true}'
 few_streams=32
 few_tokens=40
 few_interval_ms=10
+stream_rounds=${BENCH_STREAM_ROUNDS:-5}
+stream_round_s=2
 sim_config "{\"fast\":false,\"load_delay_ms\":0,\"jitter_ms\":0,\"tokens\":$few_tokens,\"token_interval_ms\":$few_interval_ms}"
+# The three targets take turns in short rounds, and each figure is the median over the rounds:
+# the machine's load drifts over a run, and one long run per target would charge that drift to
+# whichever target ran at the worst moment.
+for ((r = 1; r <= stream_rounds; r++)); do
+  for t in "${targets[@]}"; do
+    run_loadgen "stream-$t-$r" stream --port "${stream_ports_of[$t]}" --streams "$few_streams" \
+      --ramp 0.5 --duration "$stream_round_s" --drain 5 --body "$stream_body"
+  done
+done
 for t in "${targets[@]}"; do
-  run_loadgen "stream-$t" stream --port "${stream_ports_of[$t]}" --streams "$few_streams" \
-    --ramp 1 --duration "$stream_duration" --drain 5 --body "$stream_body"
   n="stream-$t"
-  echo "bench: $few_streams streams $t: first token p50 $(lgi "$n" ttft_p50_us) us, p99" \
+  # One LOADGEN line for the target: times (*_us) the median over the rounds, counts summed.
+  cat "$work/$n"-*.lg | awk '
+    { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1], NR] = kv[2]; keys[kv[1]] = 1 } }
+    END {
+      line = "LOADGEN"
+      for (k in keys) {
+        if (k ~ /_us$/) {
+          m = 0
+          for (i = 1; i <= NR; i++) a[++m] = v[k, i] + 0
+          for (i = 2; i <= m; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+          val = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+        } else if (k == "mode") {
+          val = v[k, 1]
+        } else {
+          val = 0
+          for (i = 1; i <= NR; i++) val += v[k, i]
+        }
+        line = line " " k "=" val
+      }
+      print line
+    }' >"$work/$n.lg"
+  echo "bench: $few_streams streams $t ($stream_rounds rounds, medians): first token p50 $(lgi "$n" ttft_p50_us) us, p99" \
     "$(lgi "$n" ttft_p99_us) us; gap p50 $(lgi "$n" gap_p50_us) us, p99 $(lgi "$n" gap_p99_us) us;" \
     "chunk transit p50 $(lgi "$n" transit_p50_us) us, p99 $(lgi "$n" transit_p99_us) us;" \
     "$(lg "$n" ok) answers, $(lg_errors "$n") errors"
@@ -560,7 +591,7 @@ if [[ "${BENCH_NO_DOC:-0}" != 1 && -f "$doc" ]]; then
   wrk_ver=$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)
   command="bench/run.sh $1"
   for v in BENCH_DURATION BENCH_LAT_DURATION BENCH_OPEN_DURATION BENCH_OPEN_FRACTIONS BENCH_STREAMS \
-    BENCH_STREAM_DURATION BENCH_PROFILE; do
+    BENCH_STREAM_DURATION BENCH_STREAM_ROUNDS BENCH_PROFILE; do
     if [[ -n "${!v:-}" ]]; then command="$v='${!v}' $command"; fi
   done
   commit=$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)
