@@ -110,10 +110,11 @@ class ConnectionStream final : public httplib::Stream {
   bool WaitForRequest(bool busy_poll) {
     if (start_ < end_) return true;
     ssize_t n = -1;
-    const bool spun = busy_poll && BusyPoll::Allowed(0) && BusyPoll::Spin([&] {
-      n = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
-      return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-    });
+    const bool spun =
+        busy_poll && BusyPoll::Allowed(0) && BusyPoll::Spin([&] {
+          n = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+          return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+        });
     if (!spun) {
       do {
         n = ::recv(fd_, buffer_.data(), buffer_.size(), 0);
@@ -148,8 +149,8 @@ class ConnectionStream final : public httplib::Stream {
     std::optional<uint64_t> content_length;
     while (true) {
       while (scan < end_) {
-        const char* nl = static_cast<const char*>(
-            std::memchr(buffer_.data() + scan, '\n', end_ - scan));
+        const char* nl =
+            static_cast<const char*>(std::memchr(buffer_.data() + scan, '\n', end_ - scan));
         if (nl == nullptr) {
           scan = end_;
           break;
@@ -160,8 +161,9 @@ class ConnectionStream final : public httplib::Stream {
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (request_line) {
           if (size > kMaxRequestLine) {
-            return HeadProblem{414, "", "request line is longer than the limit of " +
-                                            std::to_string(kMaxRequestLine) + " bytes"};
+            return HeadProblem{414, "",
+                               "request line is longer than the limit of " +
+                                   std::to_string(kMaxRequestLine) + " bytes"};
           }
           if (line.empty()) {  // RFC 9112 §2.2: an empty line before a request is ignored
             start_ = line_start = scan = line_end;
@@ -174,8 +176,9 @@ class ConnectionStream final : public httplib::Stream {
           request_line = false;
         } else {
           if (size > kMaxHeaderLine) {
-            return HeadProblem{431, target, "request header line is longer than the limit of " +
-                                                std::to_string(kMaxHeaderLine) + " bytes"};
+            return HeadProblem{431, target,
+                               "request header line is longer than the limit of " +
+                                   std::to_string(kMaxHeaderLine) + " bytes"};
           }
           if (line.empty()) {
             if (line_end - start_ > kMaxHead) break;  // refused below
@@ -189,16 +192,19 @@ class ConnectionStream final : public httplib::Stream {
         line_start = scan = line_end;
       }
       if (request_line && end_ - line_start > kMaxRequestLine) {
-        return HeadProblem{414, "", "request line is longer than the limit of " +
-                                        std::to_string(kMaxRequestLine) + " bytes"};
+        return HeadProblem{414, "",
+                           "request line is longer than the limit of " +
+                               std::to_string(kMaxRequestLine) + " bytes"};
       }
       if (!request_line && end_ - line_start > kMaxHeaderLine) {
-        return HeadProblem{431, target, "request header line is longer than the limit of " +
-                                            std::to_string(kMaxHeaderLine) + " bytes"};
+        return HeadProblem{431, target,
+                           "request header line is longer than the limit of " +
+                               std::to_string(kMaxHeaderLine) + " bytes"};
       }
       if (end_ - start_ > kMaxHead) {
-        return HeadProblem{431, target, "request head is larger than the limit of " +
-                                            std::to_string(kMaxHead >> 10) + " KiB"};
+        return HeadProblem{
+            431, target,
+            "request head is larger than the limit of " + std::to_string(kMaxHead >> 10) + " KiB"};
       }
       // More bytes are needed: make room, then wait for them until the head's deadline.
       if (end_ == buffer_.size()) {
@@ -212,8 +218,8 @@ class ConnectionStream final : public httplib::Stream {
           buffer_.resize(std::min(buffer_.size() * 2, kMaxHead + kInitialBuffer));
         }
       }
-      const auto left = std::chrono::duration_cast<milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
       const ssize_t n = ReceiveWithin(buffer_.data() + end_, buffer_.size() - end_,
                                       std::min(left, read_timeout_));
       if (n == 0) return HeadProblem{};
@@ -357,12 +363,13 @@ class ConnectionStream final : public httplib::Stream {
       return std::nullopt;
     }
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     uint64_t length = 0;
     if (!ParseContentLength(value, &length)) {
-      return HeadProblem{400, target, "invalid Content-Length \"" +
-                                          std::string(value.substr(0, 64)) + "\""};
+      return HeadProblem{400, target,
+                         "invalid Content-Length \"" + std::string(value.substr(0, 64)) + "\""};
     }
     if (content_length->has_value() && **content_length != length) {
       return HeadProblem{400, target, "conflicting Content-Length headers"};

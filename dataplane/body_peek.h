@@ -20,7 +20,7 @@
 namespace corral::dataplane {
 
 struct BodyFields {
-  std::optional<std::string> model;        // "model" when a string
+  std::optional<std::string> model;  // "model" when a string
   // The JSON type of the first "model" that was not a string or null, in Go's words ("number",
   // "array", "object", "bool"): Ollama's decoder fails on it with 400 whatever follows.
   std::optional<std::string> model_type_error;

@@ -234,9 +234,8 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
       if (ClientReadTimedOut()) {
         SetErrorReply(res, 408,
                       "the request body stopped arriving or came too slowly (the proxy allows " +
-                          std::to_string(HttpListener::kBodyGrace.count() / 1000) +
-                          " s, then " + std::to_string(HttpListener::kMinBodyRate) +
-                          " bytes a second)",
+                          std::to_string(HttpListener::kBodyGrace.count() / 1000) + " s, then " +
+                          std::to_string(HttpListener::kMinBodyRate) + " bytes a second)",
                       call.route.openai);
       } else {
         SetErrorReply(res, 400, "the request body could not be read", call.route.openai);
@@ -569,8 +568,8 @@ bool AnswerModelTypeError(const BodyFields& fields, Endpoint ep, bool openai,
   const std::string_view name = RequestStructName(ep);
   if (!fields.model_type_error || name.empty()) return false;
   SetErrorReply(res, 400,
-                "json: cannot unmarshal " + *fields.model_type_error +
-                    " into Go struct field " + std::string(name) + ".model of type string",
+                "json: cannot unmarshal " + *fields.model_type_error + " into Go struct field " +
+                    std::string(name) + ".model of type string",
                 openai);
   return true;
 }

@@ -130,6 +130,15 @@ bool BoolField(const Json& body, std::string_view key) {
   return f != nullptr && f->is_boolean() && f->get<bool>();
 }
 
+// What Go's encoding/json calls a JSON value's type in an UnmarshalTypeError.
+const char* GoValueName(const Json& value) {
+  if (value.is_string()) return "string";
+  if (value.is_boolean()) return "bool";
+  if (value.is_object()) return "object";
+  if (value.is_array()) return "array";
+  return "number";
+}
+
 int PromptTokens(size_t chars) { return std::max<int>(1, static_cast<int>(chars / 4)); }
 
 // Fields shared by generate and chat (and read from the OpenAI requests after translation).
@@ -1461,6 +1470,14 @@ void SimServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   Json body;
   CommonFields common;
   if (!ReadCommonRequest(req, true, false, &body, &common, res)) return;
+  // Ollama decodes the whole body before anything else: "messages" of another type than a list
+  // (null is an empty list) fails there.
+  if (const Json* m = FindField(body, "messages");
+      m != nullptr && !m->is_null() && !m->is_array()) {
+    return NativeError(res, 400,
+                       std::string("json: cannot unmarshal ") + GoValueName(*m) +
+                           " into Go struct field ChatRequest.messages of type []api.Message");
+  }
   const std::string name = StringField(body, "model");
   if (name.empty()) return NativeError(res, 400, "model is required");
   std::optional<SimModel> model = FindRequestedModel(name, false, res);

@@ -233,6 +233,9 @@ TEST_F(SimTest, UnknownModelTextsPerEndpoint) {
       {"/api/copy", R"({"source":"nope","destination":"b"})", 404, "model \"nope\" not found"},
       {"/api/generate", R"({"model":""})", 404, "model '' not found"},
       {"/api/chat", R"({"model":""})", 400, "model is required"},
+      {"/api/chat", R"({"model":"llama3.2","messages":"x"})", 400,
+       "json: cannot unmarshal string into Go struct field ChatRequest.messages of type "
+       "[]api.Message"},
   };
   for (const Case& c : cases) {
     auto res = Post(c.path, c.body);

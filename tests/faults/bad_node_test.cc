@@ -31,8 +31,8 @@ using std::chrono::seconds;
 
 // The policy under test: a few seconds at most before the first byte, five seconds of silence
 // mid-stream (a healthy node on a loaded two-core machine was once seen silent for 1.5 s, which a
-// shorter idle timeout rightly cuts). A bad node is ejected after three failures for half a second to one, so a
-// run sends it traffic again and again.
+// shorter idle timeout rightly cuts). A bad node is ejected after three failures for half a second
+// to one, so a run sends it traffic again and again.
 constexpr int kConnectMs = 1000;
 constexpr int kFirstByteMs = 1500;
 constexpr int kIdleMs = 5000;

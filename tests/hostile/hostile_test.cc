@@ -137,9 +137,9 @@ class Bystander {
   ::testing::AssertionResult ServesMore(int64_t more, milliseconds timeout,
                                         const std::string& during) {
     const int64_t target = served() + more;
-    return WaitFor([&] { return served() >= target; }, timeout,
-                   "the well-behaved client to be served " + std::to_string(more) +
-                       " more times " + during);
+    return WaitFor(
+        [&] { return served() >= target; }, timeout,
+        "the well-behaved client to be served " + std::to_string(more) + " more times " + during);
   }
 
   // Stops, and fails unless every request got a complete answer.
@@ -185,8 +185,8 @@ class Bystander {
   std::atomic<int64_t> sent_{0};
   std::atomic<int64_t> served_{0};
   mutable std::mutex mu_;
-  int64_t failed_ = 0;                // guarded by mu_
-  double slowest_s_ = 0;              // guarded by mu_
+  int64_t failed_ = 0;                 // guarded by mu_
+  double slowest_s_ = 0;               // guarded by mu_
   std::vector<std::string> failures_;  // guarded by mu_
   std::thread thread_;
 };
@@ -218,8 +218,8 @@ class HostileTest : public ::testing::Test {
   void StartProxy(const std::vector<std::string>& flags = {}) {
     const json snapshot = {
         {"version", "1"},
-        {"nodes", json::array({corral::faults::SnapshotNode("a", sim_->url(),
-                                                            {"llama3.2:latest"})})}};
+        {"nodes",
+         json::array({corral::faults::SnapshotNode("a", sim_->url(), {"llama3.2:latest"})})}};
     const std::string path = dir_ + "/snapshot.json";
     std::ofstream(path + ".tmp") << snapshot.dump();
     std::filesystem::rename(path + ".tmp", path);
@@ -289,18 +289,26 @@ std::vector<BadBody> BodiesThatAreNotRequests() {
       {"an array", "[{\"model\":\"llama3.2\"}]"},
       {"a string", "\"llama3.2\""},
       {"a number", "42"},
-      {"invalid UTF-8 in the model name", "{\"model\":\"llama\xff" "3.2\"}"},
-      {"overlong UTF-8 in the model name", "{\"model\":\"llama\xc0\xaf" "3.2\"}"},
+      {"invalid UTF-8 in the model name",
+       "{\"model\":\"llama\xff"
+       "3.2\"}"},
+      {"overlong UTF-8 in the model name",
+       "{\"model\":\"llama\xc0\xaf"
+       "3.2\"}"},
       {"UTF-16 surrogate bytes in the model name", "{\"model\":\"llama\xed\xa0\x80\"}"},
       {"a cut multi-byte sequence in the model name", "{\"model\":\"llama\xe2\x82\"}"},
       {"a lone surrogate escape in the model name", "{\"model\":\"\\ud800\"}"},
-      {"invalid UTF-8 in a key", "{\"mo\xfe" "del\":\"llama3.2\"}"},
+      {"invalid UTF-8 in a key",
+       "{\"mo\xfe"
+       "del\":\"llama3.2\"}"},
       {"invalid UTF-8 in the prompt",
        "{\"model\":\"llama3.2\",\"prompt\":\"hi \xc3\x28\",\"stream\":false}"},
       {"invalid UTF-8 in a message",
        "{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"\xf8\x88\x80\x80"
        "\x80\"}]}"},
-      {"a raw control character in a string", "{\"model\":\"llama\x01" "3.2\"}"},
+      {"a raw control character in a string",
+       "{\"model\":\"llama\x01"
+       "3.2\"}"},
       {"a NUL byte in the model name", std::string("{\"model\":\"llama3.2\0\"}", 21)},
       {"200,000 unclosed brackets", "{\"model\":\"llama3.2\",\"options\":" + deep},
       {"a model name with a space", "{\"model\":\"llama 3.2\"}"},
@@ -323,8 +331,8 @@ void SendBadBodies(int port, const std::vector<BadBody>& bodies, int want_status
       conn->Send(Request("POST", path, bad.body, "Content-Type: application/json\r\n"));
       const Answer answer = conn->Read(kMargin);
       ASSERT_TRUE(answer.complete) << path << " with " << bad.what << ": " << answer.Summary();
-      EXPECT_EQ(answer.status, want_status) << path << " with " << bad.what << ": "
-                                            << answer.Summary();
+      EXPECT_EQ(answer.status, want_status)
+          << path << " with " << bad.what << ": " << answer.Summary();
       EXPECT_TRUE(IsErrorInRouteFormat(answer, path)) << "with " << bad.what;
       if (bad.body.find_first_not_of(" \r\n\t") == std::string::npos) {
         EXPECT_EQ(ErrorMessage(answer), "missing request body") << path;  // Ollama's words
@@ -356,12 +364,12 @@ TEST_F(HostileTest, MalformedBodiesGet400InTheirRoutesFormatAndReachNoNode) {
   EXPECT_TRUE(bystander.StopAndCheck());
   EXPECT_TRUE(OnlyExpectedForwarded(node_before, bystander, forwarded));
   EXPECT_TRUE(ProxyAlive());
-  ReportMeasured("malformed bodies",
-                 std::to_string(answered) + " malformed requests (" +
-                     std::to_string(bodies.size()) + " kinds x 4 routes x " +
-                     std::to_string(rounds) + " rounds) all answered 400 in the route's format, " +
-                     "none forwarded; the well-behaved client got " +
-                     std::to_string(bystander.served()) + " complete answers");
+  ReportMeasured("malformed bodies", std::to_string(answered) + " malformed requests (" +
+                                         std::to_string(bodies.size()) + " kinds x 4 routes x " +
+                                         std::to_string(rounds) +
+                                         " rounds) all answered 400 in the route's format, " +
+                                         "none forwarded; the well-behaved client got " +
+                                         std::to_string(bystander.served()) + " complete answers");
 }
 
 // A model name of the wrong JSON type is a decoding error for Ollama: 400 "json: cannot
@@ -405,8 +413,9 @@ TEST_F(HostileTest, DeeplyNestedBodyForAnUnknownModelGets404) {
 // ---- oversized bodies ------------------------------------------------------------------------
 
 std::string ChatBody(size_t size) {
-  std::string body = "{\"model\":\"llama3.2\",\"stream\":false,\"messages\":[{\"role\":\"user\","
-                     "\"content\":\"";
+  std::string body =
+      "{\"model\":\"llama3.2\",\"stream\":false,\"messages\":[{\"role\":\"user\","
+      "\"content\":\"";
   body.append(size > body.size() + 4 ? size - body.size() - 4 : 1, 'a');
   body += "\"}]}";
   return body;
@@ -440,8 +449,8 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
       if (!refused.closed) {
         conn->Send(Request("POST", path, small));
         const Answer next = conn->Read(seconds(60));
-        EXPECT_EQ(next.status, 200) << "the request after a 413 on " << path << ": "
-                                    << next.Summary();
+        EXPECT_EQ(next.status, 200)
+            << "the request after a 413 on " << path << ": " << next.Summary();
         ++follow_ups;
       }
     }
@@ -478,8 +487,8 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
           [&] { return std::exchange(head_sent, true) ? framed_chunk : head; }, 256 << 20, kMargin,
           &taken);
       most_taken = std::max(most_taken, taken);
-      EXPECT_EQ(refused.status, 413) << "endless chunked body on " << path << ": "
-                                     << refused.Summary();
+      EXPECT_EQ(refused.status, 413)
+          << "endless chunked body on " << path << ": " << refused.Summary();
       EXPECT_TRUE(IsErrorInRouteFormat(refused, path));
       EXPECT_TRUE(WaitFor([&] { return conn->ClosedByServer(); }, kMargin,
                           "the proxy to close the connection after an endless chunked body"));
@@ -498,9 +507,9 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
                  "413 in the route's format for 2 MiB (connection kept), a declared 1 GiB and "
                  "an endless chunked body (connection closed) with --max-body-mb 1; the most "
                  "the proxy took of an endless body: " +
-                     Fixed(static_cast<double>(most_taken) / (1 << 20)) +
-                     " MiB; peak RSS " + std::to_string(after.peak_rss_kib / 1024) +
-                     " MiB from " + std::to_string(before.rss_kib / 1024) + " MiB");
+                     Fixed(static_cast<double>(most_taken) / (1 << 20)) + " MiB; peak RSS " +
+                     std::to_string(after.peak_rss_kib / 1024) + " MiB from " +
+                     std::to_string(before.rss_kib / 1024) + " MiB");
 }
 
 // Content-Length values that are not a length (RFC 9112 §6.3: a 400 and the connection
@@ -550,9 +559,8 @@ TEST_F(HostileTest, HeadLinesOverTheLimitAreRefused) {
        "GET /api/tags?q=" + std::string(16 << 10, 'a') + " HTTP/1.1\r\nHost: corral\r\n\r\n"},
       {"a 64 KiB header value",
        Request("POST", "/api/chat", chat, "X-Big: " + std::string(64 << 10, 'b') + "\r\n")},
-      {"a 1 MiB header line",
-       Request("POST", "/v1/chat/completions", chat,
-               "X-Huge: " + std::string(1 << 20, 'c') + "\r\n")},
+      {"a 1 MiB header line", Request("POST", "/v1/chat/completions", chat,
+                                      "X-Huge: " + std::string(1 << 20, 'c') + "\r\n")},
   };
   std::vector<int> statuses;
   const auto end = Clock::now() + SoakDuration();
@@ -622,9 +630,10 @@ TEST_F(HostileTest, EndlessHeadsAreCutOffWithBoundedMemory) {
   };
   const std::vector<Case> cases = {
       {"a request line without end", "GET /", std::string(64 << 10, 'a')},
-      {"a header line without end", "GET /api/tags HTTP/1.1\r\nX-Endless: ",
-       std::string(64 << 10, 'b')},
-      {"header lines without number", "GET /api/tags HTTP/1.1\r\n", [] {
+      {"a header line without end",
+       "GET /api/tags HTTP/1.1\r\nX-Endless: ", std::string(64 << 10, 'b')},
+      {"header lines without number", "GET /api/tags HTTP/1.1\r\n",
+       [] {
          std::string lines;
          for (int i = 0; i < 64; ++i) lines += "X-Many: " + std::string(1000, 'c') + "\r\n";
          return lines;
@@ -636,11 +645,9 @@ TEST_F(HostileTest, EndlessHeadsAreCutOffWithBoundedMemory) {
     bool started = false;
     uint64_t taken = 0;
     const Answer answer = conn->SendWhileReading(
-        [&] { return std::exchange(started, true) ? c.more : c.start; }, 64 << 20, kMargin,
-        &taken);
+        [&] { return std::exchange(started, true) ? c.more : c.start; }, 64 << 20, kMargin, &taken);
     EXPECT_TRUE(answer.status != 0 || answer.closed)
-        << c.what << ": no answer and no close after " << taken << " bytes; "
-        << answer.Summary();
+        << c.what << ": no answer and no close after " << taken << " bytes; " << answer.Summary();
     EXPECT_LT(taken, uint64_t{16} << 20) << c.what << ": the proxy kept reading";
     const ProcessView now = Proxy();
     EXPECT_LT(now.rss_kib - before.rss_kib, 32 * 1024)
@@ -766,11 +773,13 @@ TEST_F(HostileTest, SilentClientsAreClosedWithinTheReadTimeout) {
   EXPECT_TRUE(bystander.StopAndCheck());
   EXPECT_TRUE(ProxyAlive());
   ReportMeasured("silent clients",
-                 std::to_string(waves) + " waves of 100 half heads + 100 half bodies: all "
-                 "closed, the longest after " + Fixed(longest) + " s (read timeout " +
-                     std::to_string(kReadTimeout.count()) + " s); answers: " +
-                     StatusCounts(statuses) + "; the well-behaved client's slowest answer " +
-                     Fixed(bystander.slowest_s()) + " s; proxy before " + before.Summary());
+                 std::to_string(waves) +
+                     " waves of 100 half heads + 100 half bodies: all "
+                     "closed, the longest after " +
+                     Fixed(longest) + " s (read timeout " + std::to_string(kReadTimeout.count()) +
+                     " s); answers: " + StatusCounts(statuses) +
+                     "; the well-behaved client's slowest answer " + Fixed(bystander.slowest_s()) +
+                     " s; proxy before " + before.Summary());
 }
 
 // A client that stops part-way through its body is told so (400/408 in the route's format,
@@ -828,9 +837,8 @@ TEST_F(HostileTest, SlowLorisClientsDoNotHoldTheWorkers) {
   }
   trickle_check.join();
   const size_t still_open = crowd.Sweep();
-  EXPECT_TRUE(served_during.load())
-      << "the well-behaved client was not served while " << crowd.size()
-      << " slow clients trickled";
+  EXPECT_TRUE(served_during.load()) << "the well-behaved client was not served while "
+                                    << crowd.size() << " slow clients trickled";
   EXPECT_EQ(still_open, 0u) << still_open << " of " << crowd.size()
                             << " slow clients still open after " << SecondsSince(start) << " s";
   crowd.Clear();  // the slow clients leave, so the well-behaved client's request can end
@@ -844,8 +852,7 @@ TEST_F(HostileTest, SlowLorisClientsDoNotHoldTheWorkers) {
 // closes them after its keep-alive timeout, and its descriptors, threads and memory come back.
 TEST_F(HostileTest, ThousandsOfIdleConnectionsAreReclaimed) {
   constexpr size_t kIdle = 2000;
-  ASSERT_GE(file_limit_, kIdle + 512) << "RLIMIT_NOFILE is too low for " << kIdle
-                                      << " connections";
+  ASSERT_GE(file_limit_, kIdle + 512) << "RLIMIT_NOFILE is too low for " << kIdle << " connections";
   ASSERT_NO_FATAL_FAILURE(StartProxy());
   const ProcessView base = Proxy();
   Bystander bystander(port());
@@ -913,19 +920,18 @@ TEST_F(HostileTest, ThousandsOfIdleConnectionsAreReclaimed) {
                    std::to_string(rested.rss_kib / 1024) + " MiB)";
   }
   EXPECT_TRUE(ProxyAlive());
-  ReportMeasured(
-      "idle connections",
-      "2 waves of " + std::to_string(kIdle) + " idle connections held " +
-          Fixed(std::chrono::duration<double>(hold).count()) +
-          " s: well-behaved client served throughout (slowest answer " +
-          Fixed(bystander.slowest_s()) + " s), all closed by the proxy within " +
-          Fixed(reclaim_s) + " s of the last reopening, proxy CPU while idle " +
-          Fixed(cpu_per_s, 2) + " s/s, threads peak " + std::to_string(peak_threads) +
-          " (base " + std::to_string(base.threads) + "), " + threads_back + "; RSS base " +
-          std::to_string(base.rss_kib / 1024) + " MiB, after wave 1 " +
-          std::to_string(after_wave[0].rss_kib / 1024) + " MiB, after wave 2 " +
-          std::to_string(after_wave[1].rss_kib / 1024) + " MiB; descriptors back to " +
-          std::to_string(after_wave[1].fds));
+  ReportMeasured("idle connections",
+                 "2 waves of " + std::to_string(kIdle) + " idle connections held " +
+                     Fixed(std::chrono::duration<double>(hold).count()) +
+                     " s: well-behaved client served throughout (slowest answer " +
+                     Fixed(bystander.slowest_s()) + " s), all closed by the proxy within " +
+                     Fixed(reclaim_s) + " s of the last reopening, proxy CPU while idle " +
+                     Fixed(cpu_per_s, 2) + " s/s, threads peak " + std::to_string(peak_threads) +
+                     " (base " + std::to_string(base.threads) + "), " + threads_back +
+                     "; RSS base " + std::to_string(base.rss_kib / 1024) + " MiB, after wave 1 " +
+                     std::to_string(after_wave[0].rss_kib / 1024) + " MiB, after wave 2 " +
+                     std::to_string(after_wave[1].rss_kib / 1024) + " MiB; descriptors back to " +
+                     std::to_string(after_wave[1].fds));
 }
 
 }  // namespace

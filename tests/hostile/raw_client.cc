@@ -187,9 +187,8 @@ Answer RawConnection::Read(milliseconds timeout) {
   }
 }
 
-Answer RawConnection::SendWhileReading(const std::function<std::string()>& next,
-                                       uint64_t max_bytes, milliseconds timeout,
-                                       uint64_t* sent) {
+Answer RawConnection::SendWhileReading(const std::function<std::string()>& next, uint64_t max_bytes,
+                                       milliseconds timeout, uint64_t* sent) {
   const auto deadline = Clock::now() + timeout;
   *sent = 0;
   std::string pending;
@@ -208,8 +207,7 @@ Answer RawConnection::SendWhileReading(const std::function<std::string()>& next,
       if (!Drain() || !raw_.empty()) break;
     }
     if (pfd.revents & POLLOUT) {
-      const ssize_t n =
-          ::send(fd_, pending.data() + offset, pending.size() - offset, MSG_NOSIGNAL);
+      const ssize_t n = ::send(fd_, pending.data() + offset, pending.size() - offset, MSG_NOSIGNAL);
       if (n > 0) {
         offset += static_cast<size_t>(n);
         *sent += static_cast<uint64_t>(n);

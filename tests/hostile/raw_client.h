@@ -81,8 +81,8 @@ struct ProcessView {
   int64_t rss_kib = 0;       // VmRSS
   int64_t peak_rss_kib = 0;  // VmHWM
   int64_t threads = 0;
-  int64_t fds = 0;      // open descriptors
-  double cpu_s = 0;     // user + system time so far
+  int64_t fds = 0;   // open descriptors
+  double cpu_s = 0;  // user + system time so far
   std::string Summary() const;
 };
 ProcessView ReadProcess(pid_t pid);
