@@ -15,7 +15,7 @@
 # it prints rows `| figure | measured | target | holds? |`, the layout of the table here).
 # Prints one table; unless BENCH_NO_DOC=1, writes it with the machine's description into
 # docs/performance.md (between the `bench:run` markers) and the plot to
-# docs/latency-under-load.svg. Everything started here is stopped on exit. About 5 minutes.
+# docs/latency-under-load.svg. Everything started here is stopped on exit. About 6 minutes.
 #
 # Environment: BENCH_DURATION (seconds per throughput run, default 8), BENCH_LAT_DURATION
 # (seconds per closed-loop latency run, 8), BENCH_OPEN_DURATION (seconds per open-loop rate, 4,
