@@ -58,6 +58,15 @@ constexpr seconds kMargin(10);
 
 const std::string kModel = "llama3.2";
 
+// Under AddressSanitizer or ThreadSanitizer the proxy's memory is the sanitizer's (shadow
+// memory, a quarantine of freed blocks): its bounds are checked in plain builds only, the
+// behaviour in every build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kMemoryBounds = false;
+#else
+constexpr bool kMemoryBounds = true;
+#endif
+
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -500,8 +509,10 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
   EXPECT_TRUE(OnlyExpectedForwarded(node_before, bystander, follow_ups));
   const ProcessView after = Proxy();
   // Bodies are held up to the 1 MiB limit, one per connection at a time.
-  EXPECT_LT(after.peak_rss_kib - before.rss_kib, 64 * 1024)
-      << "before: " << before.Summary() << "; after: " << after.Summary();
+  if (kMemoryBounds) {
+    EXPECT_LT(after.peak_rss_kib - before.rss_kib, 64 * 1024)
+        << "before: " << before.Summary() << "; after: " << after.Summary();
+  }
   EXPECT_TRUE(ProxyAlive());
   ReportMeasured("oversized bodies",
                  "413 in the route's format for 2 MiB (connection kept), a declared 1 GiB and "
@@ -584,8 +595,10 @@ TEST_F(HostileTest, HeadLinesOverTheLimitAreRefused) {
   EXPECT_TRUE(bystander.StopAndCheck());
   EXPECT_TRUE(OnlyExpectedForwarded(node_before, bystander));
   const ProcessView after = Proxy();
-  EXPECT_LT(after.peak_rss_kib - before.rss_kib, 64 * 1024)
-      << "before: " << before.Summary() << "; after: " << after.Summary();
+  if (kMemoryBounds) {
+    EXPECT_LT(after.peak_rss_kib - before.rss_kib, 64 * 1024)
+        << "before: " << before.Summary() << "; after: " << after.Summary();
+  }
   EXPECT_TRUE(ProxyAlive());
   std::string seen;
   for (size_t i = 0; i < cases.size() && i < statuses.size(); ++i) {
@@ -650,8 +663,10 @@ TEST_F(HostileTest, EndlessHeadsAreCutOffWithBoundedMemory) {
         << c.what << ": no answer and no close after " << taken << " bytes; " << answer.Summary();
     EXPECT_LT(taken, uint64_t{16} << 20) << c.what << ": the proxy kept reading";
     const ProcessView now = Proxy();
-    EXPECT_LT(now.rss_kib - before.rss_kib, 32 * 1024)
-        << c.what << ": before " << before.Summary() << "; now " << now.Summary();
+    if (kMemoryBounds) {
+      EXPECT_LT(now.rss_kib - before.rss_kib, 32 * 1024)
+          << c.what << ": before " << before.Summary() << "; now " << now.Summary();
+    }
   }
   EXPECT_TRUE(bystander.StopAndCheck());
   EXPECT_TRUE(ProxyAlive());
@@ -901,11 +916,15 @@ TEST_F(HostileTest, ThousandsOfIdleConnectionsAreReclaimed) {
   EXPECT_TRUE(bystander.StopAndCheck());
   EXPECT_LE(peak_threads, 2048 + 256 + 16) << "more threads than --threads allows";
   // Bounded: a few tens of kB per connection at the most, and nothing kept after a wave.
-  EXPECT_LT(after_wave[0].rss_kib - base.rss_kib, 128 * 1024)
-      << "base " << base.Summary() << "; after the first wave " << after_wave[0].Summary();
-  EXPECT_LT(after_wave[1].rss_kib - after_wave[0].rss_kib, 16 * 1024)
-      << "after the first wave " << after_wave[0].Summary() << "; after the second "
-      << after_wave[1].Summary();
+  if (kMemoryBounds) {
+    EXPECT_LT(after_wave[0].rss_kib - base.rss_kib, 128 * 1024)
+        << "base " << base.Summary() << "; after the first wave " << after_wave[0].Summary();
+  }
+  if (kMemoryBounds) {
+    EXPECT_LT(after_wave[1].rss_kib - after_wave[0].rss_kib, 16 * 1024)
+        << "after the first wave " << after_wave[0].Summary() << "; after the second "
+        << after_wave[1].Summary();
+  }
   // Idle workers end after a minute; a run as short as `make test`'s does not wait for that.
   std::string threads_back = "not waited for in a run shorter than " +
                              std::to_string((kWorkerIdleExit + kMargin * 3).count()) + " s";
