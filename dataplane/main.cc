@@ -23,6 +23,7 @@
 #include "dataplane/control_client.h"
 #include "dataplane/proxy_server.h"
 #include "dataplane/replies.h"
+#include "dataplane/route.h"
 #include "dataplane/router.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/upstream_pool.h"
@@ -137,9 +138,8 @@ class ProxyListener : public corral::HttpListener {
     // A head the listener refuses gets its error in the route's format, as any proxy error.
     set_refusal_writer([](int status, std::string_view target, std::string_view message) {
       using namespace corral::dataplane;
-      const bool openai = target.rfind("/v1/", 0) == 0;
       return Refusal{kJsonContentType,
-                     openai ? OpenAIErrorBody(message, status) : OllamaErrorBody(message)};
+                     ErrorBody(status, message, IsOpenAIPath(target.substr(0, target.find('?'))))};
     });
   }
   void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }

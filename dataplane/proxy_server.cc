@@ -122,18 +122,18 @@ void ProxyServer::Install(httplib::Server& server) {
   server.set_keep_alive_timeout(5);
   server.set_read_timeout(30, 0);
   server.set_write_timeout(30, 0);
-  server.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
-                                  std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    CORRAL_LOG(kError, "proxy") << req.method << " " << req.path << ": " << what;
-    SetErrorReply(res, 500, "internal proxy error: " + what, absl::StartsWith(req.path, "/v1/"));
-  });
+  server.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        CORRAL_LOG(kError, "proxy") << req.method << " " << req.path << ": " << what;
+        SetErrorReply(res, 500, "internal proxy error: " + what, IsOpenAIPath(req.path));
+      });
   auto no_body = [this](const httplib::Request& req, httplib::Response& res) {
     HandleNoBody(req, res);
   };

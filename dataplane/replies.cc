@@ -57,10 +57,13 @@ std::string OpenAIErrorBody(std::string_view message, int status) {
   return DumpJson(nlohmann::json{{"error", std::move(error)}});
 }
 
+std::string ErrorBody(int status, std::string_view message, bool openai) {
+  return openai ? OpenAIErrorBody(message, status) : OllamaErrorBody(message);
+}
+
 void SetErrorReply(httplib::Response& res, int status, std::string_view message, bool openai) {
   res.status = status;
-  res.set_content(openai ? OpenAIErrorBody(message, status) : OllamaErrorBody(message),
-                  kJsonContentType);
+  res.set_content(ErrorBody(status, message, openai), kJsonContentType);
 }
 
 std::string StreamErrorChunk(std::string_view message, bool sse) {

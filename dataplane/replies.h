@@ -27,6 +27,9 @@ std::string OllamaErrorBody(std::string_view message);
 // 400-class invalid_request_error, 404 not_found_error, anything else api_error.
 std::string OpenAIErrorBody(std::string_view message, int status);
 
+// The error body in the shape the route's clients expect: OpenAIErrorBody or OllamaErrorBody.
+std::string ErrorBody(int status, std::string_view message, bool openai);
+
 // Sets status, content type and the error body in the shape the route's clients expect.
 void SetErrorReply(httplib::Response& res, int status, std::string_view message, bool openai);
 

@@ -118,7 +118,7 @@ Route Make(Endpoint endpoint, std::string_view path, std::string param = {}) {
   Route route;
   route.endpoint = endpoint;
   route.route_class = ClassOf(endpoint);
-  route.openai = path == "/v1" || path.substr(0, 4) == "/v1/";
+  route.openai = IsOpenAIPath(path);
   route.param = std::move(param);
   return route;
 }
@@ -143,6 +143,10 @@ Route ClassifyRoute(std::string_view method, std::string_view path) {
     }
   }
   return Make(E::kNotFound, path);
+}
+
+bool IsOpenAIPath(std::string_view path) {
+  return path == "/v1" || path.substr(0, 4) == "/v1/";
 }
 
 int RedirectStatus(std::string_view method) { return method == "GET" ? 301 : 307; }

@@ -69,6 +69,10 @@ struct Route {
 // `openai` is set for every path under /v1/, errors included.
 Route ClassifyRoute(std::string_view method, std::string_view path);
 
+// True for the paths whose clients expect OpenAI's formats (errors included): /v1 and below.
+// `path` has no query string, as for ClassifyRoute.
+bool IsOpenAIPath(std::string_view path);
+
 // The status of a kRedirect, as the node's router answers it: 301 for GET, 307 for every other
 // method (HEAD included), so a client re-sends its method and body to the target.
 int RedirectStatus(std::string_view method);

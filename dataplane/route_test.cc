@@ -178,5 +178,18 @@ TEST(Route, EndpointNamesAreStableAndDistinct) {
   EXPECT_EQ(names.count("unknown"), 0u);
 }
 
+TEST(Route, OpenAIPathsAreV1AndBelow) {
+  for (const char* path : {"/v1", "/v1/", "/v1/chat/completions", "/v1/models"}) {
+    EXPECT_TRUE(IsOpenAIPath(path)) << path;
+  }
+  for (const char* path : {"/", "/api/chat", "/v10/x", "/v1x", "/api/v1/x", ""}) {
+    EXPECT_FALSE(IsOpenAIPath(path)) << path;
+  }
+  // The routes' own flag follows the same rule.
+  EXPECT_TRUE(ClassifyRoute("POST", "/v1/chat/completions").openai);
+  EXPECT_TRUE(ClassifyRoute("GET", "/v1").openai);
+  EXPECT_FALSE(ClassifyRoute("POST", "/api/chat").openai);
+}
+
 }  // namespace
 }  // namespace corral::dataplane
