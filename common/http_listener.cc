@@ -160,11 +160,7 @@ class ConnectionStream final : public httplib::Stream {
         std::string_view line(buffer_.data() + line_start, size - 1);
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (request_line) {
-          if (size > kMaxRequestLine) {
-            return HeadProblem{414, "",
-                               "request line is longer than the limit of " +
-                                   std::to_string(kMaxRequestLine) + " bytes"};
-          }
+          if (size > kMaxRequestLine) return LineTooLong(true, target);
           if (line.empty()) {  // RFC 9112 §2.2: an empty line before a request is ignored
             start_ = line_start = scan = line_end;
             continue;
@@ -175,11 +171,7 @@ class ConnectionStream final : public httplib::Stream {
           }
           request_line = false;
         } else {
-          if (size > kMaxHeaderLine) {
-            return HeadProblem{431, target,
-                               "request header line is longer than the limit of " +
-                                   std::to_string(kMaxHeaderLine) + " bytes"};
-          }
+          if (size > kMaxHeaderLine) return LineTooLong(false, target);
           if (line.empty()) {
             if (line_end - start_ > kMaxHead) break;  // refused below
             in_body_ = true;
@@ -191,15 +183,9 @@ class ConnectionStream final : public httplib::Stream {
         }
         line_start = scan = line_end;
       }
-      if (request_line && end_ - line_start > kMaxRequestLine) {
-        return HeadProblem{414, "",
-                           "request line is longer than the limit of " +
-                               std::to_string(kMaxRequestLine) + " bytes"};
-      }
-      if (!request_line && end_ - line_start > kMaxHeaderLine) {
-        return HeadProblem{431, target,
-                           "request header line is longer than the limit of " +
-                               std::to_string(kMaxHeaderLine) + " bytes"};
+      // A line not ended yet that is already too long.
+      if (end_ - line_start > (request_line ? kMaxRequestLine : kMaxHeaderLine)) {
+        return LineTooLong(request_line, target);
       }
       if (end_ - start_ > kMaxHead) {
         return HeadProblem{
@@ -352,6 +338,18 @@ class ConnectionStream final : public httplib::Stream {
   static constexpr milliseconds kHeadTimeout = HttpListener::kHeadTimeout;
   static constexpr milliseconds kLingerTime{1000};
   static constexpr size_t kLingerBytes = 1 << 20;
+
+  // The refusal of a line over its limit: 414 for the request line, 431 for a header line.
+  static HeadProblem LineTooLong(bool request_line, const std::string& target) {
+    if (request_line) {
+      return HeadProblem{
+          414, "",
+          "request line is longer than the limit of " + std::to_string(kMaxRequestLine) + " bytes"};
+    }
+    return HeadProblem{431, target,
+                       "request header line is longer than the limit of " +
+                           std::to_string(kMaxHeaderLine) + " bytes"};
+  }
 
   // Content-Length must be a length, the same in every copy; anything else would make httplib
   // wait for a body that is not coming or read the body's rest as the next request.
