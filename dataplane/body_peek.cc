@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <exception>
 
+#include "common/go_json.h"
 #include "nlohmann/json.hpp"
 
 namespace corral::dataplane {
@@ -130,22 +131,6 @@ std::string Printable(std::string_view text) {
     out += (c >= 0x20 && c < 0x7f) ? ch : '?';
   }
   return out;
-}
-
-// What Go's encoding/json calls a JSON value's type in an UnmarshalTypeError.
-const char* GoValueName(Json::value_t kind) {
-  switch (kind) {
-    case Json::value_t::array:
-      return "array";
-    case Json::value_t::object:
-      return "object";
-    case Json::value_t::string:
-      return "string";
-    case Json::value_t::boolean:
-      return "bool";
-    default:
-      return "number";
-  }
 }
 
 const char* KindName(Json::value_t kind) {
@@ -303,7 +288,7 @@ class TopLevelFields : public nlohmann::json_sax<Json> {
         if (!is_null) fields.model.reset();
         // Go keeps decoding after a type error and reports the first one.
         if (!is_null && kind != Json::value_t::string && !fields.model_type_error) {
-          fields.model_type_error = GoValueName(kind);
+          fields.model_type_error = GoJsonTypeName(kind);
         }
         break;
       case Field::kName:

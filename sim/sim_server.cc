@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "common/go_json.h"
 
 namespace corral::sim {
 namespace {
@@ -128,15 +129,6 @@ std::string StringField(const Json& body, std::string_view key) {
 bool BoolField(const Json& body, std::string_view key) {
   const Json* f = FindField(body, key);
   return f != nullptr && f->is_boolean() && f->get<bool>();
-}
-
-// What Go's encoding/json calls a JSON value's type in an UnmarshalTypeError.
-const char* GoValueName(const Json& value) {
-  if (value.is_string()) return "string";
-  if (value.is_boolean()) return "bool";
-  if (value.is_object()) return "object";
-  if (value.is_array()) return "array";
-  return "number";
 }
 
 int PromptTokens(size_t chars) { return std::max<int>(1, static_cast<int>(chars / 4)); }
@@ -1475,7 +1467,7 @@ void SimServer::HandleChat(const httplib::Request& req, httplib::Response& res) 
   if (const Json* m = FindField(body, "messages");
       m != nullptr && !m->is_null() && !m->is_array()) {
     return NativeError(res, 400,
-                       std::string("json: cannot unmarshal ") + GoValueName(*m) +
+                       std::string("json: cannot unmarshal ") + GoJsonTypeName(m->type()) +
                            " into Go struct field ChatRequest.messages of type []api.Message");
   }
   const std::string name = StringField(body, "model");
