@@ -406,6 +406,9 @@ std::string TempDirWithToken(const std::string& content) {
   static int counter = 0;
   std::string dir = ::testing::TempDir() + "/ctl-args-" + std::to_string(::getpid()) + "-" +
                     std::to_string(counter++);
+  // Each test runs in a process of its own, so a recycled pid names a directory an earlier run
+  // left behind, possibly with a token in it: start from an empty one.
+  std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   if (!content.empty()) std::ofstream(dir + "/admin.token") << content;
   return dir;
