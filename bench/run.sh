@@ -9,7 +9,8 @@
 #   3. open-loop latency at fixed offered rates, measured from each request's intended send time
 #      (corral-loadgen open), and a latency-against-load plot (gnuplot);
 #   4. streaming, with the nodes pacing tokens: time to first token and the gap between chunks
-#      at a few streams, then BENCH_STREAMS (2,000) streams open at once (corral-loadgen stream);
+#      at a few streams (also through socat as a bare byte relay: the floor of one hop), then
+#      BENCH_STREAMS (2,000) streams open at once (corral-loadgen stream);
 #   5. corral-proxy's RSS idle, under 256 connections and while holding the streams.
 # Then runs bench/control.sh BUILD_DIR when it exists and is executable (control-plane figures:
 # it prints rows `| figure | measured | target | holds? |`, the layout of the table here).
@@ -59,6 +60,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx-light)
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+command -v socat >/dev/null || missing+=(socat)
 if ((${#missing[@]} > 0)); then
   echo "bench: installing ${missing[*]}"
   sudo_cmd=()
@@ -300,6 +302,34 @@ signed() { awk -v x="$1" 'BEGIN { printf "%s%.0f", (x >= 0 ? "+" : ""), x }'; }
 holds() { awk -v x="$1" -v t="$3" -v op="$2" \
   'BEGIN { ok = (op == ">=") ? (x >= t) : (op == "<=") ? (x <= t) : (x < t); print ok ? "yes" : "**no**" }'; }
 
+# The floor of one relay hop, for the per-chunk figure: socat forwarding bytes between each client
+# connection and a connection of its own to one node (a process per connection, no HTTP, no
+# routing). Whatever a proxy adds to a chunk beyond this is its own; what this adds, the machine
+# charges any relay (a wake-up, a read and a write per chunk).
+relay_ports=()
+for sim_port in "$sim1_port" "$sim2_port"; do
+  rport=""
+  for _ in 1 2 3 4 5; do
+    port=$(pick_port)
+    socat -b 65536 "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay" \
+      "TCP:127.0.0.1:$sim_port,nodelay" 2>>"$work/socat.log" &
+    spid=$!
+    for _ in $(seq 50); do
+      kill -0 "$spid" 2>/dev/null || break
+      if ss -Htln "sport = :$port" | grep -q .; then rport=$port; break; fi
+      sleep 0.1
+    done
+    if [[ -n "$rport" ]]; then pids+=("$spid"); break; fi
+    kill -TERM "$spid" 2>/dev/null || true
+  done
+  if [[ -z "$rport" ]]; then
+    echo "bench: socat did not start:" >&2
+    cat "$work/socat.log" >&2 || true
+    exit 1
+  fi
+  relay_ports+=("$rport")
+done
+
 proxy_rss_idle=$(rss_kb "$proxy_pid" VmRSS)
 
 echo "bench: corral-proxy :$proxy_port, nginx :$nginx_port and :$nginx_stream_port (streams)" \
@@ -309,8 +339,10 @@ declare -A port_of=([direct]=$sim1_port [nginx]=$nginx_port [corral]=$proxy_port
 # Open-loop and streaming runs spread over both nodes when direct, like the proxies.
 declare -A ports_of=([direct]="$sim1_port,$sim2_port" [nginx]=$nginx_port [corral]=$proxy_port)
 declare -A stream_ports_of=([direct]="$sim1_port,$sim2_port" [nginx]=$nginx_stream_port
-  [corral]=$proxy_port)
+  [corral]=$proxy_port [relay]="${relay_ports[0]},${relay_ports[1]}")
 targets=(direct nginx corral)
+# The few-streams rounds also run through the bare relay (socat), the floor of one hop.
+few_targets=(direct relay nginx corral)
 
 # --- 1, 2: throughput and closed-loop latency (wrk) ------------------------------------------------
 for t in "${targets[@]}"; do
@@ -382,12 +414,12 @@ sim_config "{\"fast\":false,\"load_delay_ms\":0,\"jitter_ms\":0,\"tokens\":$few_
 # the machine's load drifts over a run, and one long run per target would charge that drift to
 # whichever target ran at the worst moment.
 for ((r = 1; r <= stream_rounds; r++)); do
-  for t in "${targets[@]}"; do
+  for t in "${few_targets[@]}"; do
     run_loadgen "stream-$t-$r" stream --port "${stream_ports_of[$t]}" --streams "$few_streams" \
       --ramp 0.5 --duration "$stream_round_s" --drain 5 --body "$stream_body"
   done
 done
-for t in "${targets[@]}"; do
+for t in "${few_targets[@]}"; do
   n="stream-$t"
   # One LOADGEN line for the target: times (*_us) the median over the rounds, counts summed.
   cat "$work/$n"-*.lg | awk '
@@ -525,10 +557,12 @@ g99c=$(ttft_added corral gap_p99_us); g99n=$(ttft_added nginx gap_p99_us)
 g50c=$(ttft_added corral gap_p50_us)
 x50c=$(ttft_added corral transit_p50_us); x99c=$(ttft_added corral transit_p99_us)
 x50n=$(ttft_added nginx transit_p50_us); x99n=$(ttft_added nginx transit_p99_us)
+x50r=$(ttft_added relay transit_p50_us); x99r=$(ttft_added relay transit_p99_us)
 stream_errors=0
 for t in "${targets[@]}"; do
   stream_errors=$((stream_errors + $(lg_errors "stream-$t") + $(lg_errors "many-$t")))
 done
+stream_errors=$((stream_errors + $(lg_errors stream-relay)))
 many_err_c=$(lg_errors many-corral)
 many_peak_c=$(lg many-corral peak_in_flight)
 many_ok=$(awk -v e="$many_err_c" -v p="$many_peak_c" -v n="$many_streams" -v r="$proxy_rss_streams" \
@@ -552,7 +586,7 @@ $(open_row "$mid_rate")
 | added time to first token, $few_streams streams, p50 | corral **$(signed "$t50c") µs** over direct ($(lgi stream-direct ttft_p50_us) µs, one ${few_interval_ms} ms token interval); nginx $(signed "$t50n") µs | – | – |
 | added time to first token, $few_streams streams, p99 | corral **$(signed "$t99c") µs** over direct ($(lgi stream-direct ttft_p99_us) µs); nginx $(signed "$t99n") µs | < 1000 µs | $(holds "$t99c" "<" 1000) |
 | added gap between chunks, $few_streams streams, p99 (includes the node's pacing jitter) | corral **$(signed "$g99c") µs** over direct ($(lgi stream-direct gap_p99_us) µs at ${few_interval_ms} ms pacing; p50 $(signed "$g50c")); nginx $(signed "$g99n") µs | – | – |
-| added delay per chunk, node's \`created_at\` to client, $few_streams streams, p99 (p50) | corral **$(signed "$x99c") µs** ($(signed "$x50c")) over direct ($(lgi stream-direct transit_p99_us) µs); nginx $(signed "$x99n") µs ($(signed "$x50n")) | < 100 µs (the gap target) | $(holds "$x99c" "<" 100) |
+| added delay per chunk, node's \`created_at\` to client, $few_streams streams, p99 (p50) | corral **$(signed "$x99c") µs** ($(signed "$x50c")) over direct ($(lgi stream-direct transit_p99_us) µs); nginx $(signed "$x99n") µs ($(signed "$x50n")); bare byte relay (socat, the floor of one hop) $(signed "$x99r") µs ($(signed "$x50r")) | < 100 µs (the gap target) | $(holds "$x99c" "<" 100) |
 | $many_streams streams open at once through one proxy (tokens every ${many_interval_ms} ms) | $(many_row corral), proxy RSS **$(mib "$proxy_rss_streams") MiB**; $(many_row nginx); $(many_row direct) | $many_streams with no error, RSS < 256 MB | $many_ok |
 | corral-proxy RSS idle | **$(mib "$proxy_rss_idle") MiB** (under 256 connections $(mib "$proxy_rss_load") MiB; peak of the run, VmHWM, $(mib "$proxy_hwm") MiB) | < 20 MB | $(holds "$proxy_rss_idle" "<" $((20 * 1000 * 1000 / 1024))) |
 ${control_rows}
