@@ -9,8 +9,8 @@
 #   3. open-loop latency at fixed offered rates, measured from each request's intended send time
 #      (corral-loadgen open), and a latency-against-load plot (gnuplot);
 #   4. streaming, with the nodes pacing tokens: time to first token and the gap between chunks
-#      at a few streams (also through socat as a bare byte relay: the floor of one hop), then
-#      BENCH_STREAMS (2,000) streams open at once (corral-loadgen stream);
+#      at a few streams (also through HAProxy in TCP mode, a bare byte relay: the floor of one
+#      hop), then BENCH_STREAMS (2,000) streams open at once (corral-loadgen stream);
 #   5. corral-proxy's RSS idle, under 256 connections and while holding the streams.
 # Then runs bench/control.sh BUILD_DIR when it exists and is executable (control-plane figures:
 # it prints rows `| figure | measured | target | holds? |`, the layout of the table here).
@@ -60,7 +60,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx-light)
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
-command -v socat >/dev/null || missing+=(socat)
+[[ -x /usr/sbin/haproxy ]] || command -v haproxy >/dev/null || missing+=(haproxy)
 if ((${#missing[@]} > 0)); then
   echo "bench: installing ${missing[*]}"
   sudo_cmd=()
@@ -70,6 +70,7 @@ if ((${#missing[@]} > 0)); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 # Thousands of streams need thousands of descriptors in every process started below.
 ulimit -n "$(ulimit -Hn)"
@@ -302,33 +303,45 @@ signed() { awk -v x="$1" 'BEGIN { printf "%s%.0f", (x >= 0 ? "+" : ""), x }'; }
 holds() { awk -v x="$1" -v t="$3" -v op="$2" \
   'BEGIN { ok = (op == ">=") ? (x >= t) : (op == "<=") ? (x <= t) : (x < t); print ok ? "yes" : "**no**" }'; }
 
-# The floor of one relay hop, for the per-chunk figure: socat forwarding bytes between each client
-# connection and a connection of its own to one node (a process per connection, no HTTP, no
-# routing). Whatever a proxy adds to a chunk beyond this is its own; what this adds, the machine
-# charges any relay (a wake-up, a read and a write per chunk).
-relay_ports=()
-for sim_port in "$sim1_port" "$sim2_port"; do
-  rport=""
-  for _ in 1 2 3 4 5; do
-    port=$(pick_port)
-    socat -b 65536 "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay" \
-      "TCP:127.0.0.1:$sim_port,nodelay" 2>>"$work/socat.log" &
-    spid=$!
-    for _ in $(seq 50); do
-      kill -0 "$spid" 2>/dev/null || break
-      if ss -Htln "sport = :$port" | grep -q .; then rport=$port; break; fi
-      sleep 0.1
-    done
-    if [[ -n "$rport" ]]; then pids+=("$spid"); break; fi
-    kill -TERM "$spid" 2>/dev/null || true
+# The floor of one relay hop, for the per-chunk figure: HAProxy in TCP mode, an event loop that
+# forwards bytes between each client connection and a connection of its own to a node (round
+# robin), with no HTTP and no routing. Whatever a proxy adds to a chunk beyond this is its own;
+# what this adds, the machine charges any relay (a wake-up, a read and a write per chunk).
+relay_port=""
+for _ in 1 2 3 4 5; do
+  port=$(pick_port)
+  cat >"$work/haproxy.cfg" <<EOF
+global
+  maxconn $((4 * many_streams + 4096))
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+frontend relay
+  bind 127.0.0.1:$port
+  default_backend sims
+backend sims
+  balance roundrobin
+  server sim1 127.0.0.1:$sim1_port
+  server sim2 127.0.0.1:$sim2_port
+EOF
+  "$haproxy_bin" -db -f "$work/haproxy.cfg" 2>>"$work/haproxy.log" &
+  hpid=$!
+  for _ in $(seq 50); do
+    kill -0 "$hpid" 2>/dev/null || break
+    if ss -Htln "sport = :$port" | grep -q .; then relay_port=$port; break; fi
+    sleep 0.1
   done
-  if [[ -z "$rport" ]]; then
-    echo "bench: socat did not start:" >&2
-    cat "$work/socat.log" >&2 || true
-    exit 1
-  fi
-  relay_ports+=("$rport")
+  if [[ -n "$relay_port" ]]; then pids+=("$hpid"); break; fi
+  kill -TERM "$hpid" 2>/dev/null || true
+  wait "$hpid" 2>/dev/null || true
 done
+if [[ -z "$relay_port" ]]; then
+  echo "bench: haproxy did not start:" >&2
+  cat "$work/haproxy.log" >&2 || true
+  exit 1
+fi
 
 proxy_rss_idle=$(rss_kb "$proxy_pid" VmRSS)
 
@@ -339,9 +352,9 @@ declare -A port_of=([direct]=$sim1_port [nginx]=$nginx_port [corral]=$proxy_port
 # Open-loop and streaming runs spread over both nodes when direct, like the proxies.
 declare -A ports_of=([direct]="$sim1_port,$sim2_port" [nginx]=$nginx_port [corral]=$proxy_port)
 declare -A stream_ports_of=([direct]="$sim1_port,$sim2_port" [nginx]=$nginx_stream_port
-  [corral]=$proxy_port [relay]="${relay_ports[0]},${relay_ports[1]}")
+  [corral]=$proxy_port [relay]=$relay_port)
 targets=(direct nginx corral)
-# The few-streams rounds also run through the bare relay (socat), the floor of one hop.
+# The few-streams rounds also run through the bare relay (HAProxy, TCP), the floor of one hop.
 few_targets=(direct relay nginx corral)
 
 # --- 1, 2: throughput and closed-loop latency (wrk) ------------------------------------------------
@@ -586,7 +599,7 @@ $(open_row "$mid_rate")
 | added time to first token, $few_streams streams, p50 | corral **$(signed "$t50c") µs** over direct ($(lgi stream-direct ttft_p50_us) µs, one ${few_interval_ms} ms token interval); nginx $(signed "$t50n") µs | – | – |
 | added time to first token, $few_streams streams, p99 | corral **$(signed "$t99c") µs** over direct ($(lgi stream-direct ttft_p99_us) µs); nginx $(signed "$t99n") µs | < 1000 µs | $(holds "$t99c" "<" 1000) |
 | added gap between chunks, $few_streams streams, p99 (includes the node's pacing jitter) | corral **$(signed "$g99c") µs** over direct ($(lgi stream-direct gap_p99_us) µs at ${few_interval_ms} ms pacing; p50 $(signed "$g50c")); nginx $(signed "$g99n") µs | – | – |
-| added delay per chunk, node's \`created_at\` to client, $few_streams streams, p99 (p50) | corral **$(signed "$x99c") µs** ($(signed "$x50c")) over direct ($(lgi stream-direct transit_p99_us) µs); nginx $(signed "$x99n") µs ($(signed "$x50n")); bare byte relay (socat, the floor of one hop) $(signed "$x99r") µs ($(signed "$x50r")) | < 100 µs (the gap target) | $(holds "$x99c" "<" 100) |
+| added delay per chunk, node's \`created_at\` to client, $few_streams streams, p99 (p50) | corral **$(signed "$x99c") µs** ($(signed "$x50c")) over direct ($(lgi stream-direct transit_p99_us) µs); nginx $(signed "$x99n") µs ($(signed "$x50n")); bare byte relay (HAProxy in TCP mode, the floor of one hop) $(signed "$x99r") µs ($(signed "$x50r")) | < 100 µs (the gap target) | $(holds "$x99c" "<" 100) |
 | $many_streams streams open at once through one proxy (tokens every ${many_interval_ms} ms) | $(many_row corral), proxy RSS **$(mib "$proxy_rss_streams") MiB**; $(many_row nginx); $(many_row direct) | $many_streams with no error, RSS < 256 MB | $many_ok |
 | corral-proxy RSS idle | **$(mib "$proxy_rss_idle") MiB** (under 256 connections $(mib "$proxy_rss_load") MiB; peak of the run, VmHWM, $(mib "$proxy_hwm") MiB) | < 20 MB | $(holds "$proxy_rss_idle" "<" $((20 * 1000 * 1000 / 1024))) |
 ${control_rows}

@@ -11,7 +11,7 @@ packages=(
   nodejs npm
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(nginx-light wrk gnuplot-nox socat)
+  packages+=(nginx-light wrk gnuplot-nox haproxy)
 fi
 
 missing=()
