@@ -305,14 +305,15 @@ holds() { awk -v x="$1" -v t="$3" -v op="$2" \
 
 # The floor of one relay hop, for the per-chunk figure: HAProxy in TCP mode, an event loop that
 # forwards bytes between each client connection and a connection of its own to a node (round
-# robin), with no HTTP and no routing. Whatever a proxy adds to a chunk beyond this is its own;
-# what this adds, the machine charges any relay (a wake-up, a read and a write per chunk).
+# robin), with no HTTP and no routing; only the 32-stream rounds use it. Whatever a proxy adds to
+# a chunk beyond this is its own; what this adds, the machine charges any relay (a wake-up, a
+# read and a write per chunk).
 relay_port=""
 for _ in 1 2 3 4 5; do
   port=$(pick_port)
   cat >"$work/haproxy.cfg" <<EOF
 global
-  maxconn $((4 * many_streams + 4096))
+  maxconn 1024
 defaults
   mode tcp
   timeout connect 5s
