@@ -30,6 +30,8 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr int kClientNotSearched = -2;
+// How long a write to a client may stall before the client counts as gone.
+constexpr milliseconds kClientWriteTimeout(30000);
 // The largest error body kept from a failing node to pass on if no other node answers.
 constexpr size_t kMaxSavedErrorBody = 1 << 20;
 // A body over the limit by at most this much is read and dropped before the 413 goes out.
@@ -112,7 +114,11 @@ struct ProxyServer::SavedResponse {
 
 ProxyServer::ProxyServer(ProxyOptions options, SnapshotStore& store, Router& router,
                          UpstreamPool& pool)
-    : options_(std::move(options)), store_(store), router_(router), pool_(pool) {}
+    : options_(std::move(options)),
+      store_(store),
+      router_(router),
+      pool_(pool),
+      relay_loop_(options_.stream_poll) {}
 
 ProxyServer::~ProxyServer() = default;
 
@@ -121,7 +127,7 @@ void ProxyServer::Install(httplib::Server& server) {
   server.set_keep_alive_max_count(1000);
   server.set_keep_alive_timeout(5);
   server.set_read_timeout(30, 0);
-  server.set_write_timeout(30, 0);
+  server.set_write_timeout(kClientWriteTimeout.count() / 1000, 0);
   server.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown error";
@@ -1238,13 +1244,8 @@ struct StreamRelay {
   std::string tail;  // the last two bytes relayed, to start an error on a line of its own
 };
 
-void RememberTail(const std::string& piece, std::string* tail) {
-  if (piece.size() >= 2) {
-    tail->assign(piece, piece.size() - 2, 2);
-  } else if (!piece.empty()) {
-    tail->append(piece);
-    if (tail->size() > 2) tail->erase(0, tail->size() - 2);
-  }
+std::string IdleReason(const std::string& node, milliseconds idle) {
+  return "node '" + node + "' sent nothing for " + std::to_string(idle.count() / 1000) + " s";
 }
 }  // namespace
 
@@ -1277,6 +1278,11 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
   relay->node = node_name;
   relay->path = call.req.path;
   relay->sse = call.route.openai || IsStreamType(content_type);
+  if (call.client_fd == kClientNotSearched) {
+    // On the serving thread this is one comparison (client_socket.h).
+    call.client_fd = FindClientSocket(call.req.remote_addr, call.req.remote_port,
+                                      call.req.local_addr, call.req.local_port);
+  }
   relay->client_fd = call.client_fd >= 0 ? call.client_fd : -1;
   const milliseconds idle(call.table->policy().idle_ms);
   const milliseconds poll_slice = options_.stream_poll;
@@ -1332,6 +1338,31 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
           return false;
         }
       }
+      if (relay->client_fd >= 0 && !up.has_body()) {
+        // The head is out and nothing is pending: the relay loop carries the rest, many streams
+        // per wake-up, while this thread sleeps (relay_loop.h).
+        RelayLoop::Stream carried;
+        carried.node = &up;
+        carried.client_fd = relay->client_fd;
+        carried.idle = idle;
+        carried.client_timeout = kClientWriteTimeout;
+        carried.tail = &relay->tail;
+        switch (relay_loop_.Carry(carried)) {
+          case RelayLoop::End::kFinished:
+            relay->finished = true;
+            sink.done();
+            return true;
+          case RelayLoop::End::kClientGone:
+            up.Close();  // closing makes the node stop generating
+            return false;
+          case RelayLoop::End::kNodeFailed:
+            return fail("node '" + relay->node + "' failed mid-stream: " + up.error());
+          case RelayLoop::End::kIdle:
+            return fail(IdleReason(relay->node, idle));
+          case RelayLoop::End::kStopping:
+            return fail("corral-proxy is shutting down");
+        }
+      }
       const WaitOutcome waited = up.Wait(poll_slice, &relay->client_fd);
       if (waited == WaitOutcome::kClientGone) {
         up.Close();
@@ -1342,10 +1373,7 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
           up.Close();
           return false;
         }
-        if (Clock::now() - last > idle) {
-          return fail("node '" + relay->node + "' sent nothing for " +
-                      std::to_string(idle.count() / 1000) + " s");
-        }
+        if (Clock::now() - last > idle) return fail(IdleReason(relay->node, idle));
         continue;
       }
       const ReadOutcome read = up.ReadSome();

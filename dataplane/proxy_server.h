@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "corral/v1/control.pb.h"
+#include "dataplane/relay_loop.h"
 #include "dataplane/route.h"
 #include "dataplane/router.h"
 #include "dataplane/snapshot_store.h"
@@ -78,7 +79,10 @@ class ProxyServer {
 
   // Ends every open stream with an error line and makes waiting requests give up: the end of a
   // graceful stop's grace period.
-  void AbortAll() { aborting_.store(true); }
+  void AbortAll() {
+    aborting_.store(true);
+    relay_loop_.Abort();
+  }
 
   // Proxied requests in progress (admission count).
   int64_t active_requests() const { return active_.load(); }
@@ -149,6 +153,7 @@ class ProxyServer {
   UpstreamPool& pool_;
   std::atomic<int64_t> active_{0};
   std::atomic<bool> aborting_{false};
+  RelayLoop relay_loop_;  // carries streamed bodies once their heads are out
 
   std::mutex blob_mu_;  // guards blob_nodes_
   std::unordered_map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>>

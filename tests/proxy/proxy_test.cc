@@ -582,9 +582,14 @@ TEST_F(ProxyTest, MaxParallelIsRespectedAndInFlightReturnsToZero) {
       Client()->Post("/api/generate", R"({"model":"llama3.2","prompt":"y"})", "application/json");
   ASSERT_TRUE(third);
   EXPECT_EQ(third->status, 503) << third->body;
-  EXPECT_EQ(SimStats(a)["requests"].value("/api/generate", 0) +
-                SimStats(b)["requests"].value("/api/generate", 0),
-            2);
+  // The proxy counts a request in flight before the node has read it: wait for the nodes to
+  // count both, then see that the third never reached them.
+  auto generates = [&] {
+    return SimStats(a)["requests"].value("/api/generate", 0) +
+           SimStats(b)["requests"].value("/api/generate", 0);
+  };
+  EXPECT_TRUE(WaitFor([&] { return generates() >= 2; }, kDeadline, "both nodes to count theirs"));
+  EXPECT_EQ(generates(), 2);
   SimConfig(a, {{"gated", false}});
   SimConfig(b, {{"gated", false}});
   EXPECT_TRUE(WaitFor(
