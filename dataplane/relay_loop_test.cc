@@ -237,6 +237,25 @@ TEST(RelayLoopTest, AClientThatReadsLateGetsEveryByteInOrder) {
   EXPECT_TRUE(payload == expected) << "payload of " << payload.size() << " bytes differs";
 }
 
+TEST(RelayLoopTest, AClientThatTakesNothingIsGivenUpAfterItsTimeout) {
+  RelayLoop loop(milliseconds(20));
+  Streamed s;
+  RelayLoop::Stream stream = s.For();
+  stream.client_timeout = milliseconds(200);
+  auto carried = std::async(std::launch::async, [&] { return loop.Carry(stream); });
+  // The node keeps sending; the client never reads. Writes to the node fail once the loop has
+  // given up and the test closes the proxy's end of the node's socket.
+  std::thread node([&] {
+    const std::string piece = Chunk(std::string(4000, 'x') + "\n");
+    while (::send(s.node_end, piece.data(), piece.size(), MSG_NOSIGNAL) > 0) {
+    }
+  });
+  ASSERT_EQ(carried.wait_for(kDeadline), std::future_status::ready);
+  EXPECT_EQ(carried.get(), End::kClientGone);
+  s.node->Close();
+  node.join();
+}
+
 TEST(RelayLoopTest, ManyStreamsAtOnceEachGetTheirOwnBytes) {
   RelayLoop loop(milliseconds(20));
   constexpr int kStreams = 48;
