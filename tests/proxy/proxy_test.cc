@@ -66,14 +66,15 @@ class RawClient {
   ~RawClient() {
     Close();
     reader_.join();
+    ::close(fd_);  // only now: the reader may be inside recv until the shutdown wakes it
   }
-  // The client leaves: the connection is shut down and closed.
+  // The client leaves: the connection is shut down (FIN to the proxy, and the reader's recv
+  // returns). The descriptor itself is closed once the reader is done with it.
   void Close() {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
     closed_ = true;
     ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
   }
   std::string data() {
     std::lock_guard<std::mutex> lock(mu_);
