@@ -8,9 +8,30 @@
 #include "common/log.h"
 
 namespace corral::control {
-namespace {
 
 using corral::v1::Snapshot;
+
+std::shared_ptr<const WireSnapshot> WireCache::Get(
+    const std::shared_ptr<const Snapshot>& snapshot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // The source is kept alive beside its wire form, so its address cannot come back as another.
+  if (wire_ != nullptr && source_ == snapshot) return wire_;
+  auto wire = std::make_shared<WireSnapshot>();
+  wire->version = snapshot->version();
+  bool own = false;
+  const grpc::Status serialised =
+      grpc::SerializationTraits<Snapshot>::Serialize(*snapshot, &wire->bytes, &own);
+  if (!serialised.ok()) {
+    CORRAL_LOG(kError, "discovery") << "cannot serialise snapshot " << snapshot->version() << ": "
+                                    << serialised.error_message();
+    return nullptr;
+  }
+  source_ = snapshot;
+  wire_ = std::move(wire);
+  return wire_;
+}
+
+namespace {
 
 // One open Watch stream. Holds the snapshot being written (`inflight_`, which gRPC reads until
 // OnWriteDone) and the newest one waiting behind it (`pending_`); a newer push replaces
@@ -20,12 +41,14 @@ using corral::v1::Snapshot;
 // Lifetime: reference counted (SnapshotSubscriber). gRPC's reference is dropped in OnDone, the
 // publisher's when it unsubscribes; the last one deletes the reactor. StartWrite and Finish are
 // never called with mu_ held, because gRPC may run reactions inline inside them.
-class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public SnapshotSubscriber {
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                           public SnapshotSubscriber {
  public:
-  WatchReactor(SnapshotPublisher* publisher, ProxyTracker* tracker, std::string proxy_id,
-               std::string peer)
+  WatchReactor(SnapshotPublisher* publisher, ProxyTracker* tracker,
+               std::shared_ptr<WireCache> wire_cache, std::string proxy_id, std::string peer)
       : publisher_(publisher),
         tracker_(tracker),
+        wire_cache_(std::move(wire_cache)),
         proxy_id_(std::move(proxy_id)),
         peer_(std::move(peer)) {
     stream_id_ = tracker_->WatchStarted(proxy_id_, peer_);
@@ -41,17 +64,24 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
       std::lock_guard<std::mutex> lock(mu_);
       // A fresh registry's first snapshot is version 0: it must still go out.
       if (finish_requested_ || (offered_any_ && snapshot->version() <= newest_version_)) return;
+    }
+    // Serialised once per version for all streams, outside this stream's lock.
+    std::shared_ptr<const WireSnapshot> wire = wire_cache_->Get(snapshot);
+    if (wire == nullptr) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finish_requested_ || (offered_any_ && wire->version <= newest_version_)) return;
       offered_any_ = true;
-      newest_version_ = snapshot->version();
+      newest_version_ = wire->version;
       if (pending_ != nullptr) ++superseded_;
-      pending_ = std::move(snapshot);
+      pending_ = std::move(wire);
       if (writing_) return;
       writing_ = true;
       inflight_ = std::move(pending_);
       ++writes_started_;
     }
     // inflight_ only changes in OnWriteDone, which cannot run before this write starts.
-    StartWrite(inflight_.get());
+    StartWrite(&inflight_->bytes);
   }
 
   void Close(const grpc::Status& status) override { RequestFinish(status); }
@@ -62,8 +92,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
     s.proxy_id = proxy_id_;
     s.peer = peer_;
     s.delivered_version = delivered_version_;
-    s.inflight_version = inflight_ ? inflight_->version() : 0;
-    s.pending_version = pending_ ? pending_->version() : 0;
+    s.inflight_version = inflight_ ? inflight_->version : 0;
+    s.pending_version = pending_ ? pending_->version : 0;
     s.writes_started = writes_started_;
     s.superseded = superseded_;
     return s;
@@ -71,14 +101,14 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
 
   // grpc::ServerWriteReactor
   void OnWriteDone(bool ok) override {
-    std::shared_ptr<const Snapshot> written;  // released outside the lock
+    std::shared_ptr<const WireSnapshot> written;  // released outside the lock
     bool start = false;
     bool finish = false;
     grpc::Status status;
     {
       std::lock_guard<std::mutex> lock(mu_);
       written = std::move(inflight_);
-      if (ok && written) delivered_version_ = written->version();
+      if (ok && written) delivered_version_ = written->version;
       if (!ok && !finish_requested_) {
         // The stream broke (peer gone or call cancelled): end it.
         finish_requested_ = true;
@@ -101,7 +131,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
       }
     }
     if (start) {
-      StartWrite(inflight_.get());
+      StartWrite(&inflight_->bytes);
     } else if (finish) {
       Finish(status);
     }
@@ -135,26 +165,27 @@ class WatchReactor final : public grpc::ServerWriteReactor<Snapshot>, public Sna
 
   SnapshotPublisher* const publisher_;
   ProxyTracker* const tracker_;
+  const std::shared_ptr<WireCache> wire_cache_;
   const std::string proxy_id_;
   const std::string peer_;
   uint64_t stream_id_ = 0;
 
   mutable std::mutex mu_;
-  bool writing_ = false;                      // guarded by mu_
-  std::shared_ptr<const Snapshot> inflight_;  // guarded by mu_ (read by gRPC while writing_)
-  std::shared_ptr<const Snapshot> pending_;   // guarded by mu_
-  bool offered_any_ = false;                  // guarded by mu_
-  uint64_t newest_version_ = 0;               // guarded by mu_
-  uint64_t delivered_version_ = 0;            // guarded by mu_
-  uint64_t writes_started_ = 0;               // guarded by mu_
-  uint64_t superseded_ = 0;                   // guarded by mu_
-  bool finish_requested_ = false;             // guarded by mu_
-  bool finish_called_ = false;                // guarded by mu_
-  grpc::Status finish_status_;                // guarded by mu_
+  bool writing_ = false;                          // guarded by mu_
+  std::shared_ptr<const WireSnapshot> inflight_;  // guarded by mu_ (read by gRPC while writing_)
+  std::shared_ptr<const WireSnapshot> pending_;   // guarded by mu_
+  bool offered_any_ = false;                      // guarded by mu_
+  uint64_t newest_version_ = 0;                   // guarded by mu_
+  uint64_t delivered_version_ = 0;                // guarded by mu_
+  uint64_t writes_started_ = 0;                   // guarded by mu_
+  uint64_t superseded_ = 0;                       // guarded by mu_
+  bool finish_requested_ = false;                 // guarded by mu_
+  bool finish_called_ = false;                    // guarded by mu_
+  grpc::Status finish_status_;                    // guarded by mu_
 };
 
 // A Watch refused before it started (bad token).
-class RejectedWatch final : public grpc::ServerWriteReactor<Snapshot> {
+class RejectedWatch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit RejectedWatch(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
@@ -164,17 +195,28 @@ class RejectedWatch final : public grpc::ServerWriteReactor<Snapshot> {
 
 DiscoveryService::DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker,
                                    const Authenticator* auth)
-    : publisher_(publisher), tracker_(tracker), auth_(auth) {}
+    : publisher_(publisher),
+      tracker_(tracker),
+      auth_(auth),
+      wire_cache_(std::make_shared<WireCache>()) {}
 
-grpc::ServerWriteReactor<Snapshot>* DiscoveryService::Watch(
-    grpc::CallbackServerContext* context, const corral::v1::WatchRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* DiscoveryService::Watch(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
   if (grpc::Status denied = auth_->CheckProxy(*context); !denied.ok()) {
     CORRAL_LOG(kWarn, "discovery")
         << "refused Watch from " << context->peer() << ": " << denied.error_message();
     return new RejectedWatch(denied);
   }
-  const std::string id = request->proxy_id().empty() ? context->peer() : request->proxy_id();
-  auto* reactor = new WatchReactor(publisher_, tracker_, id, context->peer());
+  corral::v1::WatchRequest request;
+  grpc::ByteBuffer copy(*raw_request);
+  if (grpc::Status parsed =
+          grpc::SerializationTraits<corral::v1::WatchRequest>::Deserialize(&copy, &request);
+      !parsed.ok()) {
+    return new RejectedWatch(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "Watch: not a WatchRequest: " + parsed.error_message()));
+  }
+  const std::string id = request.proxy_id().empty() ? context->peer() : request.proxy_id();
+  auto* reactor = new WatchReactor(publisher_, tracker_, wire_cache_, id, context->peer());
   reactor->Begin();
   return reactor;
 }

@@ -12,6 +12,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
 #include "controlplane/auth.h"
 #include "controlplane/proxy_tracker.h"
 #include "controlplane/snapshot_publisher.h"
@@ -19,13 +23,39 @@
 
 namespace corral::control {
 
-class DiscoveryService final : public corral::v1::Discovery::CallbackService {
+// A snapshot in its wire form. StartWrite reads `bytes` until OnWriteDone; every stream writing
+// the same version shares one (gRPC copies a ByteBuffer by reference, not by content).
+struct WireSnapshot {
+  uint64_t version = 0;
+  grpc::ByteBuffer bytes;
+};
+
+// The newest snapshot in its wire form, serialised once for every Watch stream (with a thousand
+// nodes a snapshot is megabytes, and serialising it once per proxy was most of the control
+// plane's CPU). Thread safety: Get may be called from any thread.
+class WireCache {
+ public:
+  // The wire form of `snapshot`, or null if it cannot be serialised.
+  std::shared_ptr<const WireSnapshot> Get(
+      const std::shared_ptr<const corral::v1::Snapshot>& snapshot);
+
+ private:
+  std::mutex mu_;
+  std::shared_ptr<const corral::v1::Snapshot> source_;  // guarded by mu_
+  std::shared_ptr<const WireSnapshot> wire_;            // guarded by mu_
+};
+
+// Watch is served raw (its snapshots written as ready-made bytes, see WireCache); Report as a
+// plain callback method.
+class DiscoveryService final
+    : public corral::v1::Discovery::WithRawCallbackMethod_Watch<
+          corral::v1::Discovery::WithCallbackMethod_Report<corral::v1::Discovery::Service>> {
  public:
   DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker, const Authenticator* auth);
 
-  // corral::v1::Discovery::CallbackService
-  grpc::ServerWriteReactor<corral::v1::Snapshot>* Watch(
-      grpc::CallbackServerContext* context, const corral::v1::WatchRequest* request) override;
+  // corral::v1::Discovery (Watch raw: a WatchRequest in, Snapshots out)
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
                                    const corral::v1::ReportRequest* request,
                                    corral::v1::ReportResponse* response) override;
@@ -34,6 +64,7 @@ class DiscoveryService final : public corral::v1::Discovery::CallbackService {
   SnapshotPublisher* const publisher_;
   ProxyTracker* const tracker_;
   const Authenticator* const auth_;
+  const std::shared_ptr<WireCache> wire_cache_;
 };
 
 }  // namespace corral::control

@@ -78,6 +78,30 @@ class PublisherTest : public ::testing::Test {
   std::unique_ptr<Registry> registry_;
 };
 
+TEST(WireCacheTest, SerialisesEachSnapshotOnceAndTheBytesParseBack) {
+  WireCache cache;
+  auto first = std::make_shared<corral::v1::Snapshot>();
+  first->set_version(7);
+  first->add_nodes()->set_name("gpu-1");
+  std::shared_ptr<const corral::v1::Snapshot> snapshot = first;
+  const auto wire = cache.Get(snapshot);
+  ASSERT_NE(wire, nullptr);
+  EXPECT_EQ(wire->version, 7u);
+  // Every stream writing this version gets the same bytes.
+  EXPECT_EQ(cache.Get(snapshot), wire);
+  grpc::ByteBuffer copy(wire->bytes);
+  corral::v1::Snapshot parsed;
+  ASSERT_TRUE(grpc::SerializationTraits<corral::v1::Snapshot>::Deserialize(&copy, &parsed).ok());
+  EXPECT_EQ(parsed.SerializeAsString(), snapshot->SerializeAsString());
+  // A newer snapshot is serialised anew.
+  auto second = std::make_shared<corral::v1::Snapshot>(*first);
+  second->set_version(8);
+  const auto next = cache.Get(second);
+  ASSERT_NE(next, nullptr);
+  EXPECT_NE(next, wire);
+  EXPECT_EQ(next->version, 8u);
+}
+
 TEST_F(PublisherTest, NewSubscriberGetsCurrentAtOnceThenEveryNewerVersion) {
   ASSERT_TRUE(registry_->CreateNode(NodeReq("a", 1)).ok());
   SnapshotPublisher publisher(registry_.get());
