@@ -37,8 +37,10 @@ void RememberTail(const std::string& piece, std::string* tail);
 
 class RelayLoop {
  public:
-  // A buffer of bytes a client has not taken yet at which the node's socket stops being read.
-  static constexpr size_t kMaxPendingBytes = 256 * 1024;
+  // A buffer of bytes a client has not taken yet at which the node's socket stops being read:
+  // one read's worth, so thousands of stalled clients cost the proxy little memory (the kernel's
+  // socket buffers hold the rest, and TCP slows the node down).
+  static constexpr size_t kMaxPendingBytes = kUpstreamReadBuffer;
 
   enum class End {
     kFinished,    // the node's answer ended and every byte reached the client's socket; the
