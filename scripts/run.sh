@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on this machine. Starts corral-control (SQLite in the data dir) and
-# one corral-proxy on :11434. With no node registered and CORRAL_NODES unset it also starts two
-# corral-sim nodes and registers them through the API, and says so. Ctrl-C stops everything.
+# one corral-proxy on :11434. With CORRAL_NODES unset and no node registered, or only the demo
+# nodes an earlier `make run` registered (sim-1, sim-2), it also starts two corral-sim nodes,
+# registers those missing through the API, and says so. Ctrl-C stops everything.
 #
 # Environment:
 #   CORRAL_DATA_DIR   data dir of the control plane (default ./var)
@@ -57,8 +58,10 @@ if [[ -n "${CORRAL_NODES:-}" ]]; then
     if ctl node get "$name" >/dev/null 2>&1; then continue; fi
     ctl node add "$name" "$url"
   done
-elif [[ "$(node_count)" == "0" ]]; then
-  echo "run: no node is registered and CORRAL_NODES is unset: starting two corral-sim nodes"
+elif [[ "$(node_count)" == "0" ]] || ctl node get sim-1 >/dev/null 2>&1 ||
+  ctl node get sim-2 >/dev/null 2>&1; then
+  # A second `make run` finds the demo nodes registered by the first: they need their sims again.
+  echo "run: CORRAL_NODES is unset: starting the two demo corral-sim nodes"
   "$bin/corral-sim" --listen 127.0.0.1:11435 --models llama3.2:latest,qwen3:8b,all-minilm:latest &
   pids+=($!)
   "$bin/corral-sim" --listen 127.0.0.1:11436 --models llama3.2:latest,mistral:latest &
@@ -66,9 +69,11 @@ elif [[ "$(node_count)" == "0" ]]; then
   sim_up() { node -e 'fetch("http://127.0.0.1:11435/").then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' &&
     node -e 'fetch("http://127.0.0.1:11436/").then(r=>process.exit(r.ok?0:1),()=>process.exit(1))'; }
   wait_for sim_up 20
-  ctl node add sim-1 http://127.0.0.1:11435
-  ctl node add sim-2 http://127.0.0.1:11436
-  echo "run: registered sim-1 (127.0.0.1:11435) and sim-2 (127.0.0.1:11436)"
+  for entry in sim-1=http://127.0.0.1:11435 sim-2=http://127.0.0.1:11436; do
+    if ctl node get "${entry%%=*}" >/dev/null 2>&1; then continue; fi
+    ctl node add "${entry%%=*}" "${entry#*=}"
+    echo "run: registered ${entry%%=*} (${entry#*=})"
+  done
 fi
 
 echo "run: starting corral-proxy on $listen"
