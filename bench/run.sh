@@ -117,6 +117,23 @@ pick_port() {
   done
 }
 
+# listening PID PORT...: true once process PID (started on ports from pick_port) listens on every
+# PORT, within 5 s; false if it exits or does not get there (another process took a port).
+listening() {
+  local pid=$1 port all
+  shift
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    all=1
+    for port in "$@"; do
+      ss -Htln "sport = :$port" | grep -q . || all=0
+    done
+    if ((all)); then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
 # --- the nodes, corral-proxy, nginx --------------------------------------------------------------
 models="llama3.2:latest,qwen3:8b,all-minilm:latest"
 sim_pids=()
@@ -205,16 +222,12 @@ EOF
   "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" \
     2>>"$work/nginx/start.log" &
   npid=$!
-  for _ in $(seq 50); do
-    kill -0 "$npid" 2>/dev/null || break
-    if ss -Htln "sport = :$port" | grep -q . && ss -Htln "sport = :$sport" | grep -q .; then
-      nginx_port=$port
-      nginx_stream_port=$sport
-      break
-    fi
-    sleep 0.1
-  done
-  if [[ -n "$nginx_port" ]]; then pids+=("$npid"); break; fi
+  if listening "$npid" "$port" "$sport"; then
+    nginx_port=$port
+    nginx_stream_port=$sport
+    pids+=("$npid")
+    break
+  fi
   kill -TERM "$npid" 2>/dev/null || true
   wait "$npid" 2>/dev/null || true
 done
@@ -329,12 +342,11 @@ backend sims
 EOF
   "$haproxy_bin" -db -f "$work/haproxy.cfg" 2>>"$work/haproxy.log" &
   hpid=$!
-  for _ in $(seq 50); do
-    kill -0 "$hpid" 2>/dev/null || break
-    if ss -Htln "sport = :$port" | grep -q .; then relay_port=$port; break; fi
-    sleep 0.1
-  done
-  if [[ -n "$relay_port" ]]; then pids+=("$hpid"); break; fi
+  if listening "$hpid" "$port"; then
+    relay_port=$port
+    pids+=("$hpid")
+    break
+  fi
   kill -TERM "$hpid" 2>/dev/null || true
   wait "$hpid" 2>/dev/null || true
 done
