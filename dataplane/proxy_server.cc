@@ -1247,6 +1247,10 @@ struct StreamRelay {
 std::string IdleReason(const std::string& node, milliseconds idle) {
   return "node '" + node + "' sent nothing for " + std::to_string(idle.count() / 1000) + " s";
 }
+
+std::string MidStreamFailure(const std::string& node, const std::string& error) {
+  return "node '" + node + "' failed mid-stream: " + error;
+}
 }  // namespace
 
 bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
@@ -1356,7 +1360,7 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
             up.Close();  // closing makes the node stop generating
             return false;
           case RelayLoop::End::kNodeFailed:
-            return fail("node '" + relay->node + "' failed mid-stream: " + up.error());
+            return fail(MidStreamFailure(relay->node, up.error()));
           case RelayLoop::End::kIdle:
             return fail(IdleReason(relay->node, idle));
           case RelayLoop::End::kStopping:
@@ -1378,7 +1382,7 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
       }
       const ReadOutcome read = up.ReadSome();
       if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
-        return fail("node '" + relay->node + "' failed mid-stream: " + up.error());
+        return fail(MidStreamFailure(relay->node, up.error()));
       }
       if (read == ReadOutcome::kProgress) last = Clock::now();
     }

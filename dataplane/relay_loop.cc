@@ -172,17 +172,9 @@ void RelayLoop::Run() {
       }
       completed_.clear();
     }
-    if (stop) {
-      // Streams handed over after the stop began never reached the loop.
-      std::lock_guard<std::mutex> lock(mu_);
-      for (Entry* e : incoming_) {
-        e->result = End::kStopping;
-        e->done = true;
-        e->cv.notify_one();
-      }
-      incoming_.clear();
-      return;
-    }
+    // Nothing can be waiting in incoming_ now: `stop` was read in the same lock that emptied it,
+    // and Carry hands nothing over once stopping_ is set.
+    if (stop) return;
   }
 }
 
@@ -198,11 +190,8 @@ void RelayLoop::Pump(Entry* e) {
   if (node.has_body()) {
     const std::string piece = node.TakeBody();
     RememberTail(piece, e->stream.tail);
-    if (e->pending() == 0) {
-      e->out.clear();
-      e->sent = 0;
-      e->client_stalled = e->node_heard;
-    }
+    // Flush empties `out` whenever it sent everything: a stall is timed from its first byte.
+    if (e->pending() == 0) e->client_stalled = e->node_heard;
     char size_line[32];
     const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
     e->out.append(size_line, static_cast<size_t>(len));
