@@ -4,6 +4,8 @@
 #include <random>
 #include <utility>
 
+#include "common/grpc_limits.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 
 namespace corral::dataplane {
@@ -13,8 +15,12 @@ namespace {
 // receive interval, or it answers GOAWAY too_many_pings), give up after 10 s without an answer,
 // and keep pinging without data frames (the default stops after two pings). The channel's own
 // reconnect backoff follows our bounds so the two loops agree.
-std::shared_ptr<grpc::Channel> MakeChannel(const ControlClientOptions& options) {
+std::shared_ptr<grpc::Channel> MakeChannel(const ControlClientOptions& options,
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
+  // A snapshot grows with the fleet; gRPC's default 4 MiB would break every Watch at once.
+  args.SetMaxReceiveMessageSize(corral::kMaxGrpcMessageBytes);
+  args.SetMaxSendMessageSize(corral::kMaxGrpcMessageBytes);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -23,25 +29,38 @@ std::shared_ptr<grpc::Channel> MakeChannel(const ControlClientOptions& options) 
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(options.backoff_initial.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.backoff_max.count()));
-  auto credentials = options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
-  return grpc::CreateCustomChannel(options.address, credentials, args);
+  return grpc::CreateCustomChannel(options.address, std::move(credentials), args);
 }
 
 }  // namespace
 
 ControlClient::ControlClient(ControlClientOptions options, ApplyFn apply, LoadFn load)
-    : options_(std::move(options)),
-      apply_(std::move(apply)),
-      load_(std::move(load)),
-      channel_(MakeChannel(options_)),
-      stub_(corral::v1::Discovery::NewStub(channel_)) {}
+    : options_(std::move(options)), apply_(std::move(apply)), load_(std::move(load)) {
+  ClientTlsFiles files;
+  files.ca_file = options_.tls_ca_file;
+  files.cert_file = options_.tls_cert_file;
+  files.key_file = options_.tls_key_file;
+  files.flag_prefix = "--control-tls-";
+  absl::StatusOr<ClientSecurity> security = MakeChannelCredentials(files);
+  if (!security.ok()) {
+    init_status_ = security.status();
+    CORRAL_LOG(kError, "control") << "cannot watch the control plane at " << options_.address
+                                  << ": " << init_status_.message();
+    return;
+  }
+  security_ = TransportSecurityName(security->security);
+  channel_ = MakeChannel(options_, std::move(security->credentials));
+  stub_ = corral::v1::Discovery::NewStub(channel_);
+}
 
 ControlClient::~ControlClient() { Stop(); }
 
 void ControlClient::Start(uint64_t served_version) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || watch_thread_.joinable()) return;
+  if (stopping_ || watch_thread_.joinable() || !init_status_.ok()) return;
   applied_version_ = served_version;
+  CORRAL_LOG(kInfo, "control") << "connecting to the control plane at " << options_.address << " ("
+                               << security_ << ")";
   watch_thread_ = std::thread([this] { WatchLoop(); });
   report_thread_ = std::thread([this] { ReportLoop(); });
 }

@@ -9,6 +9,12 @@
 // up the current snapshot when the stream returns. The channel sends keepalive pings on the idle
 // stream so a dead control plane is noticed within ~40 s even when no snapshot is due.
 //
+// The channel is plaintext unless a CA is given (tls_ca_file): then it is TLS and the control
+// plane's certificate must chain to that CA and name the host in `address`; a client
+// certificate and key make it mutual TLS. The files are read once, at construction; a problem
+// with them is init_status(), and such a client never connects. Messages up to
+// kMaxGrpcMessageBytes are accepted, the same limit the control plane publishes under.
+//
 // Threads: one thread reads the Watch stream (a blocking ClientReader, cancelled with TryCancel);
 // one thread sends Reports (unary, per-call deadline). ApplyFn runs on the Watch thread, LoadFn on
 // the Report thread; neither is called after Stop returns.
@@ -44,8 +50,11 @@ struct ControlClientOptions {
   std::chrono::milliseconds report_timeout{5000};  // deadline of one Report call
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{15000};
-  // Null means plaintext (the default, for a control plane on a private network or loopback).
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // PEM files; all empty = plaintext (the default, for a control plane on loopback). With a CA
+  // the channel is TLS; with a certificate and key too, mutual TLS.
+  std::string tls_ca_file;    // the CA that signed the control plane's certificate
+  std::string tls_cert_file;  // this proxy's client certificate (needs tls_key_file)
+  std::string tls_key_file;
 };
 
 // Validates and serves a snapshot; an error rejects it (the proxy keeps what it served) and its
@@ -60,6 +69,10 @@ class ControlClient {
   ~ControlClient();  // Stop()
   ControlClient(const ControlClient&) = delete;
   ControlClient& operator=(const ControlClient&) = delete;
+
+  // Not OK when the options cannot be used (a TLS file unreadable, not PEM, a certificate
+  // without its key): the message names the flag and file. Start does nothing then.
+  const absl::Status& init_status() const { return init_status_; }
 
   // Starts both threads. `served_version` is the version the proxy already serves (from its
   // on-disk copy; 0 = none): it is sent in WatchRequest.have_version and reported as applied
@@ -90,6 +103,8 @@ class ControlClient {
   const ControlClientOptions options_;
   const ApplyFn apply_;
   const LoadFn load_;
+  absl::Status init_status_;
+  const char* security_ = "plaintext";  // for logs: "plaintext", "TLS" or "mTLS"
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<corral::v1::Discovery::Stub> stub_;
 

@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "common/grpc_tls.h"
 #include "tests/support/process.h"
+#include "tests/tls/test_pki.h"
 
 namespace corral::dataplane {
 namespace {
@@ -133,10 +135,12 @@ class ScriptedDiscovery final : public corral::v1::Discovery::Service {
 class DiscoveryServer {
  public:
   // port 0 picks a free port.
-  explicit DiscoveryServer(int port = 0, const std::string& token = "secret") : service_(token) {
+  explicit DiscoveryServer(
+      int port = 0, const std::string& token = "secret",
+      std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials())
+      : service_(token) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
-                             &port_);
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), credentials, &port_);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
   }
@@ -387,6 +391,110 @@ TEST(ControlClientTest, StopIsPromptInEveryState) {
     EXPECT_LT(Clock::now() - start, seconds(10));
     EXPECT_EQ(client.applied_version(), 0u);
   }
+}
+
+// gRPC's default receive limit is 4 MiB; a large fleet's snapshot is past it, and the client
+// must take anything up to the limit the control plane publishes under.
+TEST(ControlClientTest, AcceptsSnapshotsLargerThanGrpcsDefaultLimit) {
+  DiscoveryServer server;
+  corral::v1::Snapshot big = SnapshotVersion(1);
+  corral::v1::Node node;
+  node.set_url("http://10.0.0.1:11434");
+  for (int k = 0; k < 8; ++k)
+    (*node.mutable_labels())["k" + std::to_string(k)] = std::string(200, 'x');
+  const size_t count = (size_t{5} << 20) / node.ByteSizeLong() + 1;
+  for (size_t i = 0; i < count; ++i) {
+    node.set_name("node-" + std::to_string(i));
+    *big.add_nodes() = node;
+  }
+  ASSERT_GT(big.ByteSizeLong(), size_t{5} << 20);
+  server.service().Publish(big);
+  RecordingStore store;
+  ControlClient client(
+      OptionsFor(server.address()), [&](const auto& s) { return store.Apply(s); }, nullptr);
+  client.Start();
+  EXPECT_TRUE(WaitFor([&] { return client.applied_version() == 1; }, seconds(20), "5 MiB applied"));
+  client.Stop();
+}
+
+class ControlClientTlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto pki = corral::testing::MakeTestPki(corral::testing::MakeTempDir("control-client-tls"));
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = new corral::testing::TestPki(*pki);
+  }
+  static void TearDownTestSuite() { delete pki_; }
+
+  static std::shared_ptr<grpc::ServerCredentials> ServerCredentials(bool mutual) {
+    ServerTlsFiles files;
+    files.cert_file = pki_->server_cert;
+    files.key_file = pki_->server_key;
+    if (mutual) files.client_ca_file = pki_->ca_cert;
+    auto security = MakeServerCredentials(files);
+    EXPECT_TRUE(security.ok()) << security.status();
+    return security.ok() ? security->credentials : nullptr;
+  }
+
+  static corral::testing::TestPki* pki_;
+};
+
+corral::testing::TestPki* ControlClientTlsTest::pki_ = nullptr;
+
+TEST_F(ControlClientTlsTest, WatchesOverTlsWithTheCa) {
+  DiscoveryServer server(0, "secret", ServerCredentials(/*mutual=*/false));
+  server.service().Publish(SnapshotVersion(1));
+  RecordingStore store;
+  ControlClientOptions options = OptionsFor(server.address());
+  options.tls_ca_file = pki_->ca_cert;
+  ControlClient client(
+      options, [&](const auto& s) { return store.Apply(s); }, nullptr);
+  ASSERT_TRUE(client.init_status().ok()) << client.init_status();
+  client.Start();
+  EXPECT_TRUE(WaitFor([&] { return client.applied_version() == 1; }, seconds(10), "v1 over TLS"));
+  client.Stop();
+}
+
+TEST_F(ControlClientTlsTest, MutualTlsNeedsTheClientCertificate) {
+  DiscoveryServer server(0, "secret", ServerCredentials(/*mutual=*/true));
+  server.service().Publish(SnapshotVersion(1));
+  RecordingStore store;
+  ControlClientOptions options = OptionsFor(server.address());
+  options.tls_ca_file = pki_->ca_cert;
+  ControlClient anonymous(
+      options, [&](const auto& s) { return store.Apply(s); }, nullptr);
+  options.tls_cert_file = pki_->client_cert;
+  options.tls_key_file = pki_->client_key;
+  ControlClient member(
+      options, [&](const auto& s) { return store.Apply(s); }, nullptr);
+  anonymous.Start();
+  member.Start();
+  EXPECT_TRUE(WaitFor([&] { return member.applied_version() == 1; }, seconds(10), "v1 over mTLS"));
+  // Both have been trying for as long; only the one with a certificate got through.
+  EXPECT_FALSE(anonymous.connected());
+  EXPECT_EQ(store.applied(), std::vector<uint64_t>{1});
+  anonymous.Stop();
+  member.Stop();
+}
+
+TEST_F(ControlClientTlsTest, BadTlsFilesAreAnInitErrorAndNothingStarts) {
+  ControlClientOptions options = OptionsFor("127.0.0.1:1");
+  options.tls_ca_file = "/nonexistent/ca.crt";
+  ControlClient client(
+      options, [](const auto&) { return absl::OkStatus(); }, nullptr);
+  EXPECT_EQ(client.init_status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(client.init_status().message().find("--control-tls-ca /nonexistent/ca.crt"),
+            std::string::npos)
+      << client.init_status();
+  client.Start();  // does nothing
+  client.Stop();
+  options.tls_ca_file = pki_->ca_cert;
+  options.tls_cert_file = pki_->client_cert;
+  ControlClient no_key(
+      options, [](const auto&) { return absl::OkStatus(); }, nullptr);
+  EXPECT_NE(no_key.init_status().message().find("--control-tls-cert needs --control-tls-key"),
+            std::string::npos)
+      << no_key.init_status();
 }
 
 }  // namespace

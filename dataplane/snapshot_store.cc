@@ -2,11 +2,12 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/log.h"
+#include "common/private_files.h"
 
 namespace corral::dataplane {
 
@@ -20,6 +21,14 @@ absl::StatusOr<corral::v1::Snapshot> ReadSnapshotFile(const std::string& path) {
   options.ignore_unknown_fields = false;
   const auto status = google::protobuf::util::JsonStringToMessage(text.str(), &snapshot, options);
   if (!status.ok()) {
+    // Not even JSON (empty, cut short, garbage): whatever wrote it did not finish, or the disk
+    // lost it. A JSON text that is not a snapshot (a typo in a hand-written file) is the
+    // operator's to fix, and says so differently.
+    if (!nlohmann::json::accept(text.str())) {
+      return absl::DataLossError("snapshot file " + path + " is torn or damaged (" +
+                                 std::to_string(text.str().size()) +
+                                 " bytes that are not a whole JSON document)");
+    }
     return absl::InvalidArgumentError("snapshot file " + path +
                                       " is not a valid snapshot: " + status.ToString());
   }
@@ -33,18 +42,7 @@ absl::Status WriteSnapshotFile(const std::string& path, const corral::v1::Snapsh
   options.preserve_proto_field_names = true;
   const auto status = google::protobuf::util::MessageToJsonString(snapshot, &json, options);
   if (!status.ok()) return absl::InternalError("cannot encode snapshot: " + status.ToString());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << json;
-    out.flush();
-    if (!out) return absl::InternalError("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError("cannot rename " + tmp + " to " + path);
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, json);
 }
 
 SnapshotStore::SnapshotStore(std::string persist_path) : persist_path_(std::move(persist_path)) {}

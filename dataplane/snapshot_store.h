@@ -5,7 +5,11 @@
 // if older than the one served, then swapped in atomically. Readers take Current() once per
 // request and keep that shared_ptr for the request's whole life, so a swap never changes a
 // request's view half-way. An accepted snapshot is written to the persist path (protobuf JSON,
-// temp file + rename) so a restarted proxy serves at once without the control plane.
+// mode 0600 since it holds token hashes; temp file, fsync, rename, fsync of the directory) so a
+// restarted proxy serves at once without the control plane, and a power cut leaves either the
+// old copy or the new one. A file that does not parse (torn by a crash of an older version, or
+// damaged on disk) is DataLoss, apart from a missing file (NotFound) and a well-formed snapshot
+// that fails validation (InvalidArgument), so the caller can wait for the control plane instead.
 //
 // Thread safety: every method is safe from any thread. Apply calls are serialised; Current is
 // a short lock and a shared_ptr copy.
@@ -23,9 +27,11 @@
 
 namespace corral::dataplane {
 
-// Reads a snapshot in protobuf's JSON form (unknown fields rejected).
+// Reads a snapshot in protobuf's JSON form (unknown fields rejected). NotFound when the file
+// cannot be opened; DataLoss when its content is not a snapshot (torn, truncated, empty).
 absl::StatusOr<corral::v1::Snapshot> ReadSnapshotFile(const std::string& path);
-// Writes a snapshot in protobuf's JSON form, atomically (temp file + rename).
+// Writes a snapshot in protobuf's JSON form, mode 0600, atomically and durably (temp file,
+// fsync, rename, fsync of the directory).
 absl::Status WriteSnapshotFile(const std::string& path, const corral::v1::Snapshot& snapshot);
 
 class SnapshotStore {
@@ -40,7 +46,8 @@ class SnapshotStore {
   // A failure to write the on-disk copy is logged, not returned: the snapshot is served anyway.
   absl::Status Apply(corral::v1::Snapshot snapshot, std::string source);
 
-  // Reads `path` and applies it with source "file:<path>". The file is not rewritten.
+  // Reads `path` and applies it with source "file:<path>". The file is not rewritten. Errors as
+  // ReadSnapshotFile (NotFound, DataLoss) and Apply (InvalidArgument, FailedPrecondition).
   absl::Status LoadFile(const std::string& path);
 
   // The table served now; null before the first snapshot.

@@ -2,6 +2,7 @@
 #include "dataplane/snapshot_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -68,6 +69,43 @@ TEST(SnapshotStoreTest, FileErrorsSayWhatIsWrong) {
   const auto bad = store.LoadFile(dir + "/bad.json");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store.Current(), nullptr);
+  std::filesystem::remove_all(dir);
+}
+
+// What a crash half-way through a write (of a version that wrote in place) leaves: the caller
+// must be able to tell it from a missing file and from a wrong one.
+TEST(SnapshotStoreTest, TornFileIsDataLoss) {
+  const std::string dir = corral::testing::MakeTempDir("snapshot_store");
+  const std::string path = dir + "/snapshot.json";
+  ASSERT_TRUE(WriteSnapshotFile(path, Snapshot(4)).ok());
+  const std::string whole = corral::testing::ReadFile(path);
+  ASSERT_GT(whole.size(), 10u);
+  for (const size_t keep : {size_t{0}, whole.size() / 2, whole.size() - 2}) {
+    std::ofstream(path, std::ios::trunc) << whole.substr(0, keep);
+    SnapshotStore store;
+    const absl::Status loaded = store.LoadFile(path);
+    EXPECT_EQ(loaded.code(), absl::StatusCode::kDataLoss) << keep << " bytes: " << loaded;
+    EXPECT_NE(loaded.message().find("torn or damaged"), std::string::npos) << loaded;
+    EXPECT_EQ(store.Current(), nullptr);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SnapshotStoreTest, OnDiskCopyIsOwnerOnlyAndLeavesNoTempFile) {
+  const std::string dir = corral::testing::MakeTempDir("snapshot_store");
+  const std::string path = dir + "/snapshot.json";
+  // An older copy readable by everyone: the next write replaces it with an owner-only file.
+  std::ofstream(path) << "{}";
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  SnapshotStore store(path);
+  ASSERT_TRUE(store.Apply(Snapshot(5), "control:x").ok());
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(::stat((path + ".tmp").c_str(), &st), 0);
+  auto reread = ReadSnapshotFile(path);
+  ASSERT_TRUE(reread.ok()) << reread.status();
+  EXPECT_EQ(reread->version(), 5u);
   std::filesystem::remove_all(dir);
 }
 
