@@ -34,6 +34,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: corral-proxy --listen HOST:PORT [--snapshot FILE] [--control ADDR]\n"
     "                    [--control-token-file FILE | --control-token T] [--id NAME]\n"
+    "                    [--control-tls-ca F [--control-tls-cert F --control-tls-key F]]\n"
     "                    [--port-file PATH]\n"
     "                    [--max-streams N] [--threads N] [--max-body-mb N]\n"
     "                    [--allow-origins LIST] [--grace-s N] [--log-level LEVEL]\n"
@@ -45,6 +46,10 @@ constexpr const char* kUsage =
     "                       kept in --snapshot FILE, which serves while it is unreachable\n"
     "  --control-token-file FILE  the control plane's proxy.token (or CORRAL_PROXY_TOKEN)\n"
     "  --control-token T    the proxy token itself\n"
+    "  --control-tls-ca F   PEM CA of the control plane's certificate: Watch and Report use TLS\n"
+    "                       (default plaintext, for a control plane on loopback)\n"
+    "  --control-tls-cert F PEM client certificate, for a control plane that requires one (mTLS)\n"
+    "  --control-tls-key F  PEM private key of --control-tls-cert\n"
     "  --id NAME            how this proxy names itself (default: corral-proxy)\n"
     "  --port-file PATH     write the bound port here once listening\n"
     "  --max-streams N      concurrent proxied requests before answering 503 (default 2048)\n"
@@ -60,6 +65,9 @@ struct Flags {
   std::string control;
   std::string control_token;
   std::string control_token_file;
+  std::string control_tls_ca;
+  std::string control_tls_cert;
+  std::string control_tls_key;
   std::string id = "corral-proxy";
   std::string port_file;
   int64_t max_streams = 2048;
@@ -100,6 +108,12 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->control_token = value;
     } else if (arg == "--control-token-file") {
       flags->control_token_file = value;
+    } else if (arg == "--control-tls-ca") {
+      flags->control_tls_ca = value;
+    } else if (arg == "--control-tls-cert") {
+      flags->control_tls_cert = value;
+    } else if (arg == "--control-tls-key") {
+      flags->control_tls_key = value;
     } else if (arg == "--id") {
       flags->id = value;
     } else if (arg == "--port-file") {
@@ -250,6 +264,9 @@ int main(int argc, char** argv) {
     control_options.address = flags.control;
     control_options.proxy_id = flags.id;
     control_options.token = flags.control_token;
+    control_options.tls_ca_file = flags.control_tls_ca;
+    control_options.tls_cert_file = flags.control_tls_cert;
+    control_options.tls_key_file = flags.control_tls_key;
     const std::string source = "control:" + flags.control;
     control = std::make_unique<ControlClient>(
         control_options,
