@@ -49,6 +49,13 @@ bool WaitReady(int fd, short events, milliseconds timeout) {
 
 // Set when the serving thread's last read from its client failed on a timeout.
 thread_local bool t_client_read_timed_out = false;
+// Why the serving thread's last read of a chunked body failed, or empty.
+thread_local std::string t_client_body_error;
+// The request the thread serves (ServedRequestHead, ServedRequestTicket).
+thread_local const RequestHead* t_served_head = nullptr;
+thread_local std::shared_ptr<void> t_served_ticket;
+// RefuseConnectionsHere objects alive on this thread.
+thread_local int t_refuse_connections = 0;
 
 const char* ReasonPhrase(int status) {
   switch (status) {
@@ -60,21 +67,54 @@ const char* ReasonPhrase(int status) {
       return "Payload Too Large";
     case 414:
       return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
     case 431:
       return "Request Header Fields Too Large";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
     default:
       return "Error";
   }
 }
 
-// Content-Length as RFC 9112 has it: one or more digits, nothing else, and a value that fits.
-bool ParseContentLength(std::string_view text, uint64_t* value) {
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
+// The head httplib is handed for `head`: the same bytes, except that a '%' in a header value
+// becomes "%25", which httplib's percent-decoding of header values turns back into '%'. Empty
+// when the head has no '%' in a value (httplib then reads the client's bytes as they are).
+std::string HeadForHttplib(const RequestHead& head) {
+  bool escape = false;
+  for (const HeaderField& field : head.headers) {
+    if (field.value.find('%') != std::string::npos) {
+      escape = true;
+      break;
+    }
   }
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && end == text.data() + text.size();
+  if (!escape) return "";
+  std::string out;
+  out.reserve(256);
+  out.append(head.method).append(" ").append(head.target);
+  out.append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  for (const HeaderField& field : head.headers) {
+    out.append(field.name).append(": ");
+    for (char c : field.value) {
+      if (c == '%') {
+        out.append("%25");
+      } else {
+        out.push_back(c);
+      }
+    }
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+  return out;
 }
 
 // One accepted client connection as httplib's request parser and response writer see it (see
@@ -83,10 +123,11 @@ bool ParseContentLength(std::string_view text, uint64_t* value) {
 class ConnectionStream final : public httplib::Stream {
  public:
   ConnectionStream(int fd, milliseconds keep_alive, milliseconds read_timeout,
-                   milliseconds write_timeout)
+                   milliseconds write_timeout, milliseconds body_timeout)
       : fd_(fd),
         read_timeout_(read_timeout),
         write_timeout_(write_timeout),
+        body_timeout_(body_timeout),
         buffer_(kInitialBuffer) {
     // The socket stays blocking for one read: the wait for a request's first bytes, bounded by
     // the keep-alive timeout (SO_RCVTIMEO; 0 would mean forever, so at least 1 ms). Every other
@@ -135,18 +176,20 @@ class ConnectionStream final : public httplib::Stream {
     std::string message;
   };
 
-  // Reads until the request's whole head is buffered, within the limits of http_listener.h,
-  // and checks what httplib would take wrongly (line lengths, Content-Length). On success the
-  // body phase starts: its reads are held to the body's pace. Leading empty lines are dropped.
+  // Reads until the request's whole head is buffered (HeadBytes()), within the line and size
+  // limits of http_listener.h. Leading empty lines are dropped.
   std::optional<HeadProblem> ReadHead() {
     t_client_read_timed_out = false;
+    t_client_body_error.clear();
     in_body_ = false;
+    chunked_ = false;
+    head_size_ = 0;
+    target_.clear();
     const auto deadline = std::chrono::steady_clock::now() + kHeadTimeout;
     size_t line_start = start_;  // the line being scanned
     size_t scan = start_;        // where the search for its end goes on
     bool request_line = true;
-    std::string target;
-    std::optional<uint64_t> content_length;
+    std::string& target = target_;
     while (true) {
       while (scan < end_) {
         const char* nl =
@@ -174,12 +217,9 @@ class ConnectionStream final : public httplib::Stream {
           if (size > kMaxHeaderLine) return LineTooLong(false, target);
           if (line.empty()) {
             if (line_end - start_ > kMaxHead) break;  // refused below
-            in_body_ = true;
-            body_started_ = std::chrono::steady_clock::now();
-            body_base_ = consumed_ + (line_end - start_);
+            head_size_ = line_end - start_;
             return std::nullopt;
           }
-          if (auto problem = CheckHeader(line, target, &content_length)) return problem;
         }
         line_start = scan = line_end;
       }
@@ -219,9 +259,14 @@ class ConnectionStream final : public httplib::Stream {
     }
   }
 
-  // Answers a refused head and ends the connection: the answer, then a lingering close that
-  // takes what the client still sends for a moment, so that the close does not reset the
-  // connection before the client has read the answer.
+  // The head ReadHead found: the request line through the empty line that ends it.
+  std::string_view HeadBytes() const {
+    return std::string_view(buffer_.data() + start_, head_size_);
+  }
+  // The request target as the request line has it (empty when it did not arrive).
+  const std::string& target() const { return target_; }
+
+  // Answers a refused head and ends the connection (see Answer).
   void Refuse(const HeadProblem& problem, const HttpListener::RefusalWriter& writer) {
     HttpListener::Refusal refusal;
     if (writer) {
@@ -229,12 +274,28 @@ class ConnectionStream final : public httplib::Stream {
     } else {
       refusal = {"text/plain; charset=utf-8", problem.message + "\n"};
     }
-    std::string answer = absl::StrCat(
-        "HTTP/1.1 ", problem.status, " ", ReasonPhrase(problem.status),
-        "\r\nContent-Type: ", refusal.content_type, "\r\nContent-Length: ", refusal.body.size(),
-        "\r\nConnection: close\r\n\r\n", refusal.body);
+    Answer(problem.status, refusal.content_type, refusal.body, {}, /*close=*/true);
+  }
+
+  // Answers the head just read by itself. With `close`, the connection ends after a lingering
+  // close that takes what the client still sends for a moment, so that the close does not
+  // reset the connection before the client has read the answer; without, the head is consumed
+  // and the connection goes on. False when the client could not take the answer.
+  bool Answer(int status, const std::string& content_type, const std::string& body,
+              const std::vector<std::pair<std::string, std::string>>& headers, bool close) {
+    std::string answer = absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
+    if (!content_type.empty()) absl::StrAppend(&answer, "Content-Type: ", content_type, "\r\n");
+    for (const auto& [name, value] : headers) absl::StrAppend(&answer, name, ": ", value, "\r\n");
+    absl::StrAppend(&answer, "Content-Length: ", body.size(), "\r\n",
+                    close ? "Connection: close\r\n" : "", "\r\n", body);
+    if (!close) {
+      start_ += head_size_;
+      consumed_ += head_size_;
+      head_size_ = 0;
+    }
     iovec iov{answer.data(), answer.size()};
-    if (!WriteAll(fd_, &iov, 1, write_timeout_).ok()) return;
+    if (!WriteAll(fd_, &iov, 1, write_timeout_).ok()) return false;
+    if (!close) return true;
     ::shutdown(fd_, SHUT_WR);
     const auto until = std::chrono::steady_clock::now() + kLingerTime;
     char sink[16384];
@@ -245,6 +306,33 @@ class ConnectionStream final : public httplib::Stream {
       const ssize_t n = ReceiveWithin(sink, sizeof sink, left);
       if (n <= 0) break;
       taken += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Hands the head just read to httplib, in a form it reads as the listener did (see
+  // http_listener.h), and starts the body's phase: its reads are held to the body's pace and
+  // deadline, and a chunked body is re-framed through a ChunkedDecoder.
+  void HandOver(const RequestHead& head) {
+    const std::string rewritten = HeadForHttplib(head);
+    if (!rewritten.empty()) {
+      buffer_.erase(buffer_.begin() + static_cast<std::ptrdiff_t>(start_),
+                    buffer_.begin() + static_cast<std::ptrdiff_t>(start_ + head_size_));
+      buffer_.insert(buffer_.begin() + static_cast<std::ptrdiff_t>(start_), rewritten.begin(),
+                     rewritten.end());
+      end_ = end_ - head_size_ + rewritten.size();
+      head_size_ = rewritten.size();
+    }
+    in_body_ = true;
+    body_started_ = std::chrono::steady_clock::now();
+    body_base_ = consumed_ + head_size_;
+    head_left_ = head_size_;
+    chunked_ = head.framing == BodyFraming::kChunked;
+    if (chunked_) {
+      decoder_ = ChunkedDecoder();
+      framed_.clear();
+      framed_at_ = 0;
+      chunks_done_ = false;
     }
   }
 
@@ -278,6 +366,16 @@ class ConnectionStream final : public httplib::Stream {
   }
 
   ssize_t read(char* ptr, size_t size) override {
+    // The head goes to httplib as it is buffered; a chunked body's bytes after it go through
+    // the decoder.
+    if (chunked_ && head_left_ == 0) return ReadChunked(ptr, size);
+    if (head_left_ > 0) size = std::min(size, head_left_);
+    const ssize_t n = ReadPlain(ptr, size);
+    if (n > 0 && head_left_ > 0) head_left_ -= std::min(head_left_, static_cast<size_t>(n));
+    return n;
+  }
+
+  ssize_t ReadPlain(char* ptr, size_t size) {
     if (start_ == end_) {
       // Nothing buffered: what was held must reach the client before waiting for it (a
       // 100 Continue, say).
@@ -351,29 +449,45 @@ class ConnectionStream final : public httplib::Stream {
                            std::to_string(kMaxHeaderLine) + " bytes"};
   }
 
-  // Content-Length must be a length, the same in every copy; anything else would make httplib
-  // wait for a body that is not coming or read the body's rest as the next request.
-  std::optional<HeadProblem> CheckHeader(std::string_view line, const std::string& target,
-                                         std::optional<uint64_t>* content_length) const {
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos ||
-        !EqualsIgnoreCase(line.substr(0, colon), "Content-Length")) {
-      return std::nullopt;
+  // A chunked body as httplib reads it: the client's chunks decoded (sizes, extensions and
+  // trailers checked and held to their limits) and framed again as plain chunks, ending in
+  // "0\r\n\r\n". What follows the body stays buffered for the next request.
+  ssize_t ReadChunked(char* ptr, size_t size) {
+    while (framed_at_ == framed_.size()) {
+      if (chunks_done_) return 0;
+      framed_.clear();
+      framed_at_ = 0;
+      if (start_ == end_) {
+        if (!Flush()) return -1;
+        const ssize_t n = Receive(buffer_.data(), buffer_.size());
+        if (n <= 0) return n;
+        start_ = 0;
+        end_ = static_cast<size_t>(n);
+      }
+      std::string data;
+      size_t used = 0;
+      const auto status =
+          decoder_.Feed(std::string_view(buffer_.data() + start_, end_ - start_), &used, &data);
+      start_ += used;
+      consumed_ += used;
+      if (status == ChunkedDecoder::Status::kError) {
+        t_client_body_error = decoder_.error();
+        return -1;
+      }
+      if (!data.empty()) {
+        char size_line[24];
+        const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+        framed_.append(size_line, static_cast<size_t>(len)).append(data).append("\r\n");
+      }
+      if (status == ChunkedDecoder::Status::kDone) {
+        framed_.append("0\r\n\r\n");
+        chunks_done_ = true;
+      }
     }
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    uint64_t length = 0;
-    if (!ParseContentLength(value, &length)) {
-      return HeadProblem{400, target,
-                         "invalid Content-Length \"" + std::string(value.substr(0, 64)) + "\""};
-    }
-    if (content_length->has_value() && **content_length != length) {
-      return HeadProblem{400, target, "conflicting Content-Length headers"};
-    }
-    *content_length = length;
-    return std::nullopt;
+    const size_t n = std::min(size, framed_.size() - framed_at_);
+    std::memcpy(ptr, framed_.data() + framed_at_, n);
+    framed_at_ += n;
+    return static_cast<ssize_t>(n);
   }
 
   // Looks at a held answer head: `Connection: close` ends the connection after the answer, and
@@ -392,8 +506,9 @@ class ConnectionStream final : public httplib::Stream {
   milliseconds ReadWait() const {
     if (!in_body_) return read_timeout_;
     const size_t taken = consumed_ > body_base_ ? consumed_ - body_base_ : 0;
-    const auto deadline = body_started_ + HttpListener::kBodyGrace +
-                          milliseconds(taken * 1000 / HttpListener::kMinBodyRate);
+    const auto deadline = std::min(body_started_ + HttpListener::kBodyGrace +
+                                       milliseconds(taken * 1000 / HttpListener::kMinBodyRate),
+                                   body_started_ + body_timeout_);
     const auto left =
         std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
     return std::max(milliseconds(0), std::min(left, read_timeout_));
@@ -424,6 +539,7 @@ class ConnectionStream final : public httplib::Stream {
   const int fd_;
   const milliseconds read_timeout_;
   const milliseconds write_timeout_;
+  const milliseconds body_timeout_;
   std::string remote_addr_;
   int remote_port_ = -1;
   bool has_remote_ = false;
@@ -437,9 +553,20 @@ class ConnectionStream final : public httplib::Stream {
   size_t end_ = 0;
   // Bytes taken by httplib on this connection; the body's pace counts those past body_base_.
   size_t consumed_ = 0;
+  // The head ReadHead found: its size from start_ (0 when none), and its request target.
+  size_t head_size_ = 0;
+  std::string target_;
+  // Bytes of the head httplib has still to read.
+  size_t head_left_ = 0;
   bool in_body_ = false;
   std::chrono::steady_clock::time_point body_started_;
   size_t body_base_ = 0;
+  // A chunked body: the decoder, and the re-framed bytes httplib reads, framed_[framed_at_...).
+  bool chunked_ = false;
+  ChunkedDecoder decoder_;
+  std::string framed_;
+  size_t framed_at_ = 0;
+  bool chunks_done_ = false;
   // The held start of an answer (see http_listener.h). Mutable: the const checks httplib calls
   // (is_readable, is_writable) send it first.
   mutable std::string held_;
@@ -482,14 +609,98 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+// Counts a connection against its client address's cap (HttpListener::max_per_client_).
+class HttpListener::ClientSlot {
+ public:
+  ClientSlot(HttpListener& listener, const std::string& address)
+      : listener_(listener), address_(address) {
+    if (listener_.max_per_client_ == 0) return;
+    std::lock_guard<std::mutex> lock(listener_.clients_mu_);
+    size_t& open = listener_.clients_[address_];
+    held_ = open < listener_.max_per_client_;
+    if (held_) ++open;
+    if (open == 0) listener_.clients_.erase(address_);
+  }
+  ~ClientSlot() {
+    if (!held_) return;
+    std::lock_guard<std::mutex> lock(listener_.clients_mu_);
+    auto it = listener_.clients_.find(address_);
+    if (it != listener_.clients_.end() && --it->second == 0) listener_.clients_.erase(it);
+  }
+  ClientSlot(const ClientSlot&) = delete;
+  ClientSlot& operator=(const ClientSlot&) = delete;
+
+  // False when the address already held its cap: the connection is refused.
+  bool held() const { return listener_.max_per_client_ == 0 || held_; }
+
+ private:
+  HttpListener& listener_;
+  const std::string address_;
+  bool held_ = false;
+};
+
+namespace {
+
+// Refuses a connection before reading anything: the answer goes out without waiting (the
+// socket takes it, or the client misses it), what the client already sent is dropped, and
+// the socket closes. Nothing here may block: it can run on the accepting thread.
+void RefuseUnread(int fd, const HttpListener::RefusalWriter& writer, const std::string& message) {
+  HttpListener::Refusal refusal;
+  if (writer) {
+    refusal = writer(503, "", message);
+  } else {
+    refusal = {"text/plain; charset=utf-8", message + "\n"};
+  }
+  const std::string answer =
+      absl::StrCat("HTTP/1.1 503 Service Unavailable\r\nContent-Type: ", refusal.content_type,
+                   "\r\nContent-Length: ", refusal.body.size(),
+                   "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n", refusal.body);
+  (void)::send(fd, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  char sink[4096];
+  while (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+  }
+}
+
+// Sets, for the request being served, what ServedRequestHead and ServedRequestTicket return.
+class ServedRequest {
+ public:
+  ServedRequest(const RequestHead& head, std::shared_ptr<void> ticket) {
+    t_served_head = &head;
+    t_served_ticket = std::move(ticket);
+  }
+  ~ServedRequest() {
+    t_served_head = nullptr;
+    t_served_ticket.reset();
+  }
+  ServedRequest(const ServedRequest&) = delete;
+  ServedRequest& operator=(const ServedRequest&) = delete;
+};
+
+}  // namespace
+
 bool HttpListener::process_and_close_socket(socket_t sock) {
   bool served = false;
+  if (t_refuse_connections > 0) {
+    RefuseUnread(sock, refusal_writer_, "the server cannot take another connection right now");
+    ::close(sock);
+    return false;
+  }
   {
     ConnectionStream stream(sock, ToMillis(keep_alive_timeout_sec_, 0),
                             ToMillis(read_timeout_sec_, read_timeout_usec_),
-                            ToMillis(write_timeout_sec_, write_timeout_usec_));
+                            ToMillis(write_timeout_sec_, write_timeout_usec_), body_timeout_);
+    ClientSlot slot(*this, stream.remote_addr());
+    if (!slot.held()) {
+      RefuseUnread(sock, refusal_writer_,
+                   "too many connections from " + stream.remote_addr() + " (the limit is " +
+                       std::to_string(max_per_client_) + ")");
+      ::close(sock);
+      return false;
+    }
     ServedConnection registered(sock, stream.remote_addr(), stream.remote_port(),
                                 stream.local_addr(), stream.local_port());
+    const HeadLimits limits{kMaxRequestLine, kMaxHeaderLine, kMaxHead};
     // As httplib's loop: up to keep_alive_max_count_ requests (the last one is told to close),
     // each awaited for the keep-alive timeout, none started once the server was stopped.
     for (size_t left = keep_alive_max_count_;
@@ -499,6 +710,27 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
         if (problem->status != 0) stream.Refuse(*problem, refusal_writer_);
         break;
       }
+      HeadParse parsed = ParseRequestHead(stream.HeadBytes(), limits);
+      if (!parsed.head) {
+        stream.Refuse({parsed.error.status, stream.target(), parsed.error.message},
+                      refusal_writer_);
+        break;
+      }
+      const RequestHead& head = *parsed.head;
+      HeadVerdict verdict;
+      if (head_check_) verdict = head_check_(head, stream.remote_addr());
+      if (verdict.status != 0) {
+        // A body the client may be sending would be read as the next request: close then.
+        const bool close = head.has_body() || !head.keep_alive || left == 1;
+        if (!stream.Answer(verdict.status, verdict.content_type, verdict.body, verdict.headers,
+                           close) ||
+            close) {
+          break;
+        }
+        continue;
+      }
+      stream.HandOver(head);
+      ServedRequest current(head, std::move(verdict.ticket));
       bool connection_closed = false;
       stream.BeginAnswer();
       served = process_request(stream, left == 1, connection_closed, nullptr);
@@ -512,6 +744,16 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
 }
 
 bool ClientReadTimedOut() { return t_client_read_timed_out; }
+
+const std::string& ClientBodyError() { return t_client_body_error; }
+
+const RequestHead* ServedRequestHead() { return t_served_head; }
+
+const std::shared_ptr<void>& ServedRequestTicket() { return t_served_ticket; }
+
+RefuseConnectionsHere::RefuseConnectionsHere() { ++t_refuse_connections; }
+
+RefuseConnectionsHere::~RefuseConnectionsHere() { --t_refuse_connections; }
 
 HttpListener::HttpListener(size_t workers, int backlog) : backlog_(backlog) {
   new_task_queue = [workers] { return new httplib::ThreadPool(workers); };

@@ -18,17 +18,29 @@
 // Keep-alive (count, idle timeout), the read and write timeouts, and the end of the loop when
 // the server stops behave as in httplib.
 //
-// It also holds clients to limits httplib does not have, answering by itself (with the body a
-// RefusalWriter makes, then `Connection: close` and a lingering close) before httplib sees the
-// request:
-// * the whole head must arrive within kHeadTimeout of its first byte (408), its request line be
-//   at most kMaxRequestLine (414), each header line at most kMaxHeaderLine and the head at most
+// It is the front door of every request: httplib never sees a head the listener has not read
+// and accepted first. The listener answers by itself (with the body a RefusalWriter makes, then
+// `Connection: close` and a lingering close) before httplib sees the request when:
+// * the whole head does not arrive within kHeadTimeout of its first byte (408), its request
+//   line is over kMaxRequestLine (414), a header line over kMaxHeaderLine or the head over
 //   kMaxHead (431);
-// * Content-Length must be digits that fit 64 bits, the same in every copy (400);
-// * a body may take kBodyGrace, and then must keep an average of kMinBodyRate: a read that
-//   would wait past that fails as a timeout (ClientReadTimedOut() tells the handler);
-// * an answer whose head says `Connection: close` ends the connection (without the Keep-Alive
-//   line httplib adds when the request did not ask to close).
+// * the head breaks a rule of common/request_head.h (control characters, bare LF, obs-fold,
+//   ambiguous framing, ...): that parse of the raw bytes is the only one the server acts on;
+// * a client address already holds its cap of connections (503, before anything is read);
+// * the head check (set_head_check: authorization and admission) refuses it: its answer goes
+//   out at once, before any body byte is read and before a `100 Continue`; the connection ends
+//   when a body was announced, since its bytes would otherwise be read as the next request.
+// An admitted request's parse and the check's ticket are what its handler reads
+// (ServedRequestHead, ServedRequestTicket), never httplib's decoded view of the headers. httplib
+// still parses the same bytes for its own routing and framing, so it is handed only heads it
+// reads the same way: a '%' in a header value (which httplib would percent-decode) reaches it
+// as "%25", and a chunked body reaches it re-framed in plain chunks by a ChunkedDecoder that
+// holds size lines and trailers to their limits.
+// A body may take kBodyGrace, and then must keep an average of kMinBodyRate, and must end within
+// the body timeout: a read that would wait past either fails as a timeout
+// (ClientReadTimedOut() tells the handler). An answer whose head says `Connection: close` ends
+// the connection (without the Keep-Alive line httplib adds when the request did not ask to
+// close).
 //
 // Thread safety: configure and Bind from one thread, then Run on one thread (it blocks);
 // Stop may be called from any thread.
@@ -38,10 +50,16 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/request_head.h"
 
 namespace corral {
 
@@ -59,6 +77,40 @@ absl::Status WritePortFile(const std::string& path, int port);
 // True when the calling serving thread's last read from its client failed because a timeout
 // or the body's pace ran out (as opposed to the client closing or failing).
 bool ClientReadTimedOut();
+
+// Why the calling serving thread's last read of a chunked body failed (a malformed or
+// over-limit chunk), or empty.
+const std::string& ClientBodyError();
+
+// What a head check decides for a request whose head was read, before any body byte is.
+struct HeadVerdict {
+  int status = 0;  // 0 admits the request; otherwise the refusal's status
+  std::string content_type;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // e.g. Retry-After
+  // Admitted: what the check decided (the token found, an admission slot...), held for the
+  // request's lifetime and readable by its handler (ServedRequestTicket).
+  std::shared_ptr<void> ticket;
+};
+using HeadCheck =
+    std::function<HeadVerdict(const RequestHead& head, const std::string& client_address)>;
+
+// The request an HttpListener is serving on the calling thread, as the listener parsed it from
+// the raw bytes; null outside such a request.
+const RequestHead* ServedRequestHead();
+// The head check's ticket for that request (null without a check).
+const std::shared_ptr<void>& ServedRequestTicket();
+
+// While one exists on a thread, a connection served on that thread is refused at once (503,
+// nothing read) instead of served: for a worker pool that could not start a thread and runs
+// the connection on the accepting thread instead.
+class RefuseConnectionsHere {
+ public:
+  RefuseConnectionsHere();
+  ~RefuseConnectionsHere();
+  RefuseConnectionsHere(const RefuseConnectionsHere&) = delete;
+  RefuseConnectionsHere& operator=(const RefuseConnectionsHere&) = delete;
+};
 
 class HttpListener : public httplib::Server {
  public:
@@ -89,6 +141,12 @@ class HttpListener : public httplib::Server {
   void set_busy_poll(bool on) { busy_poll_ = on; }
   // How refusals read (default: the message as plain text). Set before Run.
   void set_refusal_writer(RefusalWriter writer) { refusal_writer_ = std::move(writer); }
+  // Authorization and admission on the head (see above). Set before Run.
+  void set_head_check(HeadCheck check) { head_check_ = std::move(check); }
+  // Open connections one client address may hold; 0 = no cap. Set before Run.
+  void set_max_connections_per_client(size_t n) { max_per_client_ = n; }
+  // The longest a request body may take from its head's end to its last byte. Set before Run.
+  void set_body_timeout(std::chrono::milliseconds t) { body_timeout_ = t; }
   // Serves until Stop(). Returns false if the server failed.
   bool Run() { return listen_after_bind(); }
 
@@ -96,9 +154,17 @@ class HttpListener : public httplib::Server {
   // httplib::Server: serves one accepted connection on the calling worker, then closes it.
   bool process_and_close_socket(socket_t sock) override;
 
+  // Counts a connection against its client address's cap for as long as it lives.
+  class ClientSlot;
+
   int backlog_;
   RefusalWriter refusal_writer_;
+  HeadCheck head_check_;
   bool busy_poll_ = false;
+  size_t max_per_client_ = 0;
+  std::chrono::milliseconds body_timeout_{std::chrono::minutes(10)};
+  std::mutex clients_mu_;
+  std::unordered_map<std::string, size_t> clients_;  // open connections per address; clients_mu_
 };
 
 }  // namespace corral

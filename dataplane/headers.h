@@ -1,26 +1,27 @@
-// Header filtering in both directions of the proxy.
+// Header filtering of a node's answer before it reaches the client. (What a node gets of the
+// client's request is built by common/request_head.h BuildForwardHead.)
 //
-// Request: drop hop-by-hop headers, Host (rewritten to the node), Content-Length (recomputed),
-// Origin (the proxy answers CORS itself; a node would 403 an unknown origin), httplib's injected
-// REMOTE_ADDR/REMOTE_PORT/LOCAL_ADDR/LOCAL_PORT, and Accept-Encoding (bodies pass through as the
-// node sends them). Response: drop hop-by-hop and framing headers httplib sets itself:
-// Content-Length, and Content-Type (pass the node's Content-Type as the content-type argument of
-// set_content / set_chunked_content_provider instead of copying it).
-// Hop-by-hop = Connection, Keep-Alive, Transfer-Encoding, TE, Trailer, Upgrade and Proxy-*.
-// Names compare case-insensitively. Headers a Connection header lists by name are hop-by-hop too;
-// a name-only check cannot see them, so the caller drops those. Authorization, User-Agent,
-// Content-Type (request) and unknown headers pass.
-// Pure, safe from any thread.
+// Dropped: hop-by-hop headers (RFC 9110 §7.6.1: the standard set, Proxy-*, and every header the
+// node's own Connection header names), and the framing and type httplib writes itself:
+// Content-Length, and Content-Type (passed as the content-type argument of set_content / the
+// content provider instead of copied, or it would be doubled). Names compare
+// case-insensitively. Pure, safe from any thread.
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace corral::dataplane {
 
-// True when a client request header must not be forwarded to the node.
-bool IsDroppedRequestHeader(std::string_view name);
+// The options named by every Connection header of a node's answer, lower-cased.
+std::vector<std::string> ResponseConnectionOptions(
+    const std::vector<std::pair<std::string, std::string>>& headers);
 
-// True when a node response header must not be copied to the client.
-bool IsDroppedResponseHeader(std::string_view name);
+// True when a node response header must not be copied to the client; `connection_options` as
+// ResponseConnectionOptions returns them.
+bool IsDroppedResponseHeader(std::string_view name,
+                             const std::vector<std::string>& connection_options);
 
 }  // namespace corral::dataplane

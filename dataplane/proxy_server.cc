@@ -34,8 +34,6 @@ constexpr int kClientNotSearched = -2;
 constexpr milliseconds kClientWriteTimeout(30000);
 // The largest error body kept from a failing node to pass on if no other node answers.
 constexpr size_t kMaxSavedErrorBody = 1 << 20;
-// A body over the limit by at most this much is read and dropped before the 413 goes out.
-constexpr size_t kMaxDrainBytes = size_t{64} << 20;
 
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -54,46 +52,35 @@ std::string StrategyName(corral::v1::Strategy s) {
 
 double Finite(double v) { return std::isfinite(v) ? v : 0.0; }
 
-// The request header `name` as Request::get_header_value finds it (the first of its values),
-// or null. One pass over the request's few headers comparing sizes first, which costs less than
-// a lookup in httplib's header map, whose every comparison lower-cases each byte through the C
-// library.
-const std::string* FindHeader(const httplib::Request& req, std::string_view name) {
-  for (const auto& [key, value] : req.headers) {
-    if (EqualsIgnoreCase(key, name)) return &value;
-  }
-  return nullptr;
+// The largest node answer framed by Content-Length that is read whole before the client gets
+// it (so that a node failing inside it can still be replaced by another); a longer one is
+// relayed as it arrives.
+constexpr size_t kMaxBufferedAnswer = size_t{1} << 20;
+
+// A node's response header never copied to the client (headers.h), or the node header the
+// proxy sets itself.
+bool DropResponseHeader(std::string_view name, const std::vector<std::string>& connection) {
+  return IsDroppedResponseHeader(name, connection) || EqualsIgnoreCase(name, kNodeHeader);
 }
 
 }  // namespace
 
-// Counts a proxied request against --max-streams for as long as it lives (streams included).
-class ProxyServer::Admission {
- public:
-  explicit Admission(std::atomic<int64_t>* active) : active_(active) {}
-  ~Admission() { active_->fetch_sub(1); }
-
- private:
-  std::atomic<int64_t>* active_;
-};
-
 // One client request as the handlers see it.
 struct ProxyServer::Call {
-  Call(const httplib::Request& r, httplib::Response& s, Route rt,
-       std::shared_ptr<const RoutingTable> t)
-      : req(r), res(s), route(std::move(rt)), table(std::move(t)) {}
+  Call(const httplib::Request& r, httplib::Response& s, const RequestHead& h, Admitted& a)
+      : req(r), res(s), head(h), admitted(a), route(a.route), table(a.table) {}
 
   const httplib::Request& req;
   httplib::Response& res;
-  Route route;
-  std::shared_ptr<const RoutingTable> table;
+  // The head as the listener parsed it from the client's bytes: what is forwarded.
+  const RequestHead& head;
+  Admitted& admitted;  // the front door's decision: token, admission slot, body reservation
+  const Route& route;
+  const std::shared_ptr<const RoutingTable>& table;
   std::string body;       // the buffered request body
   bool has_body = false;  // a body is sent upstream (POST/DELETE...)
   int client_fd = kClientNotSearched;
-  std::shared_ptr<Admission> admission;
   std::string pinned;  // X-Corral-Node
-  // The inference token the request presented, when the snapshot defines tokens.
-  const corral::v1::InferenceToken* token = nullptr;
 };
 
 struct ProxyServer::NodeAnswer {
@@ -112,9 +99,10 @@ struct ProxyServer::SavedResponse {
   std::string node;
 };
 
-ProxyServer::ProxyServer(ProxyOptions options, SnapshotStore& store, Router& router,
-                         UpstreamPool& pool)
+ProxyServer::ProxyServer(ProxyOptions options, FrontDoor& front_door, SnapshotStore& store,
+                         Router& router, UpstreamPool& pool)
     : options_(std::move(options)),
+      front_door_(front_door),
       store_(store),
       router_(router),
       pool_(pool),
@@ -122,7 +110,10 @@ ProxyServer::ProxyServer(ProxyOptions options, SnapshotStore& store, Router& rou
 
 ProxyServer::~ProxyServer() = default;
 
-void ProxyServer::Install(httplib::Server& server) {
+void ProxyServer::Install(HttpListener& server) {
+  server.set_head_check([this](const RequestHead& head, const std::string& client) {
+    return front_door_.Check(head, client);
+  });
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(1000);
   server.set_keep_alive_timeout(5);
@@ -157,42 +148,34 @@ void ProxyServer::Install(httplib::Server& server) {
   });
 }
 
-bool ProxyServer::OriginAllowed(const std::string& origin) const {
-  if (options_.allow_origins.empty()) return true;
-  for (const std::string& allowed : options_.allow_origins) {
-    if (allowed == "*" || allowed == origin) return true;
-    if (!allowed.empty() && allowed.back() == '*' &&
-        absl::StartsWith(origin, allowed.substr(0, allowed.size() - 1))) {
-      return true;
-    }
+Admitted* ProxyServer::Prepare(const httplib::Request& req, httplib::Response& res) {
+  Admitted* admitted = static_cast<Admitted*>(ServedRequestTicket().get());
+  if (admitted == nullptr || ServedRequestHead() == nullptr) {
+    SetErrorReply(res, 500, "request reached the proxy without passing its front door",
+                  IsOpenAIPath(req.path));
+    return nullptr;
   }
-  return false;
-}
-
-bool ProxyServer::Prepare(const httplib::Request& req, httplib::Response& res) {
   // httplib compresses a response when the client accepts gzip and the content type looks
   // compressible, and then holds a stream back until it ends. The request object is httplib's
   // own non-const local; dropping the header here keeps every answer byte-for-byte as relayed.
-  if (FindHeader(req, "Accept-Encoding") != nullptr) {
+  if (req.has_header("Accept-Encoding")) {
     const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
   }
-  const std::string* origin = FindHeader(req, "Origin");
+  // The front door refused origins it does not allow.
+  const std::string* origin = ServedRequestHead()->Find("Origin");
   if (origin != nullptr && !origin->empty()) {
-    if (!OriginAllowed(*origin)) {
-      res.status = 403;  // as a node answers an origin it does not allow: empty body
-      return false;
-    }
-    res.set_header("Access-Control-Allow-Origin", options_.allow_origins.empty() ? "*" : *origin);
-    if (!options_.allow_origins.empty()) res.set_header("Vary", "Origin");
+    res.set_header("Access-Control-Allow-Origin", front_door_.AnyOrigin() ? "*" : *origin);
+    if (!front_door_.AnyOrigin()) res.set_header("Vary", "Origin");
   }
-  return true;
+  return admitted;
 }
 
 void ProxyServer::HandleOptions(const httplib::Request& req, httplib::Response& res) {
-  if (!Prepare(req, res)) return;
+  if (Prepare(req, res) == nullptr) return;
   res.status = 204;
   res.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
-  const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+  const std::string* asked_header = ServedRequestHead()->Find("Access-Control-Request-Headers");
+  const std::string asked = asked_header != nullptr ? *asked_header : "";
   // What a node allows (ollama-api.md §1.1), plus whatever the browser asks for: the proxy does
   // not restrict request headers, the origin check is the gate.
   res.set_header("Access-Control-Allow-Headers",
@@ -203,45 +186,64 @@ void ProxyServer::HandleOptions(const httplib::Request& req, httplib::Response& 
 }
 
 void ProxyServer::HandleNoBody(const httplib::Request& req, httplib::Response& res) {
-  if (!Prepare(req, res)) return;
-  Call call(req, res, ClassifyRoute(req.method, req.path), store_.Current());
+  Admitted* admitted = Prepare(req, res);
+  if (admitted == nullptr) return;
+  Call call(req, res, *ServedRequestHead(), *admitted);
   Dispatch(call);
 }
 
 void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response& res,
                                  const httplib::ContentReader& reader) {
-  if (!Prepare(req, res)) return;
-  Call call(req, res, ClassifyRoute(req.method, req.path), store_.Current());
+  Admitted* admitted = Prepare(req, res);
+  if (admitted == nullptr) return;
+  Call call(req, res, *ServedRequestHead(), *admitted);
   if (call.route.endpoint == Endpoint::kBlobUpload) {
     RouteBlobUpload(call, reader);
     return;
   }
   // Buffer the body: routing reads `model` from it, and a retry on another node resends it.
-  const std::string* content_length = FindHeader(req, "Content-Length");
-  const std::string declared = content_length != nullptr ? *content_length : "";
-  size_t length = 0;
-  bool too_large =
-      !declared.empty() && absl::SimpleAtoi(declared, &length) && length > options_.max_body_bytes;
-  // Without Content-Length or chunked framing an HTTP/1.1 request has no body; httplib's
-  // reader would treat that as a failure.
-  const bool framed = !declared.empty() || FindHeader(req, "Transfer-Encoding") != nullptr;
-  if (!too_large && framed) {
+  // The front door held a body announced by its length to the limit and reserved its room in
+  // the budget; a chunked one takes its room as it arrives.
+  const RequestHead& head = call.head;
+  bool too_large = false;
+  bool over_budget = false;
+  if (head.framing == BodyFraming::kLength) call.body.reserve(head.content_length);
+  if (head.has_body()) {
     const bool ok = reader([&](const char* data, size_t n) {
-      if (call.body.size() + n > options_.max_body_bytes) {
+      if (call.body.size() + n > front_door_.options().max_body_bytes) {
         too_large = true;
+        return false;
+      }
+      if (head.framing == BodyFraming::kChunked && !admitted->body.Grow(n)) {
+        over_budget = true;
         return false;
       }
       call.body.append(data, n);
       return true;
     });
-    if (!ok && !too_large) {
+    if (!ok) {
       // The rest of the body may still come: the connection ends after this answer.
       res.set_header("Connection", "close");
-      if (ClientReadTimedOut()) {
+      if (too_large) {
+        SetErrorReply(res, 413,
+                      "request body is larger than the proxy's limit of " +
+                          std::to_string(front_door_.options().max_body_bytes >> 20) + " MiB",
+                      call.route.openai);
+      } else if (over_budget) {
+        res.set_header("Retry-After", "1");
+        SetErrorReply(res, 503,
+                      "corral-proxy is holding as many request bodies as its memory budget "
+                      "allows, please try again",
+                      call.route.openai);
+      } else if (!ClientBodyError().empty()) {
+        SetErrorReply(res, 400, "invalid chunked request body: " + ClientBodyError(),
+                      call.route.openai);
+      } else if (ClientReadTimedOut()) {
         SetErrorReply(res, 408,
                       "the request body stopped arriving or came too slowly (the proxy allows " +
                           std::to_string(HttpListener::kBodyGrace.count() / 1000) + " s, then " +
-                          std::to_string(HttpListener::kMinBodyRate) + " bytes a second)",
+                          std::to_string(HttpListener::kMinBodyRate) +
+                          " bytes a second, and a deadline for the whole body)",
                       call.route.openai);
       } else {
         SetErrorReply(res, 400, "the request body could not be read", call.route.openai);
@@ -249,26 +251,13 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
       return;
     }
   }
-  if (too_large) {
-    // A client reads an answer only after sending its whole body, so a body of a sensible size
-    // is read and dropped, keeping the connection usable. A giant one is not worth reading:
-    // the connection ends after this answer so its rest is not taken for the next request.
-    if (call.body.empty() && length <= options_.max_body_bytes + kMaxDrainBytes) {
-      reader([](const char*, size_t) { return true; });
-    } else {
-      res.set_header("Connection", "close");
-      const int fd =
-          FindClientSocket(req.remote_addr, req.remote_port, req.local_addr, req.local_port);
-      if (fd >= 0) ::shutdown(fd, SHUT_RD);
-    }
-    SetErrorReply(res, 413,
-                  "request body is larger than the proxy's limit of " +
-                      std::to_string(options_.max_body_bytes >> 20) + " MiB",
-                  call.route.openai);
-    return;
-  }
   call.has_body = true;
   Dispatch(call);
+  // The body is sent (or the request failed): its room in the budget goes back now, even when
+  // a stream goes on.
+  call.body.clear();
+  call.body.shrink_to_fit();
+  admitted->body.Release();
 }
 
 void ProxyServer::Dispatch(Call& call) {
@@ -289,31 +278,16 @@ void ProxyServer::Dispatch(Call& call) {
       }
       return;
     case RouteClass::kFleet:
-      if (Authorize(call)) AnswerFleet(call);
+      AnswerFleet(call);
       return;
     case RouteClass::kProxy:
-      if (Authorize(call)) AnswerProxy(call);
+      AnswerProxy(call);
       return;
     case RouteClass::kInference:
     case RouteClass::kNodeLocal:
       break;
   }
-  if (!Authorize(call)) return;
-  if (call.table == nullptr) {
-    call.res.set_header("Retry-After", "1");
-    SetErrorReply(call.res, 503, "corral-proxy has no routing snapshot yet", route.openai);
-    return;
-  }
-  const int64_t active = active_.fetch_add(1) + 1;
-  call.admission = std::make_shared<Admission>(&active_);
-  if (active > options_.max_streams) {
-    call.res.set_header("Retry-After", "1");
-    SetErrorReply(call.res, 503,
-                  "corral-proxy is at its limit of " + std::to_string(options_.max_streams) +
-                      " concurrent requests, please try again",
-                  route.openai);
-    return;
-  }
+  // The front door admitted the request with a snapshot and an admission slot.
   if (!PinnedNode(call, &call.pinned)) return;
   if (route.route_class == RouteClass::kInference) {
     RouteInference(call);
@@ -324,70 +298,20 @@ void ProxyServer::Dispatch(Call& call) {
   }
 }
 
-bool ProxyServer::Authorize(Call& call) {
-  if (call.table == nullptr || call.table->snapshot().tokens().empty()) return true;
-  // Liveness stays open, as it is for clients and load balancers that only check the endpoint:
-  // `GET/HEAD /` (the Ollama CLI's heartbeat) and `GET /api/proxy` (readiness).
-  const Endpoint ep = call.route.endpoint;
-  if (ep == Endpoint::kRoot || ep == Endpoint::kProxyHealth) return true;
-  const std::string header = call.req.get_header_value("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() > kBearer.size() &&
-      std::equal(kBearer.begin(), kBearer.end(), header.begin(),
-                 [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(header.data() + kBearer.size()),
-           header.size() - kBearer.size(), digest);
-    static constexpr char kHex[] = "0123456789abcdef";
-    char hex[2 * SHA256_DIGEST_LENGTH];
-    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
-      hex[2 * i] = kHex[digest[i] >> 4];
-      hex[2 * i + 1] = kHex[digest[i] & 0xf];
-    }
-    // Every stored hash is compared, each in constant time, so timing tells nothing about which
-    // token came close.
-    for (const auto& token : call.table->snapshot().tokens()) {
-      if (token.sha256_hex().size() == sizeof hex &&
-          CRYPTO_memcmp(hex, token.sha256_hex().data(), sizeof hex) == 0 && call.token == nullptr) {
-        call.token = &token;
-      }
-    }
-  }
-  if (call.token == nullptr) {
-    call.res.set_header("WWW-Authenticate", "Bearer");
-    SetErrorReply(call.res, 401,
-                  "unauthorized: this endpoint needs an inference token "
-                  "(Authorization: Bearer <token>)",
-                  call.route.openai);
-    return false;
-  }
-  // A token limited to some models runs inference on them and reads fleet lists and model
-  // metadata; it does not manage models on nodes (pull, push, create, copy, delete, blobs).
-  if (call.token->models_size() > 0 && call.route.route_class == RouteClass::kNodeLocal &&
-      ep != Endpoint::kShow && ep != Endpoint::kOpenAIModel) {
-    SetErrorReply(call.res, 403,
-                  "token '" + call.token->name() + "' is limited to some models and may not " +
-                      EndpointName(ep),
-                  call.route.openai);
-    return false;
-  }
-  return true;
-}
-
 bool ProxyServer::TokenAllowsModel(Call& call, const std::string& model_key,
                                    const std::string& model) {
-  if (call.token == nullptr || call.token->models_size() == 0) return true;
-  for (const auto& allowed : call.token->models()) {
+  const corral::v1::InferenceToken* token = call.admitted.token;
+  if (token == nullptr || token->models_size() == 0) return true;
+  for (const auto& allowed : token->models()) {
     if (allowed == model_key) return true;
   }
-  SetErrorReply(call.res, 403,
-                "token '" + call.token->name() + "' may not use model '" + model + "'",
+  SetErrorReply(call.res, 403, "token '" + token->name() + "' may not use model '" + model + "'",
                 call.route.openai);
   return false;
 }
 
 bool ProxyServer::PinnedNode(Call& call, std::string* node) {
-  const std::string* pinned = FindHeader(call.req, kNodeHeader);
+  const std::string* pinned = call.head.Find(kNodeHeader);
   *node = pinned != nullptr ? *pinned : "";
   if (node->empty()) return true;
   if (call.table->FindNode(*node) == nullptr) {
@@ -493,12 +417,17 @@ std::string ProxyServer::StateJson() {
       });
     }
   }
+  // Open: no inference token is asked for, like Ollama itself (front_door.h FleetClosed).
+  const bool open = table == nullptr || !FleetClosed(table->snapshot());
   nlohmann::json state = {
       {"proxy",
        {{"id", options_.proxy_id},
-        {"active_requests", active_.load()},
-        {"max_streams", options_.max_streams},
-        {"open", table == nullptr || table->snapshot().tokens().empty()}}},
+        {"active_requests", front_door_.active()},
+        {"max_streams", front_door_.options().max_streams},
+        {"open", open},
+        {"mode", open ? "open" : "closed"},
+        {"body_budget_bytes", front_door_.budget().limit()},
+        {"body_budget_used_bytes", front_door_.budget().used()}}},
       {"snapshot",
        {{"version", table ? table->version() : 0},
         {"source", store_.source()},
@@ -856,7 +785,8 @@ void ProxyServer::RouteFanOut(Call& call, const std::vector<std::string>& nodes,
     if (answer.kind == NodeAnswer::kClientGone) return;
     std::string body;
     std::string error;
-    if (answer.kind == NodeAnswer::kFailed || !ReadWholeBody(call, *answer.conn, &body, &error)) {
+    if (answer.kind == NodeAnswer::kFailed ||
+        !ReadWholeBody(call, *answer.conn, kMaxBufferedAnswer, &body, &error)) {
       router_.RecordFailure(name, call.table->policy());
       failure = answer.kind == NodeAnswer::kFailed ? answer.error : error;
       continue;
@@ -941,7 +871,7 @@ void ProxyServer::ForwardByModel(Call& call, const std::string& model_key,
     }
     if (answer.conn->status() >= 500) {
       std::string body, error;
-      if (ReadWholeBody(call, *answer.conn, &body, &error)) {
+      if (ReadWholeBody(call, *answer.conn, kMaxSavedErrorBody, &body, &error)) {
         last.valid = true;
         last.status = answer.conn->status();
         last.headers = answer.conn->headers();
@@ -1001,7 +931,7 @@ void ProxyServer::ForwardToNodes(Call& call, const std::vector<std::string>& ord
     }
     if (answer.conn->status() >= 500) {
       std::string body, error;
-      if (ReadWholeBody(call, *answer.conn, &body, &error)) {
+      if (ReadWholeBody(call, *answer.conn, kMaxSavedErrorBody, &body, &error)) {
         last.valid = true;
         last.status = answer.conn->status();
         last.headers = answer.conn->headers();
@@ -1032,12 +962,9 @@ void ProxyServer::ForwardToNodes(Call& call, const std::vector<std::string>& ord
 
 void ProxyServer::SetSaved(Call& call, const SavedResponse& saved) {
   call.res.status = saved.status;
+  const std::vector<std::string> connection = ResponseConnectionOptions(saved.headers);
   for (const auto& [k, v] : saved.headers) {
-    if (IsDroppedResponseHeader(k) || absl::EqualsIgnoreCase(k, "Content-Type") ||
-        absl::EqualsIgnoreCase(k, kNodeHeader)) {
-      continue;
-    }
-    call.res.set_header(k, v);
+    if (!DropResponseHeader(k, connection)) call.res.set_header(k, v);
   }
   call.res.set_header(kNodeHeader, saved.node);
   if (saved.content_type.empty()) {
@@ -1050,47 +977,26 @@ void ProxyServer::SetSaved(Call& call, const SavedResponse& saved) {
 // ---------------------------------------------------------------------------------------------
 // The exchange with one node
 
-std::string ProxyServer::RequestHead(const Call& call, const NodeEntry& node,
-                                     bool chunked_body) const {
-  const httplib::Request& req = call.req;
-  std::string head;
-  head.reserve(512);
-  head.append(req.method).append(" ").append(req.target.empty() ? req.path : req.target);
-  head.append(" HTTP/1.1\r\nHost: ").append(node.authority).append("\r\n");
-  std::string forwarded_for;
-  bool has_proto = false;
-  for (const auto& [name, value] : req.headers) {
-    if (IsDroppedRequestHeader(name) || absl::EqualsIgnoreCase(name, kNodeHeader) ||
-        absl::EqualsIgnoreCase(name, "Content-Length") ||
-        absl::EqualsIgnoreCase(name, "Transfer-Encoding") ||
-        absl::EqualsIgnoreCase(name, "Expect") || absl::StartsWith(name, "REMOTE_") ||
-        absl::StartsWith(name, "LOCAL_")) {
-      continue;
-    }
-    if (absl::EqualsIgnoreCase(name, "X-Forwarded-For")) {
-      forwarded_for = value;
-      continue;
-    }
-    if (absl::EqualsIgnoreCase(name, "X-Forwarded-Proto")) has_proto = true;
-    head.append(name).append(": ").append(value).append("\r\n");
-  }
-  head.append("X-Forwarded-For: ");
-  if (!forwarded_for.empty()) head.append(forwarded_for).append(", ");
-  head.append(req.remote_addr).append("\r\n");
-  if (!has_proto) head.append("X-Forwarded-Proto: http\r\n");
-  if (chunked_body) {
-    head.append("Transfer-Encoding: chunked\r\n");
-  } else if (call.has_body) {
-    head.append("Content-Length: ").append(std::to_string(call.body.size())).append("\r\n");
-  }
-  head.append("\r\n");
-  return head;
+std::string ProxyServer::NodeRequestHead(const Call& call, const NodeEntry& node, BodyFraming body,
+                                         uint64_t length) const {
+  ForwardSpec spec;
+  spec.authority = node.authority;
+  spec.client_address = call.req.remote_addr;
+  // Corral's token is Corral's: a node never sees it (per-node credentials are a later step).
+  spec.drop_authorization = call.table != nullptr && FleetClosed(call.table->snapshot());
+  // Origin: the proxy answers CORS itself, and a node would 403 an origin it does not know.
+  // Accept-Encoding: bodies pass through as the node writes them.
+  spec.drop = {kNodeHeader, "Origin", "Accept-Encoding"};
+  spec.body = body;
+  spec.body_length = length;
+  return BuildForwardHead(call.head, spec);
 }
 
 ProxyServer::NodeAnswer ProxyServer::SendToNode(Call& call, const NodeEntry& node) {
   const EffectivePolicy& policy = call.table->policy();
   const std::string& endpoint = node.endpoint;
-  const std::string head = RequestHead(call, node, false);
+  const std::string head = NodeRequestHead(
+      call, node, call.has_body ? BodyFraming::kLength : BodyFraming::kNone, call.body.size());
   const bool head_request = call.req.method == "HEAD";
   NodeAnswer answer;
   // A pooled connection the node closed while it sat idle fails before any response byte; the
@@ -1170,15 +1076,22 @@ ProxyServer::NodeAnswer ProxyServer::SendToNode(Call& call, const NodeEntry& nod
   return answer;
 }
 
-bool ProxyServer::ReadWholeBody(Call& call, UpstreamConnection& conn, std::string* body,
-                                std::string* error) {
+bool ProxyServer::ReadWholeBody(Call& call, UpstreamConnection& conn, size_t limit,
+                                std::string* body, std::string* error) {
   const milliseconds idle(call.table->policy().idle_ms);
   auto last = Clock::now();
+  if (conn.has_content_length() && conn.content_length() > limit) {
+    conn.Close();
+    *error = "answer of " + std::to_string(conn.content_length()) +
+             " bytes is larger than the proxy's limit of " + std::to_string(limit) + " bytes";
+    return false;
+  }
   while (true) {
     if (conn.has_body()) {
       *body += conn.TakeBody();
-      if (body->size() > kMaxSavedErrorBody && conn.status() >= 500) {
-        *error = "error body too large";
+      if (body->size() > limit) {
+        conn.Close();
+        *error = "answer is larger than the proxy's limit of " + std::to_string(limit) + " bytes";
         return false;
       }
       last = Clock::now();
@@ -1212,14 +1125,9 @@ bool ProxyServer::ReadWholeBody(Call& call, UpstreamConnection& conn, std::strin
 void ProxyServer::CopyResponseHead(Call& call, const UpstreamConnection& conn,
                                    const std::string& node) {
   call.res.status = conn.status();
+  const std::vector<std::string> connection = ResponseConnectionOptions(conn.headers());
   for (const auto& [k, v] : conn.headers()) {
-    if (IsDroppedResponseHeader(k) || absl::EqualsIgnoreCase(k, "Content-Type") ||
-        absl::EqualsIgnoreCase(k, "Content-Length") ||
-        absl::EqualsIgnoreCase(k, "Transfer-Encoding") || absl::EqualsIgnoreCase(k, "Connection") ||
-        absl::EqualsIgnoreCase(k, "Keep-Alive") || absl::EqualsIgnoreCase(k, kNodeHeader)) {
-      continue;
-    }
-    call.res.set_header(k, v);
+    if (!DropResponseHeader(k, connection)) call.res.set_header(k, v);
   }
   call.res.set_header(kNodeHeader, node);
 }
@@ -1258,9 +1166,14 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
   const std::string content_type(conn->Header("Content-Type"));
   const std::string& endpoint = call.table->FindNode(node_name)->endpoint;
   const bool streamed = !conn->has_content_length() && !conn->message_complete();
+  if (!streamed && conn->content_length() > kMaxBufferedAnswer && !conn->message_complete()) {
+    router_.RecordSuccess(node_name, latency_ms);
+    RelayLargeBody(call, std::move(lease), std::move(conn), node_name, content_type);
+    return true;
+  }
   if (!streamed) {
     std::string body;
-    if (!ReadWholeBody(call, *conn, &body, error)) return false;
+    if (!ReadWholeBody(call, *conn, kMaxBufferedAnswer, &body, error)) return false;
     router_.RecordSuccess(node_name, latency_ms);
     CopyResponseHead(call, *conn, node_name);
     if (content_type.empty()) {
@@ -1276,7 +1189,7 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
   auto relay = std::make_shared<StreamRelay>();
   relay->conn = std::move(conn);
   relay->lease = std::move(lease);
-  relay->admission = call.admission;
+  relay->admission = call.admitted.slot;
   relay->table = call.table;
   relay->endpoint = endpoint;
   relay->node = node_name;
@@ -1398,6 +1311,81 @@ bool ProxyServer::Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnect
   return true;
 }
 
+void ProxyServer::RelayLargeBody(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
+                                 const std::string& node_name, const std::string& content_type) {
+  CopyResponseHead(call, *conn, node_name);
+  struct LargeBody {
+    std::unique_ptr<UpstreamConnection> conn;
+    Lease lease;
+    std::shared_ptr<const RoutingTable> table;
+    std::string endpoint;
+    std::string node;
+    int client_fd = -1;
+  };
+  auto relay = std::make_shared<LargeBody>();
+  relay->conn = std::move(conn);
+  relay->lease = std::move(lease);
+  relay->table = call.table;
+  relay->endpoint = call.table->FindNode(node_name)->endpoint;
+  relay->node = node_name;
+  if (call.client_fd == kClientNotSearched) {
+    call.client_fd = FindClientSocket(call.req.remote_addr, call.req.remote_port,
+                                      call.req.local_addr, call.req.local_port);
+  }
+  relay->client_fd = call.client_fd >= 0 ? call.client_fd : -1;
+  const milliseconds idle(call.table->policy().idle_ms);
+  // httplib calls the provider until the announced length is written; the node's bytes go out
+  // as they arrive, so the proxy holds one read of them at a time. A node that fails inside the
+  // body leaves the client short of the length it was promised: the connection closes, which
+  // every HTTP client reads as a failed answer.
+  auto provider = [this, relay, idle](size_t, size_t, httplib::DataSink& sink) -> bool {
+    UpstreamConnection& up = *relay->conn;
+    auto last = Clock::now();
+    while (true) {
+      if (up.has_body()) {
+        const std::string piece = up.TakeBody();
+        if (!sink.write(piece.data(), piece.size())) {
+          up.Close();
+          return false;
+        }
+        return true;
+      }
+      if (up.message_complete() || aborting_.load()) return false;
+      const WaitOutcome waited = up.Wait(options_.stream_poll, &relay->client_fd);
+      if (waited == WaitOutcome::kClientGone) {
+        up.Close();
+        return false;
+      }
+      if (waited == WaitOutcome::kTimeout) {
+        if (Clock::now() - last > idle) {
+          CORRAL_LOG(kWarn, "proxy") << "node " << relay->node << " sent nothing for "
+                                     << idle.count() << " ms inside an answer";
+          router_.RecordFailure(relay->node, relay->table->policy());
+          return false;
+        }
+        continue;
+      }
+      const ReadOutcome read = up.ReadSome();
+      if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
+        CORRAL_LOG(kWarn, "proxy")
+            << "node " << relay->node << " failed inside an answer: " << up.error();
+        router_.RecordFailure(relay->node, relay->table->policy());
+        return false;
+      }
+      last = Clock::now();
+    }
+  };
+  auto releaser = [this, relay](bool) {
+    if (relay->conn && relay->conn->message_complete() && relay->conn->keep_alive()) {
+      pool_.Give(relay->endpoint, std::move(relay->conn));
+    } else if (relay->conn) {
+      relay->conn->Close();
+    }
+  };
+  call.res.set_content_provider(static_cast<size_t>(relay->conn->content_length()), content_type,
+                                std::move(provider), std::move(releaser));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Blob uploads: streamed straight to the node, never buffered.
 
@@ -1411,17 +1399,7 @@ void ProxyServer::RouteBlobUpload(Call& call, const httplib::ContentReader& read
     if (status == 503) call.res.set_header("Retry-After", "1");
     SetErrorReply(call.res, status, message, false);
   };
-  if (call.table == nullptr) {
-    fail_unread(503, "corral-proxy has no routing snapshot yet");
-    return;
-  }
-  const int64_t active = active_.fetch_add(1) + 1;
-  call.admission = std::make_shared<Admission>(&active_);
-  if (active > options_.max_streams) {
-    fail_unread(503, "corral-proxy is at its limit of " + std::to_string(options_.max_streams) +
-                         " concurrent requests, please try again");
-    return;
-  }
+  // The front door admitted the request with a snapshot, a token allowed to upload and a slot.
   std::string pinned;
   if (!PinnedNode(call, &pinned)) {
     call.res.set_header("Connection", "close");
@@ -1438,8 +1416,7 @@ void ProxyServer::RouteBlobUpload(Call& call, const httplib::ContentReader& read
     }
   }
   const EffectivePolicy& policy = call.table->policy();
-  const std::string declared = call.req.get_header_value("Content-Length");
-  const bool chunked = declared.empty();
+  const bool chunked = call.head.framing == BodyFraming::kChunked;
   std::string last_error = "no healthy node to upload to";
   // Only the connection can be retried: once body bytes went to a node they cannot be replayed.
   for (const std::string& name : order) {
@@ -1456,10 +1433,9 @@ void ProxyServer::RouteBlobUpload(Call& call, const httplib::ContentReader& read
     }
     std::unique_ptr<UpstreamConnection> conn = *std::move(connected);
     conn->BeginResponse(false);
-    std::string head = RequestHead(call, *node, chunked);
-    if (!chunked) {
-      head.insert(head.size() - 2, "Content-Length: " + declared + "\r\n");
-    }
+    const std::string head =
+        NodeRequestHead(call, *node, chunked ? BodyFraming::kChunked : BodyFraming::kLength,
+                        call.head.content_length);
     if (!conn->WriteAll({head}, options_.upstream_write_timeout).ok()) {
       router_.RecordFailure(name, policy);
       last_error = "node '" + name + "': " + conn->error();
@@ -1505,7 +1481,7 @@ void ProxyServer::RouteBlobUpload(Call& call, const httplib::ContentReader& read
       const ReadOutcome read = conn->ReadSome();
       if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) break;
     }
-    if (!conn->head_complete() || !ReadWholeBody(call, *conn, &body, &error)) {
+    if (!conn->head_complete() || !ReadWholeBody(call, *conn, kMaxBufferedAnswer, &body, &error)) {
       router_.RecordFailure(name, policy);
       call.res.set_header("Connection", "close");
       SetErrorReply(call.res, 502,

@@ -30,7 +30,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/http_listener.h"
 #include "corral/v1/control.pb.h"
+#include "dataplane/front_door.h"
 #include "dataplane/relay_loop.h"
 #include "dataplane/route.h"
 #include "dataplane/router.h"
@@ -45,12 +47,6 @@ inline constexpr const char* kNodeHeader = "X-Corral-Node";
 
 struct ProxyOptions {
   std::string proxy_id = "corral-proxy";
-  // Concurrent proxied requests (streams included); past it new ones get 503 at once.
-  int64_t max_streams = 2048;
-  // Largest request body the proxy buffers to read the model (blob uploads are streamed).
-  size_t max_body_bytes = size_t{256} << 20;
-  // Origins allowed to call from a browser; empty = any. An entry ending in '*' is a prefix.
-  std::vector<std::string> allow_origins;
   // How long a request waits for a node's first byte before the proxy starts watching the
   // client's socket too (finding it costs a descriptor scan, so fast requests skip it).
   std::chrono::milliseconds client_watch_after{200};
@@ -64,14 +60,15 @@ struct ProxyOptions {
 
 class ProxyServer {
  public:
-  ProxyServer(ProxyOptions options, SnapshotStore& store, Router& router, UpstreamPool& pool);
+  ProxyServer(ProxyOptions options, FrontDoor& front_door, SnapshotStore& store, Router& router,
+              UpstreamPool& pool);
   ~ProxyServer();
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
 
-  // Registers the catch-all handlers and the server settings the proxy relies on (TCP_NODELAY,
-  // keep-alive, timeouts, exception handler).
-  void Install(httplib::Server& server);
+  // Registers the front door's head check, the catch-all handlers and the server settings the
+  // proxy relies on (TCP_NODELAY, keep-alive, timeouts, exception handler).
+  void Install(HttpListener& server);
 
   // The proxy's view of each node of the current snapshot, for the control plane's Report.
   // Passive failures are counted since the previous call (the counter is reset).
@@ -85,7 +82,7 @@ class ProxyServer {
   }
 
   // Proxied requests in progress (admission count).
-  int64_t active_requests() const { return active_.load(); }
+  int64_t active_requests() const { return front_door_.active(); }
 
   // The body of GET /api/proxy/state.
   std::string StateJson();
@@ -94,15 +91,15 @@ class ProxyServer {
   struct Call;
   struct NodeAnswer;
   struct SavedResponse;
-  class Admission;
 
   void HandleNoBody(const httplib::Request& req, httplib::Response& res);
   void HandleWithBody(const httplib::Request& req, httplib::Response& res,
                       const httplib::ContentReader& reader);
   void HandleOptions(const httplib::Request& req, httplib::Response& res);
 
-  // CORS and the common preamble. False when the request was answered already.
-  bool Prepare(const httplib::Request& req, httplib::Response& res);
+  // The front door's decision for the request being served, with CORS headers set on `res`.
+  // Null (and a 500 answered) outside a request the listener admitted.
+  Admitted* Prepare(const httplib::Request& req, httplib::Response& res);
   void Dispatch(Call& call);
   void AnswerFleet(Call& call);
   void AnswerProxy(Call& call);
@@ -121,37 +118,39 @@ class ProxyServer {
 
   // One request/response with one node up to the response head.
   NodeAnswer SendToNode(Call& call, const NodeEntry& node);
-  // Reads the rest of a response body into `body`; false with `error` on a node failure.
-  bool ReadWholeBody(Call& call, UpstreamConnection& conn, std::string* body, std::string* error);
+  // Reads the rest of a response body into `body`, at most `limit` bytes; false with `error` on
+  // a node failure or a longer body.
+  bool ReadWholeBody(Call& call, UpstreamConnection& conn, size_t limit, std::string* body,
+                     std::string* error);
   // After a successful head: answer the client (buffered or streamed). Returns false when the
   // node failed while its body was read (nothing was sent yet, so the caller may retry).
   bool Relay(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
              const std::string& node_name, double latency_ms, std::string* error);
   void CopyResponseHead(Call& call, const UpstreamConnection& conn, const std::string& node);
+  // Relays a node's answer framed by a Content-Length too large to buffer, as it arrives.
+  void RelayLargeBody(Call& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
+                      const std::string& node_name, const std::string& content_type);
   void SetSaved(Call& call, const SavedResponse& saved);
 
   // Routable, not ejected nodes among `names` (or all nodes when null), least in-flight first.
   std::vector<std::string> OrderByLoad(const RoutingTable& table,
                                        const std::vector<std::string>* names) const;
-  // With tokens in the snapshot: the request's bearer token, checked against their hashes.
-  // Answers 401 and returns false when it is missing or unknown, 403 when a model-limited
-  // token asks for node management.
-  bool Authorize(Call& call);
   // A model-limited token may only use its models: answers 403 and returns false otherwise.
   bool TokenAllowsModel(Call& call, const std::string& model_key, const std::string& model);
   bool PinnedNode(Call& call, std::string* node);
 
-  std::string RequestHead(const Call& call, const NodeEntry& node, bool chunked_body) const;
-  bool OriginAllowed(const std::string& origin) const;
+  // The head sent to `node` for the client's request (common/request_head.h BuildForwardHead).
+  std::string NodeRequestHead(const Call& call, const NodeEntry& node, BodyFraming body,
+                              uint64_t length) const;
 
   void RememberBlob(const std::string& digest, const std::string& node);
   std::string BlobNode(const std::string& digest);
 
   const ProxyOptions options_;
+  FrontDoor& front_door_;
   SnapshotStore& store_;
   Router& router_;
   UpstreamPool& pool_;
-  std::atomic<int64_t> active_{0};
   std::atomic<bool> aborting_{false};
   RelayLoop relay_loop_;  // carries streamed bodies once their heads are out
 

@@ -1,6 +1,10 @@
 #include "dataplane/worker_pool.h"
 
 #include <algorithm>
+#include <system_error>
+
+#include "common/http_listener.h"
+#include "common/log.h"
 
 namespace corral::dataplane {
 
@@ -11,13 +15,23 @@ WorkerPool::~WorkerPool() { shutdown(); }
 
 void WorkerPool::enqueue(std::function<void()> fn) {
   std::vector<std::thread> to_join;
+  bool refuse = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(std::move(fn));
-    if (idle_ < jobs_.size() && threads_ < max_threads_ && !stopping_) {
-      ++threads_;
-      all_.emplace_back([this] { Work(); });
+    if (idle_ < jobs_.size() + 1 && threads_ < max_threads_ && !stopping_) {
+      // The system may have no thread left to give (a limit on tasks, or memory): then this
+      // connection is refused rather than the process ended by the exception.
+      try {
+        all_.emplace_back([this] { Work(); });
+        ++threads_;
+      } catch (const std::system_error& e) {
+        refuse = idle_ == 0;
+        CORRAL_LOG(kError, "proxy")
+            << "cannot start a worker thread (" << e.what() << "), " << threads_
+            << " running: " << (refuse ? "refusing the connection" : "queueing it");
+      }
     }
+    if (!refuse) jobs_.push_back(std::move(fn));
     // Threads that retired while idle are joined here (a thread cannot join itself).
     if (!retired_.empty()) {
       for (auto it = all_.begin(); it != all_.end();) {
@@ -31,7 +45,12 @@ void WorkerPool::enqueue(std::function<void()> fn) {
       retired_.clear();
     }
   }
-  cv_.notify_one();
+  if (refuse) {
+    const RefuseConnectionsHere refusing;
+    fn();
+  } else {
+    cv_.notify_one();
+  }
   for (auto& t : to_join) t.join();
 }
 

@@ -495,14 +495,17 @@ TEST_F(ProxyTest, HeadersAreFilteredBothWays) {
   StartProxy();
   RawClient client(ProxyPort(),
                    Post("/api/generate?ts=123", R"({"model":"llama3.2","prompt":"x"})",
-                        "Origin: http://example.com\r\nX-Custom: kept\r\nUser-Agent: test/1\r\n"
+                        "Origin: http://localhost:3000\r\nX-Custom: kept\r\nUser-Agent: test/1\r\n"
                         "Connection: close\r\n"));
   ASSERT_TRUE(WaitFor([&] { return client.eof(); }, kDeadline, "the answer"));
   const std::string data = client.data();
   const std::string head = data.substr(0, data.find("\r\n\r\n"));
   EXPECT_EQ(Count(head, "Transfer-Encoding"), 1u) << head;
   EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
-  EXPECT_NE(head.find("Access-Control-Allow-Origin: *"), std::string::npos) << head;
+  // Ollama's own default origins are allowed, and the answer names the origin it allows.
+  EXPECT_NE(head.find("Access-Control-Allow-Origin: http://localhost:3000"), std::string::npos)
+      << head;
+  EXPECT_NE(head.find("Vary: Origin"), std::string::npos) << head;
 
   const json seen = SimStats(a)["last_requests"].back();
   EXPECT_EQ(seen["target"], "/api/generate?ts=123");
@@ -518,12 +521,31 @@ TEST_F(ProxyTest, HeadersAreFilteredBothWays) {
   EXPECT_EQ(h["x-forwarded-proto"], "http");
 
   auto preflight = Client()->Options(
-      "/api/chat", {{"Origin", "http://example.com"}, {"Access-Control-Request-Method", "POST"}});
+      "/api/chat", {{"Origin", "app://desktop"}, {"Access-Control-Request-Method", "POST"}});
   ASSERT_TRUE(preflight);
   EXPECT_EQ(preflight->status, 204);
-  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Origin"), "*");
+  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Origin"), "app://desktop");
   EXPECT_NE(preflight->get_header_value("Access-Control-Allow-Methods").find("POST"),
             std::string::npos);
+
+  // An origin outside the defaults gets what a node answers it, and nothing reaches the node.
+  const size_t seen_before = SimStats(a)["last_requests"].size();
+  auto foreign = Client()->Post("/api/generate", {{"Origin", "http://example.com"}},
+                                R"({"model":"llama3.2","prompt":"x"})", "application/json");
+  ASSERT_TRUE(foreign);
+  EXPECT_EQ(foreign->status, 403);
+  EXPECT_TRUE(foreign->body.empty());
+  EXPECT_EQ(SimStats(a)["last_requests"].size(), seen_before);
+}
+
+TEST_F(ProxyTest, AnyOriginWhenAllowOriginsIsAStar) {
+  const size_t a = StartSim({"--load-delay-ms", "0"});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})});
+  StartProxy({"--allow-origins", "*"});
+  auto res = Client()->Get("/api/tags", {{"Origin", "http://example.com"}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Access-Control-Allow-Origin"), "*");
 }
 
 TEST_F(ProxyTest, BodiesArriveByteForByte) {
