@@ -2,7 +2,9 @@
 // it wires (ProxyServer, SnapshotStore, Router, UpstreamPool); see docs/proxy.md.
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +23,7 @@
 #include "common/http_listener.h"
 #include "common/log.h"
 #include "dataplane/control_client.h"
+#include "dataplane/front_door.h"
 #include "dataplane/proxy_server.h"
 #include "dataplane/replies.h"
 #include "dataplane/route.h"
@@ -37,6 +40,7 @@ constexpr const char* kUsage =
     "                    [--control-tls-ca F [--control-tls-cert F --control-tls-key F]]\n"
     "                    [--port-file PATH]\n"
     "                    [--max-streams N] [--threads N] [--max-body-mb N]\n"
+    "                    [--body-budget-mb N] [--body-timeout-s N] [--max-client-connections N]\n"
     "                    [--allow-origins LIST] [--grace-s N] [--log-level LEVEL]\n"
     "\n"
     "  --listen HOST:PORT   address to serve the Ollama API on (default 0.0.0.0:11434)\n"
@@ -55,7 +59,13 @@ constexpr const char* kUsage =
     "  --max-streams N      concurrent proxied requests before answering 503 (default 2048)\n"
     "  --threads N          HTTP worker threads (default max-streams + 256)\n"
     "  --max-body-mb N      largest request body buffered, in MiB (default 256)\n"
-    "  --allow-origins LIST comma-separated browser origins allowed (default: any)\n"
+    "  --body-budget-mb N   request bodies buffered at once across all connections, in MiB\n"
+    "                       (default: a quarter of the memory the process may use, at most 4096)\n"
+    "  --body-timeout-s N   longest a request body may take to arrive (default 600)\n"
+    "  --max-client-connections N  open connections one client address may hold\n"
+    "                       (default: half of --max-streams; 0 = no cap)\n"
+    "  --allow-origins LIST comma-separated browser origins allowed; '*' allows any\n"
+    "                       (default: Ollama's own: localhost, 127.0.0.1, 0.0.0.0, app://...)\n"
     "  --grace-s N          on SIGTERM, how long open streams may run on (default 30)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n";
 
@@ -73,6 +83,9 @@ struct Flags {
   int64_t max_streams = 2048;
   int64_t threads = 0;
   int64_t max_body_mb = 256;
+  int64_t body_budget_mb = 0;  // 0: from the memory available (DefaultBodyBudget)
+  int64_t body_timeout_s = 600;
+  int64_t max_client_connections = -1;  // -1: half of max_streams
   int64_t grace_s = 30;
   std::string allow_origins;
   std::string log_level = "info";
@@ -124,6 +137,12 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       if (!number(&flags->threads, 1)) return false;
     } else if (arg == "--max-body-mb") {
       if (!number(&flags->max_body_mb, 1)) return false;
+    } else if (arg == "--body-budget-mb") {
+      if (!number(&flags->body_budget_mb, 1)) return false;
+    } else if (arg == "--body-timeout-s") {
+      if (!number(&flags->body_timeout_s, 1)) return false;
+    } else if (arg == "--max-client-connections") {
+      if (!number(&flags->max_client_connections, 0)) return false;
     } else if (arg == "--grace-s") {
       if (!number(&flags->grace_s, 0)) return false;
     } else if (arg == "--allow-origins") {
@@ -157,6 +176,40 @@ class ProxyListener : public corral::HttpListener {
     });
   }
   void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
+};
+
+// A quarter of the memory this process may use (the machine's, or its cgroup's limit when
+// lower), at most 4 GiB and at least 64 MiB: request bodies are held whole to read their
+// model, so their total is what a flood of large bodies could take.
+uint64_t DefaultBodyBudget() {
+  uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                    static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  std::ifstream cgroup("/sys/fs/cgroup/memory.max");
+  uint64_t limit = 0;
+  if (cgroup >> limit && limit > 0 && limit < memory) memory = limit;
+  return std::clamp<uint64_t>(memory / 4, uint64_t{64} << 20, uint64_t{4} << 30);
+}
+
+// Says at WARN every time the snapshot turns the proxy open (no inference token asked for, like
+// Ollama itself) or closed: an operator must never find out from a client.
+class OpenModeLog {
+ public:
+  void Note(const corral::v1::Snapshot& snapshot) {
+    const int closed = corral::dataplane::FleetClosed(snapshot) ? 1 : 0;
+    if (closed_.exchange(closed) == closed) return;
+    if (closed) {
+      CORRAL_LOG(kWarn, "proxy") << "snapshot " << snapshot.version()
+                                 << " closes the proxy: every route but / and /api/proxy needs an "
+                                    "inference token";
+    } else {
+      CORRAL_LOG(kWarn, "proxy") << "snapshot " << snapshot.version()
+                                 << " opens the proxy: no inference token is asked for, any "
+                                    "client that reaches it may use every node";
+    }
+  }
+
+ private:
+  std::atomic<int> closed_{-1};  // -1 until the first snapshot
 };
 
 // The proxy token from the flag, the file, or CORRAL_PROXY_TOKEN, in that order.
@@ -226,17 +279,26 @@ int main(int argc, char** argv) {
   // Every proxied request holds at most one upstream connection, so the proxy's concurrency
   // limit bounds what can come back idle; beyond that the pool follows the recent load.
   UpstreamPool pool(static_cast<size_t>(flags.max_streams));
+  FrontDoorOptions door_options;
+  door_options.max_streams = flags.max_streams;
+  door_options.max_body_bytes = static_cast<uint64_t>(flags.max_body_mb) << 20;
+  for (auto& origin : absl::StrSplit(flags.allow_origins, ',', absl::SkipWhitespace())) {
+    door_options.allow_origins.emplace_back(origin);
+  }
+  BodyBudget budget(flags.body_budget_mb > 0 ? static_cast<uint64_t>(flags.body_budget_mb) << 20
+                                             : DefaultBodyBudget());
+  FrontDoor front_door(door_options, store, budget);
   ProxyOptions options;
   options.proxy_id = flags.id;
-  options.max_streams = flags.max_streams;
-  options.max_body_bytes = static_cast<size_t>(flags.max_body_mb) << 20;
-  for (auto& origin : absl::StrSplit(flags.allow_origins, ',', absl::SkipWhitespace())) {
-    options.allow_origins.emplace_back(origin);
-  }
-  ProxyServer proxy(options, store, router, pool);
+  ProxyServer proxy(options, front_door, store, router, pool);
 
   const int64_t threads = flags.threads > 0 ? flags.threads : flags.max_streams + 256;
   ProxyListener listener(static_cast<size_t>(threads), 4096);
+  const int64_t per_client = flags.max_client_connections >= 0
+                                 ? flags.max_client_connections
+                                 : std::max<int64_t>(1, flags.max_streams / 2);
+  listener.set_max_connections_per_client(static_cast<size_t>(per_client));
+  listener.set_body_timeout(std::chrono::seconds(flags.body_timeout_s));
   proxy.Install(listener);
   auto port = listener.Bind(*address);
   if (!port.ok()) {
@@ -250,11 +312,11 @@ int main(int argc, char** argv) {
   auto table = store.Current();
   CORRAL_LOG(kInfo, "proxy") << flags.id << " listening on " << address->host << ":" << *port
                              << ", " << threads << " workers, max " << flags.max_streams
-                             << " streams, snapshot version " << store.version();
-  if (table == nullptr || table->snapshot().tokens().empty()) {
-    CORRAL_LOG(kInfo, "proxy") << "no inference tokens defined: the proxy is open to any client, "
-                                  "like Ollama itself";
-  }
+                             << " streams (" << per_client << " per client address), "
+                             << (budget.limit() >> 20)
+                             << " MiB for request bodies, snapshot version " << store.version();
+  OpenModeLog open_mode;
+  if (table != nullptr) open_mode.Note(table->snapshot());
 
   // With a control plane, snapshots arrive over Watch; the file stays the on-disk copy that
   // serves while the control plane is away, and is what a restart starts from.
@@ -270,10 +332,13 @@ int main(int argc, char** argv) {
     const std::string source = "control:" + flags.control;
     control = std::make_unique<ControlClient>(
         control_options,
-        [&store, &router, source](const corral::v1::Snapshot& snapshot) {
+        [&store, &router, &open_mode, source](const corral::v1::Snapshot& snapshot) {
           absl::Status applied = store.Apply(snapshot, source);
           // Runtime state of nodes the fleet no longer has would otherwise pile up.
-          if (applied.ok()) router.ForgetNodesNotIn(*store.Current());
+          if (applied.ok()) {
+            router.ForgetNodesNotIn(*store.Current());
+            open_mode.Note(snapshot);
+          }
           return applied;
         },
         [&proxy] { return proxy.NodeLoads(); });
@@ -294,6 +359,8 @@ int main(int argc, char** argv) {
         const auto reloaded = store.LoadFile(flags.snapshot);
         if (!reloaded.ok()) {
           CORRAL_LOG(kWarn, "proxy") << "SIGHUP: snapshot not reloaded: " << reloaded.message();
+        } else if (auto current = store.Current()) {
+          open_mode.Note(current->snapshot());
         }
         continue;
       }
