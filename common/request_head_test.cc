@@ -101,6 +101,31 @@ TEST(RequestHeadRefuses, DelInAHeaderValue) {
   ExpectRefused(Get({"X-A: a\x7f"}), 400, "control character (0x7f) in field \"X-A\"");
 }
 
+TEST(RequestHeadRefuses, ControlCharacterAtAnyPlaceOfALongValue) {
+  // Values are checked eight bytes at a time: every offset within and across those words.
+  for (size_t at = 0; at < 40; ++at) {
+    for (char c : {'\0', '\x01', '\x0b', '\x1f', '\x7f', '\r', '\n'}) {
+      std::string value(40, 'v');
+      value[at] = c;
+      HeadParse parse = Parse(Get({"X-A: w" + value}));
+      EXPECT_FALSE(parse.head.has_value()) << "byte " << int(c) << " at " << at;
+    }
+  }
+}
+
+TEST(RequestHeadAccepts, TabsAndObsTextAtAnyPlaceOfALongValue) {
+  for (size_t at = 0; at < 40; ++at) {
+    for (char c : {'\t', ' ', '\x80', '\xff', '\x7e', '\x20'}) {
+      std::string value = "w" + std::string(40, 'v') + "w";
+      value[1 + at] = c;
+      HeadParse parse = Parse(Get({"X-A: " + value}));
+      ASSERT_TRUE(parse.head.has_value())
+          << "byte " << int(c) << " at " << at << ": " << parse.error.message;
+      EXPECT_EQ(*parse.head->Find("X-A"), value);
+    }
+  }
+}
+
 // ---- Refusals: header names ----
 
 TEST(RequestHeadRefuses, ControlCharacterInAHeaderName) {
