@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/private_files.h"
 
 namespace corral::control {
 namespace {
@@ -53,6 +54,8 @@ absl::StatusOr<std::string> GenerateToken() {
 }
 
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
+  // A token another user could read is no secret: tighten it (with a WARN) before using it.
+  if (absl::Status s = EnsurePrivateFile(path, "token file"); !s.ok()) return s;
   std::ifstream in(path);
   if (in) {
     std::stringstream buffer;

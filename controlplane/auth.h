@@ -33,7 +33,8 @@ std::string Sha256Hex(std::string_view data);
 absl::StatusOr<std::string> GenerateToken();
 
 // Reads the token in `path`, or creates the file (mode 0600, 64 hex characters) when it does not
-// exist. Surrounding whitespace is ignored; an empty file is an error (FailedPrecondition).
+// exist. An existing file readable by others is set to 0600 first, with a WARN. Surrounding
+// whitespace is ignored; an empty file is an error (FailedPrecondition).
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);
 
 class Authenticator {

@@ -15,8 +15,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_limits.h"
 #include "common/http_listener.h"
 #include "common/log.h"
+#include "common/private_files.h"
+#include "grpc/health/v1/health.pb.h"
 
 namespace corral::control {
 namespace {
@@ -41,6 +44,21 @@ absl::StatusOr<int> LockDataDir(const std::string& dir) {
   return fd;
 }
 
+// Loopback addresses never leave the machine: plaintext there exposes nothing to the network.
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// Reflection serves the schemas the generated descriptor pool holds. gRPC implements the health
+// service without putting its schema there, so the code generated from grpc-proto's health.proto
+// is linked in, and referenced here: an object in a static library is only linked when something
+// uses it. Without it grpcurl and buf curl see grpc.health.v1.Health listed but cannot call it.
+void RegisterHealthSchema() {
+  const google::protobuf::FileDescriptor* health =
+      grpc::health::v1::HealthCheckRequest::descriptor()->file();
+  CORRAL_LOG(kDebug, "control") << "reflection serves " << health->name();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(ControlServerOptions options) {
@@ -58,12 +76,11 @@ absl::Status ControlServer::Init() {
     return absl::InvalidArgumentError(
         absl::StrCat("--listen ", options_.listen, ": ", listen.status().message()));
   }
-  std::error_code ec;
-  std::filesystem::create_directories(options_.data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create data dir ", options_.data_dir, ": ", ec.message()));
-  }
+  absl::StatusOr<ServerSecurity> security = MakeServerCredentials(options_.tls);
+  if (!security.ok()) return security.status();
+  // The data dir holds the admin and proxy tokens and the registry (inference token hashes):
+  // nobody but this user reads it.
+  if (absl::Status s = EnsurePrivateDir(options_.data_dir, "data dir"); !s.ok()) return s;
   absl::StatusOr<int> lock = LockDataDir(options_.data_dir);
   if (!lock.ok()) return lock.status();
   lock_fd_ = *lock;
@@ -96,8 +113,13 @@ absl::Status ControlServer::Init() {
   discovery_ = std::make_unique<DiscoveryService>(publisher_.get(), &tracker_, auth_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
+  RegisterHealthSchema();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Explicit on both sides (the proxies' Watch channel, corralctl), see common/grpc_limits.h; the
+  // publisher never offers a snapshot larger than this.
+  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
   // Watch streams idle for hours: ping them so a vanished proxy is noticed, and keep pinging
   // without data (the default stops after two pings). Proxies ping every 30 s; allow 10 s.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
@@ -109,7 +131,7 @@ absl::Status ControlServer::Init() {
   const std::string address = listen->host.find(':') != std::string::npos
                                   ? absl::StrCat("[", listen->host, "]:", listen->port)
                                   : absl::StrCat(listen->host, ":", listen->port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(address, security->credentials, &port_);
   builder.RegisterService(admin_.get());
   builder.RegisterService(discovery_.get());
   server_ = builder.BuildAndStart();
@@ -125,9 +147,17 @@ absl::Status ControlServer::Init() {
     health->SetServingStatus(kDiscoveryService, true);
   }
   if (absl::Status s = WritePortFile(options_.port_file, port_); !s.ok()) return s;
-  CORRAL_LOG(kInfo, "control") << "listening on " << listen->host << ":" << port_ << " (data dir "
+  CORRAL_LOG(kInfo, "control") << "listening on " << listen->host << ":" << port_ << " ("
+                               << TransportSecurityName(security->security) << ", data dir "
                                << options_.data_dir << ", snapshot version " << registry_->version()
                                << ")";
+  if (security->security == TransportSecurity::kPlaintext && !IsLoopbackHost(listen->host)) {
+    CORRAL_LOG(kWarn, "control")
+        << "the gRPC port is plaintext on " << listen->host
+        << ", beyond loopback: admin and proxy tokens and the snapshots' token hashes cross the "
+           "network in clear; give --tls-cert and --tls-key (and --tls-client-ca to require "
+           "client certificates)";
+  }
   if (prober_ != nullptr) prober_->Start();
   if (scanner_ != nullptr) scanner_->Start();
   return absl::OkStatus();

@@ -2,10 +2,14 @@
 // publisher, the proxy tracker, the tokens, the prober and port scanner, and one gRPC server with
 // the Admin and Discovery services, the standard health service and reflection.
 //
-// Start order: lock the data dir (a second control plane on the same data dir fails loudly), open
-// the registry, load or create the tokens, start the publisher, build and start the gRPC server
-// (keepalive tuned for long idle Watch streams, SO_REUSEPORT off unless asked), write the port
-// file, then start the prober and scanner.
+// Start order: read and check the TLS files (a bad one fails before anything else happens), make
+// the data dir owner-only (0700; the database and token files 0600), lock the data dir (a second
+// control plane on the same data dir fails loudly), open the registry, load or create the
+// tokens, start the publisher, build and start the gRPC server (keepalive tuned for long idle
+// Watch streams, message size limit kMaxGrpcMessageBytes, SO_REUSEPORT off unless asked), write
+// the port file, then start the prober and scanner. The log says whether the port is TLS, mTLS
+// or plaintext (a WARN when plaintext listens beyond loopback: tokens would cross the network in
+// clear).
 //
 // Shutdown (Shutdown(), idempotent): health NOT_SERVING; every Watch finished with UNAVAILABLE
 // "control plane shutting down" (proxies reconnect with backoff and keep serving meanwhile); the
@@ -26,6 +30,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_tls.h"
 #include "controlplane/admin_service.h"
 #include "controlplane/auth.h"
 #include "controlplane/discovery_service.h"
@@ -39,6 +44,8 @@ namespace corral::control {
 
 struct ControlServerOptions {
   std::string listen = "127.0.0.1:11400";  // host:port; port 0 picks a free one
+  // The gRPC port's certificate, key and optional client CA (mTLS); all empty = plaintext.
+  ServerTlsFiles tls;
   std::string data_dir = "./var";
   std::string port_file;  // written after binding when not empty
   // Off: a second control plane on the same port fails to bind instead of splitting the proxies.

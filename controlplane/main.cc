@@ -14,8 +14,14 @@ constexpr char kUsage[] =
     "usage: corral-control [--listen HOST:PORT] [--data-dir DIR] [--port-file PATH]\n"
     "                      [--probe-interval-ms N] [--no-probe] [--no-discovery]\n"
     "                      [--shutdown-grace-ms N] [--reuse-port] [--log-level L]\n"
+    "                      [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
     "\n"
     "  --listen             gRPC address (default 127.0.0.1:11400; port 0 = any free port)\n"
+    "  --tls-cert           PEM certificate chain of the gRPC port (TLS; default plaintext, for\n"
+    "                       loopback only: tokens cross the network in clear otherwise)\n"
+    "  --tls-key            PEM private key of --tls-cert (unencrypted; keep it mode 0600)\n"
+    "  --tls-client-ca      PEM CA bundle: clients (proxies, corralctl) must present a\n"
+    "                       certificate it signed (mTLS)\n"
     "  --data-dir           registry (corral.db), admin.token, proxy.token (default ./var)\n"
     "  --port-file          write the bound port here once listening\n"
     "  --probe-interval-ms  time between two probes of a node (default 5000)\n"
@@ -50,6 +56,12 @@ int main(int argc, char** argv) {
     long n = 0;
     if (flag == "--listen") {
       options.listen = value();
+    } else if (flag == "--tls-cert") {
+      options.tls.cert_file = value();
+    } else if (flag == "--tls-key") {
+      options.tls.key_file = value();
+    } else if (flag == "--tls-client-ca") {
+      options.tls.client_ca_file = value();
     } else if (flag == "--data-dir") {
       options.data_dir = value();
     } else if (flag == "--port-file") {

@@ -1,9 +1,13 @@
 // Server reflection on a real corral-control: a generic gRPC client, knowing no schema, lists
-// the services and fetches the descriptor of the admin API — what grpcurl and buf curl do.
+// the services and fetches the descriptors of the admin API and of the health service — what
+// grpcurl and buf curl do before they can call a method.
 //
 // The reflection messages are written and read as raw protobuf bytes on purpose: linking code
 // generated from grpc-proto's reflection.proto beside libgrpc++_reflection aborts at start-up
 // (duplicate descriptors), and this test must not depend on either to prove the server side.
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -58,6 +62,38 @@ std::string StringField(int field, const std::string& value) {
   return out + value;
 }
 
+// The FileDescriptorProtos of a ServerReflectionResponse's file_descriptor_response (field 4,
+// itself a FileDescriptorResponse whose field 1 repeats the serialised files). Empty when the
+// response holds none (an error_response, field 7, for an unknown symbol).
+std::vector<google::protobuf::FileDescriptorProto> Files(const std::string& response) {
+  using google::protobuf::internal::WireFormatLite;
+  std::vector<google::protobuf::FileDescriptorProto> files;
+  // The submessages of field `field` in `bytes`.
+  auto fields = [](const std::string& bytes, int field) {
+    std::vector<std::string> out;
+    google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                              static_cast<int>(bytes.size()));
+    while (uint32_t tag = in.ReadTag()) {
+      if (WireFormatLite::GetTagFieldNumber(tag) == field &&
+          WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+        std::string value;
+        if (!WireFormatLite::ReadBytes(&in, &value)) break;
+        out.push_back(std::move(value));
+      } else if (!WireFormatLite::SkipField(&in, tag)) {
+        break;
+      }
+    }
+    return out;
+  };
+  for (const std::string& fdr : fields(response, 4)) {
+    for (const std::string& file : fields(fdr, 1)) {
+      google::protobuf::FileDescriptorProto proto;
+      if (proto.ParseFromString(file)) files.push_back(std::move(proto));
+    }
+  }
+  return files;
+}
+
 TEST(ReflectionTest, ASchemaLessClientListsTheServicesAndFetchesTheAdminApi) {
   const std::string dir = MakeTempDir("reflection");
   ChildProcess control(BinaryPath("corral-control"),
@@ -77,6 +113,24 @@ TEST(ReflectionTest, ASchemaLessClientListsTheServicesAndFetchesTheAdminApi) {
   const std::string file = Reflect(channel, StringField(4, "corral.v1.Admin"));
   EXPECT_NE(file.find("corral/v1/control.proto"), std::string::npos);
   EXPECT_NE(file.find("CreateNode"), std::string::npos);
+
+  // The health service's schema too: grpc.health.v1.Health/Check is callable by a client that
+  // has no local copy of health.proto.
+  bool found_check = false;
+  for (const auto& proto : Files(Reflect(channel, StringField(4, "grpc.health.v1.Health")))) {
+    if (proto.package() != "grpc.health.v1") continue;
+    for (const auto& service : proto.service()) {
+      if (service.name() != "Health") continue;
+      for (const auto& method : service.method()) {
+        if (method.name() == "Check") {
+          found_check = true;
+          EXPECT_EQ(method.input_type(), ".grpc.health.v1.HealthCheckRequest");
+          EXPECT_EQ(method.output_type(), ".grpc.health.v1.HealthCheckResponse");
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(found_check) << "no grpc.health.v1.Health/Check in the descriptor served for it";
 }
 
 }  // namespace

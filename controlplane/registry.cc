@@ -1,7 +1,9 @@
 #include "controlplane/registry.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/node_name.h"
 #include "common/node_url.h"
+#include "common/private_files.h"
 
 namespace corral::control {
 namespace {
@@ -566,6 +569,18 @@ std::vector<T> ToVector(const google::protobuf::RepeatedPtrField<T>& items) {
 // ---- open / migrate ----
 
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& path) {
+  // The registry holds inference token hashes and the fleet's addresses: owner-only. SQLite gives
+  // the -wal and -shm files the mode of the database file, so creating that one 0600 (SQLite
+  // would use 0644) covers all three; files left looser by an older version are tightened.
+  if (path != ":memory:") {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);  // a failure is reported by sqlite3_open_v2 below, with its reason
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      if (absl::Status s = EnsurePrivateFile(path + suffix, "registry database"); !s.ok()) {
+        return s;
+      }
+    }
+  }
   std::unique_ptr<Registry> registry(new Registry());
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
   if (sqlite3_open_v2(path.c_str(), &registry->db_, flags, nullptr) != SQLITE_OK) {

@@ -2,9 +2,22 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 
 namespace corral::control {
+
+absl::Status CheckSnapshotSize(const corral::v1::Snapshot& snapshot, size_t limit) {
+  const size_t size = snapshot.ByteSizeLong();
+  if (size <= limit) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "snapshot version ", snapshot.version(), " is ", size, " bytes serialised (",
+      snapshot.nodes_size(), " nodes, ", snapshot.tokens_size(),
+      " tokens), over the gRPC message limit of ", limit,
+      " bytes: it is not sent to any proxy, which keep serving the last snapshot that fit. "
+      "Make it smaller: remove nodes or split the fleet across control planes, remove models "
+      "from nodes that do not need them, or revoke unused tokens"));
+}
 
 SnapshotPublisher::SnapshotPublisher(Registry* registry, SnapshotPublisherOptions options)
     : registry_(registry), options_(options) {}
@@ -31,7 +44,13 @@ absl::Status SnapshotPublisher::Start() {
   });
   absl::StatusOr<corral::v1::Snapshot> first = registry_->BuildSnapshot();
   if (!first.ok()) return first.status();
-  {
+  // Too large a first snapshot does not stop the control plane: the admin API must stay up so the
+  // operator can shrink the fleet. Proxies serve their on-disk copies meanwhile.
+  if (absl::Status size = CheckSnapshotSize(*first, options_.max_snapshot_bytes); !size.ok()) {
+    CORRAL_LOG(kError, "publisher") << size.message();
+    std::lock_guard<std::mutex> lock(mu_);
+    refused_version_ = first->version();
+  } else {
     std::lock_guard<std::mutex> lock(mu_);
     current_ = std::make_shared<const corral::v1::Snapshot>(*std::move(first));
   }
@@ -79,6 +98,19 @@ bool SnapshotPublisher::Rebuild() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (current_ != nullptr && snapshot->version() <= current_->version()) return true;
+    if (snapshot->version() <= refused_version_) return true;  // refused already, said so
+  }
+  // Sized outside the lock: a snapshot of a large fleet takes a while to measure.
+  if (absl::Status size = CheckSnapshotSize(*snapshot, options_.max_snapshot_bytes); !size.ok()) {
+    CORRAL_LOG(kError, "publisher") << size.message();
+    std::lock_guard<std::mutex> lock(mu_);
+    refused_version_ = snapshot->version();
+    // Not an error of the registry: retrying would build the same snapshot again.
+    return true;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_ != nullptr && snapshot->version() <= current_->version()) return true;
     current_ = snapshot;
   }
   CORRAL_LOG(kDebug, "publisher") << "publishing snapshot version " << snapshot->version() << " ("
@@ -104,6 +136,11 @@ std::vector<SnapshotSubscriber*> SnapshotPublisher::Referenced() const {
 std::shared_ptr<const corral::v1::Snapshot> SnapshotPublisher::current() const {
   std::lock_guard<std::mutex> lock(mu_);
   return current_;
+}
+
+uint64_t SnapshotPublisher::refused_version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refused_version_;
 }
 
 void SnapshotPublisher::Subscribe(SnapshotSubscriber* subscriber) {

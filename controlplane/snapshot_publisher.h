@@ -7,6 +7,11 @@
 // transaction, and pushes the result to every subscriber. A snapshot is published only when its
 // version is newer than the last one published, so unchanged content never goes out twice.
 //
+// A snapshot whose serialised size is over the gRPC message limit (kMaxSnapshotMessageBytes) is
+// never published: every proxy would fail to receive it and drop its Watch. The publisher logs
+// an ERROR saying how big it is, the limit, and what to do, and keeps offering the last snapshot
+// that fit; the next change that brings the size back under the limit is published as usual.
+//
 // Subscribers must never block the publisher: Push only records "this is the newest" and starts a
 // write when none is in flight (see WatchReactor in discovery_service.cc). A slow or stalled proxy
 // therefore holds at most two snapshots (the one being written and the newest) and never delays
@@ -34,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/grpc_limits.h"
 #include "controlplane/registry.h"
 #include "corral/v1/snapshot.pb.h"
 
@@ -77,7 +83,14 @@ struct SnapshotPublisherOptions {
   // How long after the first change of a burst the snapshot is built. Changes arriving meanwhile
   // ride along. Small: propagation to proxies must stay far under 100 ms.
   std::chrono::milliseconds debounce{5};
+  // The largest serialised snapshot offered to proxies. Tests lower it; in production it is the
+  // gRPC message limit both sides set.
+  size_t max_snapshot_bytes = kMaxSnapshotMessageBytes;
 };
+
+// OK when `snapshot` serialises to at most `limit` bytes; otherwise ResourceExhausted with the
+// message an operator needs (its size, the limit, how to shrink it).
+absl::Status CheckSnapshotSize(const corral::v1::Snapshot& snapshot, size_t limit);
 
 class SnapshotPublisher {
  public:
@@ -93,8 +106,11 @@ class SnapshotPublisher {
   // Stops the thread. Subscribers stay registered; FinishAll ends them.
   void Stop();
 
-  // The newest published snapshot; null before Start.
+  // The newest published snapshot; null before Start, and after it while every snapshot built so
+  // far was over the size limit.
   std::shared_ptr<const corral::v1::Snapshot> current() const;
+  // The newest version refused for its size (0 = none).
+  uint64_t refused_version() const;
 
   // Registers `subscriber` and pushes the current snapshot to it at once. After FinishAll, the
   // subscriber is closed at once with the shutdown status instead.
@@ -132,6 +148,7 @@ class SnapshotPublisher {
 
   mutable std::mutex mu_;
   std::shared_ptr<const corral::v1::Snapshot> current_;  // guarded by mu_
+  uint64_t refused_version_ = 0;                         // guarded by mu_
   std::set<SnapshotSubscriber*> subscribers_;            // guarded by mu_; one Ref each
   bool finished_ = false;                                // guarded by mu_
   grpc::Status finish_status_;                           // guarded by mu_

@@ -159,6 +159,80 @@ TEST_F(PublisherTest, BurstOfChangesIsCoalescedAndEndsAtTheLatest) {
   sub->Unref();
 }
 
+TEST(SnapshotSizeTest, OverTheLimitSaysHowBigTheLimitAndWhatToDo) {
+  corral::v1::Snapshot snapshot;
+  snapshot.set_version(9);
+  snapshot.add_nodes()->set_name("gpu-1");
+  const size_t size = snapshot.ByteSizeLong();
+  EXPECT_TRUE(CheckSnapshotSize(snapshot, size).ok());
+  const absl::Status s = CheckSnapshotSize(snapshot, size - 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("snapshot version 9 is " + std::to_string(size) + " bytes"),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.message().find("limit of " + std::to_string(size - 1) + " bytes"), std::string::npos)
+      << s;
+  EXPECT_NE(s.message().find("remove nodes"), std::string::npos) << s;
+}
+
+TEST_F(PublisherTest, OversizedSnapshotIsNeverPushedAndTheLastGoodOneStays) {
+  ASSERT_TRUE(registry_->CreateNode(NodeReq("a", 1)).ok());
+  auto small = registry_->BuildSnapshot();
+  ASSERT_TRUE(small.ok());
+  SnapshotPublisherOptions options;
+  // Room for one more small node, not for one with a kilobyte of labels.
+  options.max_snapshot_bytes = small->ByteSizeLong() + 200;
+  SnapshotPublisher publisher(registry_.get(), options);
+  ASSERT_TRUE(publisher.Start().ok());
+  auto* sub = new RecordingSubscriber();
+  sub->Ref();
+  publisher.Subscribe(sub);
+  EXPECT_EQ(sub->versions(), std::vector<uint64_t>{1});
+
+  corral::v1::CreateNodeRequest big = NodeReq("big", 2);
+  for (int i = 0; i < 8; ++i)
+    (*big.mutable_labels())["k" + std::to_string(i)] = std::string(200, 'x');
+  ASSERT_TRUE(registry_->CreateNode(big).ok());
+  ASSERT_TRUE(WaitFor([&] { return publisher.refused_version() == 2; }, milliseconds(5000)));
+  EXPECT_EQ(sub->versions(), std::vector<uint64_t>{1});
+  EXPECT_EQ(publisher.current()->version(), 1u);
+  // A proxy connecting now still gets the last good snapshot.
+  auto* late = new RecordingSubscriber();
+  publisher.Subscribe(late);
+  EXPECT_EQ(late->versions(), std::vector<uint64_t>{1});
+
+  // Back under the limit: published as usual.
+  ASSERT_TRUE(registry_->RemoveNode("big").ok());
+  ASSERT_TRUE(WaitFor([&] { return sub->versions().back() == 3; }, milliseconds(5000)));
+  EXPECT_EQ(sub->versions(), (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(publisher.current()->nodes_size(), 1);
+
+  publisher.Unsubscribe(sub);
+  publisher.Unsubscribe(late);
+  publisher.Stop();
+  late->Unref();
+  sub->Unref();
+  sub->Unref();
+}
+
+TEST_F(PublisherTest, OversizedFirstSnapshotLeavesNothingToServeButStarts) {
+  ASSERT_TRUE(registry_->CreateNode(NodeReq("a", 1)).ok());
+  SnapshotPublisherOptions options;
+  options.max_snapshot_bytes = 8;
+  SnapshotPublisher publisher(registry_.get(), options);
+  ASSERT_TRUE(publisher.Start().ok());
+  EXPECT_EQ(publisher.current(), nullptr);
+  EXPECT_EQ(publisher.refused_version(), 1u);
+  auto* sub = new RecordingSubscriber();
+  sub->Ref();
+  publisher.Subscribe(sub);
+  EXPECT_TRUE(sub->versions().empty());
+  publisher.Unsubscribe(sub);
+  publisher.Stop();
+  sub->Unref();
+  sub->Unref();
+}
+
 // ---- through gRPC ----
 
 class DiscoveryServer {
