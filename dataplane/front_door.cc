@@ -82,7 +82,9 @@ std::vector<std::string> DefaultAllowedOrigins() {
   return origins;
 }
 
-bool FleetClosed(const corral::v1::Snapshot& snapshot) { return !snapshot.tokens().empty(); }
+bool FleetClosed(const corral::v1::Snapshot& snapshot) {
+  return snapshot.require_tokens() || !snapshot.tokens().empty();
+}
 
 FrontDoor::FrontDoor(FrontDoorOptions options, SnapshotStore& store, BodyBudget& budget)
     : options_(std::move(options)), store_(store), budget_(budget) {
@@ -126,8 +128,11 @@ bool FrontDoor::Authorize(const RequestHead& head, Admitted& admitted, HeadVerdi
   }
   if (admitted.token == nullptr) {
     *refusal = Refuse(401,
-                      "unauthorized: this endpoint needs an inference token "
-                      "(Authorization: Bearer <token>)",
+                      admitted.table->snapshot().tokens().empty()
+                          ? "unauthorized: this fleet requires inference tokens and has none "
+                            "defined (corralctl token create)"
+                          : "unauthorized: this endpoint needs an inference token "
+                            "(Authorization: Bearer <token>)",
                       route.openai);
     refusal->headers.emplace_back("WWW-Authenticate", "Bearer");
     return false;

@@ -100,7 +100,8 @@ struct FrontDoorOptions {
 // and vscode-file:// schemes.
 std::vector<std::string> DefaultAllowedOrigins();
 
-// True when the snapshot asks for an inference token: it defines tokens, or it requires them.
+// True when the snapshot asks for an inference token: it defines tokens, or it requires them
+// (require_tokens: revoking the last token then leaves the fleet closed, docs/security.md).
 bool FleetClosed(const corral::v1::Snapshot& snapshot);
 
 class FrontDoor {

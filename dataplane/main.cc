@@ -264,6 +264,11 @@ int main(int argc, char** argv) {
     if (absl::IsNotFound(loaded) && !flags.control.empty()) {
       CORRAL_LOG(kInfo, "proxy") << "no on-disk snapshot at " << flags.snapshot
                                  << " yet: answering 503 until the control plane sends one";
+    } else if (absl::IsDataLoss(loaded) && !flags.control.empty()) {
+      // A copy torn by a crash mid-write is no reason to stay down: the control plane has the
+      // truth, and the next snapshot it sends replaces the file.
+      CORRAL_LOG(kWarn, "proxy") << "the on-disk snapshot is unusable (" << loaded.message()
+                                 << "): answering 503 until the control plane sends one";
     } else if (absl::IsNotFound(loaded)) {
       CORRAL_LOG(kWarn, "proxy") << "no snapshot at " << flags.snapshot
                                  << " yet: answering 503 until one arrives (SIGHUP reloads it)";

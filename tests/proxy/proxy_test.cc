@@ -667,6 +667,22 @@ TEST_F(ProxyTest, ProxyHealthAndStateFollowTheSnapshot) {
   EXPECT_EQ(State()["snapshot"]["version"], 2);
 }
 
+TEST_F(ProxyTest, AFleetThatRequiresTokensStaysClosedWithNoneDefined) {
+  const size_t a = StartSim({"--load-delay-ms", "0"});
+  WriteSnapshot({Node("a", SimPort(a), {"llama3.2:latest"})}, 1, {{"require_tokens", true}});
+  StartProxy();
+  auto cli = Client();
+  EXPECT_EQ(cli->Get("/")->status, 200);
+  auto tags = cli->Get("/api/tags");
+  ASSERT_TRUE(tags);
+  EXPECT_EQ(tags->status, 401);
+  EXPECT_NE(json::parse(tags->body)["error"].get<std::string>().find("none defined"),
+            std::string::npos);
+  // Even the state view needs a token then; the log says why at WARN.
+  EXPECT_EQ(cli->Get("/api/proxy/state")->status, 401);
+  EXPECT_NE(proxy_->Log().find("closes the proxy"), std::string::npos) << proxy_->Log();
+}
+
 TEST_F(ProxyTest, InferenceTokensGateTheEndpointWhenTheSnapshotDefinesThem) {
   const size_t a = StartSim({"--models", "llama3.2:latest,mistral:latest", "--tokens", "2",
                              "--load-delay-ms", "0", "--token-interval-ms", "1"});
