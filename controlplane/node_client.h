@@ -7,13 +7,20 @@
 // its own short read timeout because recent Ollama releases hold it until an in-progress model
 // load finishes.
 //
+// A node is outside input. Each probe call's timeout bounds the whole exchange (connect, head and
+// body), not one read, so a node that trickles bytes cannot hold a probe worker; answers are read
+// through a size cap and reading stops past it, so a node cannot make corral-control hold more than
+// the cap; numbers are range-checked and model lists capped (docs/probing.md, "Limits").
+//
 // Thread safety: a NodeClient is immutable after construction; any thread may call any method,
 // concurrently.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -23,20 +30,50 @@
 
 namespace corral::control {
 
+// Limits on what one node may answer (docs/probing.md, "Limits").
+// The most bytes read of a /api/tags or /api/ps answer: a real node's list of hundreds of models
+// is well under 1 MiB.
+inline constexpr size_t kMaxListAnswerBytes = size_t{8} << 20;
+// The most bytes read of a GET / or /api/version answer (a few dozen bytes from a real node).
+inline constexpr size_t kMaxSmallAnswerBytes = size_t{64} << 10;
+// Models kept per node and per list; entries past it are dropped (ListStats::dropped).
+inline constexpr size_t kMaxModelsPerNode = 4096;
+// Longest model name kept. Ollama's own longest valid name (a 350-byte host and three 80-byte
+// parts) is 593 bytes; an entry with a longer name is skipped.
+inline constexpr size_t kMaxModelNameBytes = 1024;
+// Longest digest, modified_at, expires_at or version string kept; a longer one reads as empty.
+inline constexpr size_t kMaxFieldBytes = 256;
+// Deepest JSON nesting accepted in a list answer (Ollama's is 4): deeper documents are refused
+// before parsing, since each level costs the parser memory and the printer stack.
+inline constexpr int kMaxJsonDepth = 64;
+// Longest pull progress line (a real one is under 300 bytes).
+inline constexpr size_t kMaxPullLineBytes = size_t{64} << 10;
+
 struct NodeClientOptions {
   // TCP connect. Loopback and LAN nodes connect in well under a millisecond; a longer wait means
   // the host is gone or black-holed.
   std::chrono::milliseconds connect_timeout{1000};
-  // Whole-answer read/write timeout of `/` and `/api/version` (the liveness probe).
+  // Total deadline of `/` and `/api/version` (the liveness probe): connect, head and body.
   std::chrono::milliseconds liveness_timeout{2000};
-  // `/api/tags` reads every manifest on the node's disk: allow more than liveness.
+  // `/api/tags` reads every manifest on the node's disk: allow more than liveness. A total
+  // deadline, like the others.
   std::chrono::milliseconds tags_timeout{5000};
   // `/api/ps` may block for the length of a model load on recent Ollama: keep it short and keep
   // the last known list instead of waiting.
   std::chrono::milliseconds ps_timeout{1000};
+  // Answer size caps (see the constants above); tests lower them.
+  size_t list_answer_max_bytes = kMaxListAnswerBytes;
+  size_t small_answer_max_bytes = kMaxSmallAnswerBytes;
   // Longest silence between two progress lines of a pull. Verifying a large blob's digest can
   // keep a node quiet for minutes.
   std::chrono::milliseconds pull_idle_timeout{std::chrono::minutes(10)};
+};
+
+// What the limits did to one /api/tags or /api/ps answer.
+struct ListStats {
+  size_t listed = 0;   // entries in the answer's "models" array
+  size_t skipped = 0;  // entries without a usable name: not an object, no name, name too long
+  size_t dropped = 0;  // valid entries past kMaxModelsPerNode
 };
 
 class NodeClient {
@@ -52,14 +89,17 @@ class NodeClient {
   absl::Status Root() const;
 
   // GET /api/version — the version string, e.g. "0.12.3". Unavailable when the node does not
-  // answer, DeadlineExceeded on a timeout, Internal on a non-200 or malformed answer.
+  // answer, DeadlineExceeded when the whole answer is not in within the timeout,
+  // ResourceExhausted when the answer is larger than its cap, Internal on a non-200 or malformed
+  // answer (or a version longer than kMaxFieldBytes).
   absl::StatusOr<std::string> Version() const;
 
-  // GET /api/tags — the installed models; raw_json holds each entry's JSON text verbatim.
-  absl::StatusOr<std::vector<corral::v1::Model>> Tags() const;
+  // GET /api/tags — the installed models; raw_json holds each entry's JSON text verbatim. Errors
+  // as Version's; `stats` (may be null) says what the limits skipped and dropped.
+  absl::StatusOr<std::vector<corral::v1::Model>> Tags(ListStats* stats = nullptr) const;
 
   // GET /api/ps — the models resident in memory; raw_json holds each entry's JSON text.
-  absl::StatusOr<std::vector<corral::v1::LoadedModel>> Ps() const;
+  absl::StatusOr<std::vector<corral::v1::LoadedModel>> Ps(ListStats* stats = nullptr) const;
 
   // POST /api/pull, streaming. `on_progress` (may be empty) sees each progress line as it
   // arrives (status, digest, total, completed; `node` is left for the caller to fill). The
@@ -77,8 +117,18 @@ class NodeClient {
   NodeClientOptions options_;
 };
 
-// Parses one /api/tags or /api/ps body (exposed for tests and for the fleet-wide views).
-absl::StatusOr<std::vector<corral::v1::Model>> ParseTags(const std::string& body);
-absl::StatusOr<std::vector<corral::v1::LoadedModel>> ParsePs(const std::string& body);
+// Parses one /api/tags or /api/ps body (exposed for tests and for the fleet-wide views). Entries
+// without a usable name are skipped, at most kMaxModelsPerNode are kept, numbers that are not
+// non-negative integers within int64 (a string, a negative, 1e300, 2^70) read as 0, and strings
+// longer than their limit read as empty. Internal for a body that is not a JSON object, nests
+// deeper than kMaxJsonDepth, or whose "models" is not an array.
+absl::StatusOr<std::vector<corral::v1::Model>> ParseTags(const std::string& body,
+                                                         ListStats* stats = nullptr);
+absl::StatusOr<std::vector<corral::v1::LoadedModel>> ParsePs(const std::string& body,
+                                                             ListStats* stats = nullptr);
+
+// True when no array or object in `json` nests deeper than `max_depth` (brackets inside strings
+// do not count). Exposed for tests.
+bool JsonDepthAtMost(std::string_view json, int max_depth);
 
 }  // namespace corral::control

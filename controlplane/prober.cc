@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 
 namespace corral::control {
@@ -46,19 +48,39 @@ ProbeResult HttpProbeTransport::Probe(const std::string& url) {
   result.reachable = true;
   result.version = *version;
 
-  // Model lists are best effort: a failure keeps the registry's last known list.
-  if (auto tags = client.Tags(); tags.ok()) {
+  // Model lists are best effort: a failure keeps the registry's last known list. Running into a
+  // limit is worth an operator's attention (a broken or hostile node); a slow or failed call is
+  // routine (/api/ps waits for model loads) and stays at debug.
+  std::vector<std::string> warnings;
+  auto note = [&](const char* what, const ListStats& stats) {
+    if (stats.dropped > 0) {
+      warnings.push_back(absl::StrCat(what, " lists ", stats.listed, " models; kept the first ",
+                                      kMaxModelsPerNode, " (the per-node limit)"));
+    }
+  };
+  auto failed = [&](const char* what, const absl::Status& status) {
+    if (absl::IsResourceExhausted(status)) {
+      warnings.push_back(absl::StrCat(status.message(), "; keeping the last ", what));
+    } else {
+      CORRAL_LOG(kDebug, "prober")
+          << url << ": keeping the last " << what << ": " << status.message();
+    }
+  };
+  ListStats tags_stats;
+  if (auto tags = client.Tags(&tags_stats); tags.ok()) {
     result.models = std::move(*tags);
+    note("/api/tags", tags_stats);
   } else {
-    CORRAL_LOG(kDebug, "prober") << url
-                                 << ": keeping the last model list: " << tags.status().message();
+    failed("model list", tags.status());
   }
-  if (auto ps = client.Ps(); ps.ok()) {
+  ListStats ps_stats;
+  if (auto ps = client.Ps(&ps_stats); ps.ok()) {
     result.loaded_models = std::move(*ps);
+    note("/api/ps", ps_stats);
   } else {
-    CORRAL_LOG(kDebug, "prober") << url << ": keeping the last loaded-model list: "
-                                 << ps.status().message();
+    failed("loaded-model list", ps.status());
   }
+  result.list_warning = absl::StrJoin(warnings, "; ");
   return result;
 }
 
@@ -280,6 +302,7 @@ void Prober::RunRound(const std::string& name, const std::string& url) {
   corral::v1::Health before;
   corral::v1::Health after;
   bool removed = false;
+  std::string warning_before;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = nodes_.find(name);
@@ -288,6 +311,23 @@ void Prober::RunRound(const std::string& name, const std::string& url) {
     removed = state.removed || state.url != url;  // re-addressed mid-round: result is stale
     before = state.thresholds.health();
     after = removed ? before : state.thresholds.Observe(result.reachable);
+    // Only a round that reached the lists says anything new about them.
+    if (!removed && result.reachable) {
+      warning_before = std::exchange(state.list_warning, result.list_warning);
+    } else {
+      warning_before = result.list_warning = state.list_warning;
+    }
+  }
+
+  // One line per change, not one per round: a node stuck over a limit would otherwise repeat
+  // the same warning every interval.
+  if (result.list_warning != warning_before) {
+    if (!result.list_warning.empty()) {
+      CORRAL_LOG(kWarn, "prober") << "node " << name << " (" << url << "): " << result.list_warning;
+    } else {
+      CORRAL_LOG(kInfo, "prober") << "node " << name << " (" << url
+                                  << "): model lists within limits again";
+    }
   }
 
   if (!removed) {

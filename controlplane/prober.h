@@ -6,7 +6,9 @@
 // A probe round of one node: GET /api/version (liveness: 200 with a version, within the liveness
 // timeout), then, only if the node is live, GET /api/tags and GET /api/ps. A failed tags or ps
 // call does not fail liveness; the round then leaves that list out and the registry keeps the
-// last known one.
+// last known one. Each call's timeout is a total deadline and each answer has a size cap
+// (NodeClient); an answer over its cap, or a list cut at kMaxModelsPerNode, is logged at WARN once
+// per change of what the node does, not once per round.
 //
 // Scheduling: each node has its own next-probe time, `interval` after its previous round ended,
 // jittered by ±`jitter` so a fleet added at once does not stay in lock-step. Rounds of one node
@@ -129,8 +131,9 @@ class Prober {
     HealthThresholds thresholds;
     TimePoint next_due;
     bool in_round = false;
-    bool probe_again = false;  // ProbeNow arrived during a round: run another at once
-    bool removed = false;      // no longer listed; dropped when its round ends
+    bool probe_again = false;    // ProbeNow arrived during a round: run another at once
+    bool removed = false;        // no longer listed; dropped when its round ends
+    std::string list_warning{};  // the last round's ProbeResult::list_warning, logged on change
   };
 
   void SchedulerLoop();

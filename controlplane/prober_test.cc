@@ -5,7 +5,9 @@
 #include "controlplane/prober.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -13,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -420,6 +423,38 @@ TEST_F(ProberTest, ARemovedNodeIsNoLongerProbed) {
   EXPECT_EQ(transport_.calls(kUrlB), b_calls);
 }
 
+// A node stuck over a limit is logged once per change of what it does, not once per round.
+TEST_F(ProberTest, ListWarningsAreLoggedOncePerChange) {
+  AddNode("a", kUrlA);
+  ProbeResult over = ScriptedTransport::Up();
+  over.models.reset();
+  over.list_warning = "GET /api/tags: the node answered more than 8 MiB to /api/tags";
+  transport_.Always(kUrlA, over);
+  ::testing::internal::CaptureStderr();
+  StartProber();
+  ASSERT_TRUE(FirstRounds(1));
+  ASSERT_TRUE(NextRounds(1));
+  ASSERT_TRUE(NextRounds(1));
+  transport_.Always(kUrlA, ScriptedTransport::Up());
+  ASSERT_TRUE(NextRounds(1));
+  ASSERT_TRUE(NextRounds(1));
+  prober_->Stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count("more than 8 MiB to /api/tags"), 1u) << log;
+  EXPECT_EQ(count("model lists within limits again"), 1u) << log;
+  EXPECT_TRUE(absl::StrContains(log, "WARN")) << log;
+  // The rounds over the limit kept the node healthy; the good round brought the list back.
+  EXPECT_EQ(HealthOf("a"), HEALTH_HEALTHY);
+  EXPECT_EQ(Node("a").node().models_size(), 1);
+}
+
 // ---- the real HTTP transport ----
 
 TEST(HttpProbeTransportTest, ALiveNodeGivesVersionModelsAndLoadedModels) {
@@ -438,6 +473,43 @@ TEST(HttpProbeTransportTest, ALiveNodeGivesVersionModelsAndLoadedModels) {
   EXPECT_EQ(result.models->size(), 2u);
   ASSERT_TRUE(result.loaded_models.has_value());
   EXPECT_TRUE(result.loaded_models->empty());
+}
+
+// An answer over its cap keeps the node live and its last list, and says why in list_warning.
+TEST(HttpProbeTransportTest, AnOversizedTagsAnswerKeepsTheNodeLiveAndWarns) {
+  httplib::Server node;
+  std::atomic<bool> stopping{false};
+  node.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"version":"0.12.3"})", "application/json");
+  });
+  node.Get("/api/tags", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_chunked_content_provider("application/json", [&](size_t, httplib::DataSink& sink) {
+      const std::string chunk(64 << 10, ' ');
+      while (!stopping) {
+        if (!sink.write(chunk.data(), chunk.size())) return false;
+      }
+      return false;
+    });
+  });
+  node.Get("/api/ps", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"models":[]})", "application/json");
+  });
+  const int port = node.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { node.listen_after_bind(); });
+  ASSERT_TRUE(WaitFor([&] { return node.is_running(); }, seconds(10), "listening"));
+
+  HttpProbeTransport transport(ProberOptions{});
+  ProbeResult result = transport.Probe("http://127.0.0.1:" + std::to_string(port));
+  stopping = true;
+  node.stop();
+  serving.join();
+  EXPECT_TRUE(result.reachable) << result.error;
+  EXPECT_FALSE(result.models.has_value());
+  ASSERT_TRUE(result.loaded_models.has_value());
+  EXPECT_TRUE(absl::StrContains(result.list_warning, "more than 8 MiB to /api/tags"))
+      << result.list_warning;
+  EXPECT_TRUE(absl::StrContains(result.list_warning, "keeping the last model list"))
+      << result.list_warning;
 }
 
 // ---- integration: a real node dies and comes back ----

@@ -39,6 +39,9 @@ struct ProbeResult {
   // Present only when the corresponding call succeeded; absent keeps the stored list.
   std::optional<std::vector<corral::v1::Model>> models;
   std::optional<std::vector<corral::v1::LoadedModel>> loaded_models;
+  // What a node's lists ran into this round (an answer over its size cap, a list cut at the
+  // per-node model limit); empty when nothing. Not stored: the prober logs it when it changes.
+  std::string list_warning;
 };
 
 class Registry {
