@@ -392,6 +392,12 @@ grpc::Status AdminService::ListTokens(grpc::ServerContext* context,
   absl::StatusOr<std::vector<corral::v1::InferenceToken>> tokens = registry_->ListInferenceTokens();
   if (!tokens.ok()) return ToGrpcStatus(tokens.status());
   for (auto& t : *tokens) *resp->add_tokens() = std::move(t);
+  // Read after the list: a token created in between turns require_tokens on, so the answer can
+  // say closed for an open fleet but never open for a closed one.
+  absl::StatusOr<corral::v1::TokenPolicy> policy = registry_->GetTokenPolicy();
+  if (!policy.ok()) return ToGrpcStatus(policy.status());
+  resp->set_require_tokens(policy->require_tokens());
+  resp->set_open(policy->open() && resp->tokens().empty());
   return grpc::Status::OK;
 }
 
@@ -404,6 +410,36 @@ grpc::Status AdminService::RevokeToken(grpc::ServerContext* context,
   }
   CORRAL_LOG(kInfo, "admin") << "inference token " << req->name() << " revoked";
   resp->set_snapshot_version(registry_->version());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetTokenPolicy(grpc::ServerContext* context,
+                                          const corral::v1::GetTokenPolicyRequest* /*req*/,
+                                          corral::v1::TokenPolicy* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  absl::StatusOr<corral::v1::TokenPolicy> policy = registry_->GetTokenPolicy();
+  if (!policy.ok()) return ToGrpcStatus(policy.status());
+  *resp = *std::move(policy);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetTokenPolicy(grpc::ServerContext* context,
+                                          const corral::v1::SetTokenPolicyRequest* req,
+                                          corral::v1::TokenPolicy* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  // A request that says nothing must not be read as "off": that would open a fleet by accident.
+  if (!req->has_require_tokens()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "require_tokens must be set (true or false)");
+  }
+  absl::StatusOr<corral::v1::TokenPolicy> policy =
+      registry_->SetRequireTokens(req->require_tokens());
+  if (!policy.ok()) return ToGrpcStatus(policy.status());
+  CORRAL_LOG(kInfo, "admin") << "token policy: require_tokens "
+                             << (policy->require_tokens() ? "on" : "off") << " ("
+                             << policy->token_count() << " inference tokens; the fleet is "
+                             << (policy->open() ? "open" : "closed") << ")";
+  *resp = *std::move(policy);
   return grpc::Status::OK;
 }
 

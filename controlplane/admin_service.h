@@ -69,6 +69,12 @@ class AdminService final : public corral::v1::Admin::Service {
                           corral::v1::ListTokensResponse* resp) override;
   grpc::Status RevokeToken(grpc::ServerContext* context, const corral::v1::RevokeTokenRequest* req,
                            corral::v1::RevokeTokenResponse* resp) override;
+  grpc::Status GetTokenPolicy(grpc::ServerContext* context,
+                              const corral::v1::GetTokenPolicyRequest* req,
+                              corral::v1::TokenPolicy* resp) override;
+  grpc::Status SetTokenPolicy(grpc::ServerContext* context,
+                              const corral::v1::SetTokenPolicyRequest* req,
+                              corral::v1::TokenPolicy* resp) override;
 
  private:
   grpc::Status SetState(grpc::ServerContext* context, const std::string& name,

@@ -434,6 +434,67 @@ TEST_F(ControlApiTest, InferenceTokensReachTheSnapshotAsHashesOnly) {
                       milliseconds(5000)));
 }
 
+// The token policy through gRPC: the first token closes the fleet, revoking it keeps the fleet
+// closed, `require off` opens it, a request that says nothing is refused, and only the admin may
+// change it. Each change reaches the published snapshot.
+TEST_F(ControlApiTest, TokenPolicyIsExplicitAndReachesTheSnapshot) {
+  StartServer();
+  corral::v1::TokenPolicy policy;
+  ASSERT_TRUE(admin_->GetTokenPolicy(AdminCtx().get(), {}, &policy).ok());
+  EXPECT_FALSE(policy.require_tokens());
+  EXPECT_TRUE(policy.open());
+
+  corral::v1::CreateTokenRequest create;
+  create.set_name("ci");
+  corral::v1::CreateTokenResponse created;
+  ASSERT_TRUE(admin_->CreateToken(AdminCtx().get(), create, &created).ok());
+  corral::v1::RevokeTokenRequest revoke;
+  revoke.set_name("ci");
+  corral::v1::RevokeTokenResponse revoked;
+  ASSERT_TRUE(admin_->RevokeToken(AdminCtx().get(), revoke, &revoked).ok());
+  ASSERT_TRUE(admin_->GetTokenPolicy(AdminCtx().get(), {}, &policy).ok());
+  EXPECT_TRUE(policy.require_tokens());
+  EXPECT_FALSE(policy.open());
+  EXPECT_EQ(policy.token_count(), 0);
+  corral::v1::ListTokensResponse list;
+  ASSERT_TRUE(admin_->ListTokens(AdminCtx().get(), {}, &list).ok());
+  EXPECT_TRUE(list.require_tokens());
+  EXPECT_FALSE(list.open());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto current = server_->publisher().current();
+        return current != nullptr && current->version() == revoked.snapshot_version();
+      },
+      milliseconds(5000)));
+  EXPECT_TRUE(server_->publisher().current()->require_tokens());
+
+  // Bad input and a caller without the admin token change nothing.
+  const auto before = Census();
+  corral::v1::SetTokenPolicyRequest unset;
+  grpc::Status refused = admin_->SetTokenPolicy(AdminCtx().get(), unset, &policy);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("require_tokens must be set"), std::string::npos);
+  corral::v1::SetTokenPolicyRequest off;
+  off.set_require_tokens(false);
+  EXPECT_EQ(admin_->SetTokenPolicy(Ctx("not-the-admin-token").get(), off, &policy).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Census(), before);
+
+  ASSERT_TRUE(admin_->SetTokenPolicy(AdminCtx().get(), off, &policy).ok());
+  EXPECT_FALSE(policy.require_tokens());
+  EXPECT_TRUE(policy.open());
+  EXPECT_EQ(policy.snapshot_version(), before.second + 1);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto current = server_->publisher().current();
+        return current != nullptr && current->version() == policy.snapshot_version();
+      },
+      milliseconds(5000)));
+  EXPECT_FALSE(server_->publisher().current()->require_tokens());
+  ASSERT_TRUE(admin_->ListTokens(AdminCtx().get(), {}, &list).ok());
+  EXPECT_TRUE(list.open());
+}
+
 TEST_F(ControlApiTest, CreateNodeProbesAtOnceAndModelsAreListed) {
   ScriptedNode node;
   StartServer(/*prober=*/true);

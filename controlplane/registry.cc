@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/node_name.h"
 #include "common/node_url.h"
 #include "common/private_files.h"
@@ -91,6 +92,12 @@ CREATE TABLE discovery_ranges (
   port_from INTEGER NOT NULL CHECK (port_from BETWEEN 1 AND 65535),
   port_to INTEGER NOT NULL CHECK (port_to BETWEEN port_from AND 65535)
 );
+)sql",
+    // 3: the token policy. A fleet that already has tokens starts closed, so revoking its last
+    // token does not open it.
+    R"sql(
+ALTER TABLE config ADD COLUMN require_tokens INTEGER NOT NULL DEFAULT 0;
+UPDATE config SET require_tokens = 1 WHERE EXISTS (SELECT 1 FROM inference_tokens);
 )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -476,6 +483,27 @@ absl::StatusOr<corral::v1::StrategyConfig> LoadStrategy(sqlite3* db) {
   *config.mutable_retry() = FromJson<corral::v1::RetryPolicy>(s.Text(1));
   *config.mutable_timeouts() = FromJson<corral::v1::TimeoutPolicy>(s.Text(2));
   return config;
+}
+
+absl::StatusOr<bool> LoadRequireTokens(sqlite3* db) {
+  Stmt s(db, "SELECT require_tokens FROM config WHERE id = 1");
+  if (s.Step() != SQLITE_ROW) return SqliteError(db, "read token policy");
+  return s.Int(0) != 0;
+}
+
+absl::StatusOr<corral::v1::TokenPolicy> LoadTokenPolicy(sqlite3* db) {
+  corral::v1::TokenPolicy policy;
+  absl::StatusOr<bool> require = LoadRequireTokens(db);
+  if (!require.ok()) return require.status();
+  Stmt count(db, "SELECT COUNT(*) FROM inference_tokens");
+  if (count.Step() != SQLITE_ROW) return SqliteError(db, "count inference tokens");
+  absl::StatusOr<uint64_t> version = LoadVersion(db);
+  if (!version.ok()) return version.status();
+  policy.set_require_tokens(*require);
+  policy.set_token_count(static_cast<int32_t>(count.Int(0)));
+  policy.set_open(!*require && count.Int(0) == 0);
+  policy.set_snapshot_version(*version);
+  return policy;
 }
 
 absl::StatusOr<std::vector<corral::v1::InferenceToken>> LoadTokens(sqlite3* db) {
@@ -1047,6 +1075,9 @@ absl::Status Registry::AddInferenceToken(const corral::v1::InferenceToken& token
                         "VALUES (?, ?, ?, ?)");
                  s.Bind(1, token.name()).Bind(2, hex).Bind(3, models.dump()).Bind(4, NowRfc3339());
                  if (absl::Status st = s.Run("insert inference token"); !st.ok()) return st;
+                 // A fleet with a token is closed from now on, whatever is revoked later.
+                 Stmt require(db_, "UPDATE config SET require_tokens = 1 WHERE id = 1");
+                 if (absl::Status st = require.Run("require tokens"); !st.ok()) return st;
                  return true;
                })
       .status();
@@ -1072,6 +1103,34 @@ absl::StatusOr<std::vector<corral::v1::InferenceToken>> Registry::ListInferenceT
   return LoadTokens(db_);
 }
 
+absl::StatusOr<corral::v1::TokenPolicy> Registry::GetTokenPolicy() {
+  std::lock_guard<std::mutex> lock(mu_);
+  corral::v1::TokenPolicy policy;
+  absl::Status status = InReadTransaction(db_, "token policy", [&]() -> absl::Status {
+    absl::StatusOr<corral::v1::TokenPolicy> loaded = LoadTokenPolicy(db_);
+    if (!loaded.ok()) return loaded.status();
+    policy = *std::move(loaded);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return policy;
+}
+
+absl::StatusOr<corral::v1::TokenPolicy> Registry::SetRequireTokens(bool require) {
+  corral::v1::TokenPolicy policy;
+  absl::StatusOr<uint64_t> written = Write("set token policy", [&]() -> absl::StatusOr<bool> {
+    absl::StatusOr<bool> current = LoadRequireTokens(db_);
+    if (!current.ok()) return current.status();
+    if (*current == require) return false;
+    Stmt s(db_, "UPDATE config SET require_tokens = ? WHERE id = 1");
+    s.Bind(1, require ? 1 : 0);
+    if (absl::Status st = s.Run("set token policy"); !st.ok()) return st;
+    return true;
+  });
+  if (!written.ok()) return written.status();
+  return GetTokenPolicy();
+}
+
 // ---- snapshot ----
 
 absl::StatusOr<corral::v1::Snapshot> Registry::BuildSnapshot() {
@@ -1082,6 +1141,9 @@ absl::StatusOr<corral::v1::Snapshot> Registry::BuildSnapshot() {
     if (!rows.ok()) return rows.status();
     absl::StatusOr<std::vector<corral::v1::InferenceToken>> tokens = LoadTokens(db_);
     if (!tokens.ok()) return tokens.status();
+    absl::StatusOr<bool> require_tokens = LoadRequireTokens(db_);
+    if (!require_tokens.ok()) return require_tokens.status();
+    snapshot.set_require_tokens(*require_tokens);
     snapshot.set_version(rows->version);
     snapshot.set_strategy(rows->strategy.strategy());
     *snapshot.mutable_retry() = rows->strategy.retry();
@@ -1092,7 +1154,31 @@ absl::StatusOr<corral::v1::Snapshot> Registry::BuildSnapshot() {
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+  LogModeChangeLocked(snapshot);
   return snapshot;
+}
+
+void Registry::LogModeChangeLocked(const corral::v1::Snapshot& snapshot) {
+  const bool closed = snapshot.require_tokens() || snapshot.tokens_size() > 0;
+  const std::optional<bool> before = std::exchange(last_snapshot_closed_, closed);
+  if (before == closed) return;
+  const std::string version = absl::StrCat("snapshot version ", snapshot.version());
+  if (!closed) {
+    CORRAL_LOG(kWarn, "registry")
+        << version << (before ? " opens the fleet" : ": the fleet is open")
+        << ": no inference token is defined and require_tokens is off, so proxies serve every "
+           "request without a token (corralctl token create, or token require on, closes it)";
+  } else if (before.has_value()) {
+    CORRAL_LOG(kWarn, "registry") << version << " closes the fleet: proxies now require an "
+                                  << "inference token (" << snapshot.tokens_size() << " defined"
+                                  << (snapshot.require_tokens() ? ", require_tokens on" : "")
+                                  << ")";
+  } else {
+    CORRAL_LOG(kInfo, "registry") << version << ": the fleet is closed: proxies require an "
+                                  << "inference token (" << snapshot.tokens_size() << " defined"
+                                  << (snapshot.require_tokens() ? ", require_tokens on" : "")
+                                  << ")";
+  }
 }
 
 absl::StatusOr<corral::v1::FleetState> Registry::GetFleetState() {

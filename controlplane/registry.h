@@ -1,5 +1,6 @@
 // Registry: the fleet's durable state in SQLite (WAL) — nodes, strategy, discovery ranges,
-// admin/inference tokens, and the snapshot version.
+// admin/inference tokens and the token policy, and the snapshot version. It also builds the
+// routing snapshot, and logs when one opens or closes the fleet.
 //
 // Every change is one transaction that also bumps the snapshot version, so a version names
 // exactly one registry state and versions never go back, restarts included. The schema is
@@ -93,6 +94,15 @@ class Registry {
   absl::Status RemoveInferenceToken(const std::string& name);  // NotFound if unknown
   absl::StatusOr<std::vector<corral::v1::InferenceToken>> ListInferenceTokens();
 
+  // ---- token policy (Snapshot.require_tokens) ----
+  // Whether proxies require a token even when none is defined. AddInferenceToken turns it on in
+  // its own transaction, so revoking the last token keeps the fleet closed; only
+  // SetRequireTokens(false) turns it off. The policy, with the token count and whether the fleet
+  // is open (no token needed: not required and no token defined).
+  absl::StatusOr<corral::v1::TokenPolicy> GetTokenPolicy();
+  // Bumps the version when the setting changes; returns the policy after the change.
+  absl::StatusOr<corral::v1::TokenPolicy> SetRequireTokens(bool require);
+
   // Called after every committed change that bumped the version.
   void AddChangeListener(std::function<void(uint64_t version)> listener);
 
@@ -105,9 +115,13 @@ class Registry {
   absl::StatusOr<uint64_t> Write(const char* what,
                                  const std::function<absl::StatusOr<bool>()>& body);
   absl::Status Migrate();
+  // Logs when a built snapshot opens or closes the fleet compared with the previous one built
+  // (WARN), or the mode of the first one (WARN when open). REQUIRES: mu_ held.
+  void LogModeChangeLocked(const corral::v1::Snapshot& snapshot);
   std::mutex mu_;
   sqlite3* db_ = nullptr;                                 // guarded by mu_
   std::vector<std::function<void(uint64_t)>> listeners_;  // guarded by mu_ (copied to notify)
+  std::optional<bool> last_snapshot_closed_;              // guarded by mu_
 };
 
 }  // namespace corral::control

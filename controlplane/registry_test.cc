@@ -274,6 +274,104 @@ TEST_F(RegistryTest, SnapshotHoldsEverythingRoutingNeeds) {
   EXPECT_FALSE(snapshot->created_at().empty());
 }
 
+corral::v1::InferenceToken TokenNamed(const std::string& name, char hash_char) {
+  corral::v1::InferenceToken token;
+  token.set_name(name);
+  token.set_sha256_hex(std::string(64, hash_char));
+  return token;
+}
+
+TEST_F(RegistryTest, AFreshFleetIsOpenAndItsFirstTokenClosesIt) {
+  auto policy = registry_->GetTokenPolicy();
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_FALSE(policy->require_tokens());
+  EXPECT_TRUE(policy->open());
+  EXPECT_EQ(policy->token_count(), 0);
+  EXPECT_FALSE(registry_->BuildSnapshot()->require_tokens());
+
+  ASSERT_TRUE(registry_->AddInferenceToken(TokenNamed("ci", 'a')).ok());
+  policy = registry_->GetTokenPolicy();
+  EXPECT_TRUE(policy->require_tokens());
+  EXPECT_FALSE(policy->open());
+  EXPECT_EQ(policy->token_count(), 1);
+  EXPECT_EQ(policy->snapshot_version(), registry_->version());
+  EXPECT_TRUE(registry_->BuildSnapshot()->require_tokens());
+}
+
+TEST_F(RegistryTest, RevokingTheLastTokenKeepsTheFleetClosed) {
+  ASSERT_TRUE(registry_->AddInferenceToken(TokenNamed("ci", 'a')).ok());
+  ASSERT_TRUE(registry_->AddInferenceToken(TokenNamed("web", 'b')).ok());
+  ASSERT_TRUE(registry_->RemoveInferenceToken("ci").ok());
+  ASSERT_TRUE(registry_->RemoveInferenceToken("web").ok());
+  auto policy = registry_->GetTokenPolicy();
+  EXPECT_TRUE(policy->require_tokens());
+  EXPECT_FALSE(policy->open());
+  EXPECT_EQ(policy->token_count(), 0);
+  auto snapshot = registry_->BuildSnapshot();
+  EXPECT_TRUE(snapshot->require_tokens());
+  EXPECT_EQ(snapshot->tokens_size(), 0);
+}
+
+TEST_F(RegistryTest, TokenPolicyIsSetExplicitlyAndBumpsOnlyOnChange) {
+  const uint64_t v0 = registry_->version();
+  auto on = registry_->SetRequireTokens(true);
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE(on->require_tokens());
+  EXPECT_FALSE(on->open());  // closed with no token: every request needing one is refused
+  EXPECT_EQ(on->snapshot_version(), v0 + 1);
+  ASSERT_TRUE(registry_->SetRequireTokens(true).ok());
+  EXPECT_EQ(registry_->version(), v0 + 1) << "no change, no new snapshot";
+
+  // Off while tokens exist: the tokens still apply.
+  ASSERT_TRUE(registry_->AddInferenceToken(TokenNamed("ci", 'a')).ok());
+  auto off = registry_->SetRequireTokens(false);
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->require_tokens());
+  EXPECT_FALSE(off->open());
+  // Off with no token: open. Revoking stays open now that the operator said so.
+  ASSERT_TRUE(registry_->RemoveInferenceToken("ci").ok());
+  EXPECT_TRUE(registry_->GetTokenPolicy()->open());
+  EXPECT_FALSE(registry_->BuildSnapshot()->require_tokens());
+}
+
+TEST_F(RegistryTest, TokenPolicySurvivesReopen) {
+  ASSERT_TRUE(registry_->SetRequireTokens(true).ok());
+  registry_.reset();
+  registry_ = Open();
+  ASSERT_NE(registry_, nullptr);
+  EXPECT_TRUE(registry_->GetTokenPolicy()->require_tokens());
+  EXPECT_TRUE(registry_->BuildSnapshot()->require_tokens());
+  ASSERT_TRUE(registry_->SetRequireTokens(false).ok());
+  registry_.reset();
+  registry_ = Open();
+  EXPECT_FALSE(registry_->GetTokenPolicy()->require_tokens());
+}
+
+// Each snapshot that opens or closes the fleet is logged at WARN, once per change.
+TEST_F(RegistryTest, SnapshotsThatOpenOrCloseTheFleetAreLogged) {
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(registry_->BuildSnapshot().ok());  // open from the start
+  ASSERT_TRUE(registry_->BuildSnapshot().ok());
+  ASSERT_TRUE(registry_->AddInferenceToken(TokenNamed("ci", 'a')).ok());
+  ASSERT_TRUE(registry_->BuildSnapshot().ok());  // closes
+  ASSERT_TRUE(registry_->RemoveInferenceToken("ci").ok());
+  ASSERT_TRUE(registry_->BuildSnapshot().ok());  // still closed: required
+  ASSERT_TRUE(registry_->SetRequireTokens(false).ok());
+  ASSERT_TRUE(registry_->BuildSnapshot().ok());  // opens
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count("the fleet is open"), 1u) << log;
+  EXPECT_EQ(count("closes the fleet"), 1u) << log;
+  EXPECT_EQ(count("opens the fleet"), 1u) << log;
+  EXPECT_EQ(count("WARN"), 3u) << log;
+}
+
 TEST_F(RegistryTest, DiscoveryConfigRoundTripsAndValidates) {
   corral::v1::SetDiscoveryRequest req;
   auto* r = req.add_ranges();
@@ -389,6 +487,9 @@ INSERT INTO nodes (name, url, admin_state, models, created_at, updated_at)
   VALUES ('old-1', 'http://10.0.0.1:11434', 2,
           '[{"name":"llama3:latest","size":"5","digest":"d"}]', '2024-01-01T00:00:00Z',
           '2024-01-01T00:00:00Z');
+INSERT INTO inference_tokens (name, sha256_hex, created_at)
+  VALUES ('old-token', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+          '2024-01-01T00:00:00Z');
 PRAGMA user_version = 1;
 )sql";
   ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
@@ -406,6 +507,8 @@ PRAGMA user_version = 1;
   EXPECT_TRUE(node->node().labels().empty());
   EXPECT_FALSE(node->discovered());
   EXPECT_EQ(r.GetStrategy()->strategy(), corral::v1::STRATEGY_ROUND_ROBIN);
+  // Migration 3: a fleet that had a token is closed, so revoking it does not open the fleet.
+  EXPECT_TRUE(r.GetTokenPolicy()->require_tokens());
 
   // What migration 2 added works on the old rows.
   corral::v1::UpdateNodeRequest label;
@@ -421,13 +524,13 @@ PRAGMA user_version = 1;
   range->set_port_to(11435);
   ASSERT_TRUE(r.SetDiscovery(discovery).ok());
 
-  // The file now says schema 2, and a newer schema than we know is refused.
+  // The file now says schema 3, and a newer schema than we know is refused.
   registry->reset();
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 3);
   sqlite3_finalize(stmt);
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);

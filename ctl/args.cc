@@ -90,8 +90,14 @@ const CommandSpec kCommands[] = {
      "and the proxies). With no token defined, proxies are open, like Ollama itself.\n"
      "  --model M            a model the token may use; repeatable (default: every model)\n"
      "  --value TEXT         accept this text as the token (default: 32 random bytes as hex)\n"},
-    {"token list", "token list", "list inference tokens (names, hashes, models)", ""},
+    {"token list", "token list",
+     "list inference tokens (names, hashes, models) and whether the fleet is open", ""},
     {"token revoke", "token revoke NAME", "revoke an inference token", ""},
+    {"token require", "token require on|off",
+     "whether proxies require a token even when none is defined",
+     "Creating the first token turns it on, so revoking the last token keeps the fleet closed\n"
+     "(every request that needs a token is refused). 'off' with tokens defined changes nothing\n"
+     "for the proxies (the tokens still apply); 'off' with no token opens the fleet.\n"},
 };
 
 constexpr char kGlobalHelp[] =
@@ -415,6 +421,18 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
     }
     ParseOutcome out = Run(global, CommandKind::kTokenRevoke);
     out.invocation.token_name = flags.positionals[0];
+    return out;
+  }
+  if (path == "token require") {
+    if (!expect({}, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing on or off" : err, path);
+    }
+    const std::string& word = flags.positionals[0];
+    if (word != "on" && word != "off") {
+      return UsageError(absl::StrCat("expected on or off, got '", word, "'"), path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kTokenRequire);
+    out.invocation.require_tokens = word == "on";
     return out;
   }
   if (path == "token create") {

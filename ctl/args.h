@@ -50,6 +50,7 @@ enum class CommandKind {
   kTokenCreate,
   kTokenList,
   kTokenRevoke,
+  kTokenRequire,
 };
 
 // Options that apply to every command; accepted before or after the command words.
@@ -86,6 +87,7 @@ struct Invocation {
   corral::v1::SetDiscoveryRequest discovery;                         // discovery set / off
   corral::v1::CreateTokenRequest token;                              // token create
   std::string token_name;                                            // token revoke
+  bool require_tokens = false;                                       // token require on|off
 };
 
 struct ParseOutcome {

@@ -250,7 +250,8 @@ TEST(ArgsTest, HelpForEverythingGroupsAndEachCommand) {
                                                           {"discovery", "off"},
                                                           {"token", "create"},
                                                           {"token", "list"},
-                                                          {"token", "revoke"}};
+                                                          {"token", "revoke"},
+                                                          {"token", "require"}};
   for (auto args : commands) {
     std::string path;
     for (const auto& a : args) path += (path.empty() ? "" : " ") + a;
@@ -362,6 +363,19 @@ TEST(ArgsTest, TokenErrors) {
   ExpectUsage({"token", "list", "x"}, "unexpected argument 'x'");
   ExpectUsage({"token", "revoke"}, "missing NAME");
   ExpectUsage({"token", "revoke", "a", "b"}, "unexpected argument 'b'");
+  ExpectUsage({"token", "require"}, "missing on or off");
+  ExpectUsage({"token", "require", "yes"}, "expected on or off, got 'yes'");
+  ExpectUsage({"token", "require", "on", "off"}, "unexpected argument 'off'");
+}
+
+TEST(ArgsTest, TokenRequireOnOff) {
+  Invocation on = MustRun({"token", "require", "on"});
+  EXPECT_EQ(on.kind, CommandKind::kTokenRequire);
+  EXPECT_TRUE(on.require_tokens);
+  Invocation off = MustRun({"--json", "token", "require", "off"});
+  EXPECT_EQ(off.kind, CommandKind::kTokenRequire);
+  EXPECT_FALSE(off.require_tokens);
+  EXPECT_TRUE(off.global.json);
 }
 
 TEST(ArgsTest, ViewCommandsTakeNoArguments) {

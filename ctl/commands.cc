@@ -263,6 +263,14 @@ int RunCommand(const Invocation& inv, const Connection& conn, std::ostream& out,
       if (!status.ok()) return call.Fail(status);
       return call.Print(reply, FormatTokens);
     }
+    case CommandKind::kTokenRequire: {
+      v1::SetTokenPolicyRequest req;
+      req.set_require_tokens(inv.require_tokens);
+      v1::TokenPolicy reply;
+      status = stub.SetTokenPolicy(ctx.get(), req, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatTokenPolicy);
+    }
     case CommandKind::kTokenRevoke: {
       v1::RevokeTokenRequest req;
       req.set_name(inv.token_name);

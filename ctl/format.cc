@@ -303,14 +303,37 @@ std::string FormatDiscovery(const corral::v1::DiscoveryConfig& config) {
   });
 }
 
+namespace {
+
+// One line on what the token policy means for the proxies.
+std::string TokenMode(bool require_tokens, int64_t token_count) {
+  if (token_count > 0) {
+    return absl::StrCat("require_tokens: ", require_tokens ? "on" : "off",
+                        " (closed: proxies require one of the tokens)\n");
+  }
+  if (require_tokens) {
+    return "require_tokens: on (closed: no token is defined, so proxies refuse every request "
+           "that needs one)\n";
+  }
+  return "require_tokens: off (OPEN: proxies serve every request without a token)\n";
+}
+
+}  // namespace
+
 std::string FormatTokens(const corral::v1::ListTokensResponse& tokens) {
-  if (tokens.tokens().empty()) return "no inference tokens: proxies are open\n";
+  const std::string mode = TokenMode(tokens.require_tokens(), tokens.tokens_size());
+  if (tokens.tokens().empty()) return absl::StrCat("no inference tokens\n", mode);
   std::vector<std::vector<std::string>> rows;
   for (const auto& t : tokens.tokens()) {
     rows.push_back({t.name(), t.sha256_hex().substr(0, 16),
                     t.models().empty() ? "all" : absl::StrJoin(t.models(), ",")});
   }
-  return RenderTable({"NAME", "SHA256", "MODELS"}, rows);
+  return absl::StrCat(RenderTable({"NAME", "SHA256", "MODELS"}, rows), mode);
+}
+
+std::string FormatTokenPolicy(const corral::v1::TokenPolicy& policy) {
+  return absl::StrCat(TokenMode(policy.require_tokens(), policy.token_count()), "snapshot version ",
+                      policy.snapshot_version(), "\n");
 }
 
 std::string FormatTokenCreated(const corral::v1::CreateTokenResponse& created) {

@@ -44,8 +44,10 @@ std::string FormatFleetState(const corral::v1::FleetState& state);
 std::string FormatModels(const corral::v1::ListModelsResponse& models);
 std::string FormatProxies(const corral::v1::ListProxiesResponse& proxies);
 std::string FormatDiscovery(const corral::v1::DiscoveryConfig& config);
-// token list: NAME SHA256 (first 16 hex) MODELS.
+// token list: NAME SHA256 (first 16 hex) MODELS, then the token policy and the mode.
 std::string FormatTokens(const corral::v1::ListTokensResponse& tokens);
+// token require: the policy after the change and what it means for the proxies.
+std::string FormatTokenPolicy(const corral::v1::TokenPolicy& policy);
 // token create: the token text (shown this once) and what it may use.
 std::string FormatTokenCreated(const corral::v1::CreateTokenResponse& created);
 // One progress line of a pull, prefixed with the node name.

@@ -134,7 +134,15 @@ TEST(FormatTest, ModelsProxiesDiscoveryAndPull) {
 }
 
 TEST(FormatTest, Tokens) {
-  EXPECT_EQ(FormatTokens(v1::ListTokensResponse()), "no inference tokens: proxies are open\n");
+  EXPECT_EQ(FormatTokens(v1::ListTokensResponse()),
+            "no inference tokens\nrequire_tokens: off (OPEN: proxies serve every request without "
+            "a token)\n");
+  v1::ListTokensResponse required;
+  required.set_require_tokens(true);
+  EXPECT_NE(FormatTokens(required).find("require_tokens: on (closed: no token is defined, so "
+                                        "proxies refuse every request that needs one)"),
+            std::string::npos)
+      << FormatTokens(required);
   v1::ListTokensResponse list;
   auto* t = list.add_tokens();
   t->set_name("team-a");
@@ -142,6 +150,9 @@ TEST(FormatTest, Tokens) {
   t->add_models("llama3.2:latest");
   std::string out = FormatTokens(list);
   EXPECT_NE(out.find("team-a  aaaaaaaaaaaaaaaa  llama3.2:latest"), std::string::npos) << out;
+  EXPECT_NE(out.find("require_tokens: off (closed: proxies require one of the tokens)"),
+            std::string::npos)
+      << out;
 
   v1::CreateTokenResponse created;
   created.mutable_token()->set_name("ci");
@@ -151,6 +162,26 @@ TEST(FormatTest, Tokens) {
   EXPECT_NE(out.find("token \"ci\" created (models: all; snapshot version 9)\n0123abcd\n"),
             std::string::npos)
       << out;
+}
+
+TEST(FormatTest, TokenPolicy) {
+  v1::TokenPolicy policy;
+  policy.set_snapshot_version(12);
+  policy.set_open(true);
+  EXPECT_EQ(FormatTokenPolicy(policy),
+            "require_tokens: off (OPEN: proxies serve every request without a token)\n"
+            "snapshot version 12\n");
+  policy.set_require_tokens(true);
+  policy.set_open(false);
+  policy.set_token_count(2);
+  EXPECT_EQ(
+      FormatTokenPolicy(policy),
+      "require_tokens: on (closed: proxies require one of the tokens)\nsnapshot version 12\n");
+  // --json: the stable field names, defaults included.
+  auto json = nlohmann::json::parse(ToJson(v1::ListTokensResponse()));
+  EXPECT_EQ(json["require_tokens"], false);
+  EXPECT_EQ(json["open"], false);
+  EXPECT_TRUE(json["tokens"].is_array());
 }
 
 TEST(FormatTest, JsonKeepsProtoFieldNamesAndPrintsDefaults) {
