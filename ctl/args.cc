@@ -105,6 +105,11 @@ constexpr char kGlobalHelp[] =
     "  --control ADDR   control plane address (default $CORRAL_CONTROL, else 127.0.0.1:11400)\n"
     "  --token T        admin token (default $CORRAL_TOKEN, else DATA_DIR/admin.token)\n"
     "  --data-dir DIR   where to find admin.token (default $CORRAL_DATA_DIR, else ./var)\n"
+    "  --tls-ca FILE    use TLS, trusting this PEM CA for the control plane's certificate\n"
+    "                   (default $CORRAL_TLS_CA; none = plaintext)\n"
+    "  --tls-cert FILE  client certificate for a control plane that requires one (mTLS)\n"
+    "                   (default $CORRAL_TLS_CERT)\n"
+    "  --tls-key FILE   private key of --tls-cert (default $CORRAL_TLS_KEY)\n"
     "  --json           machine-readable JSON output (see docs/corralctl.md)\n"
     "  -h, --help       help for corralctl or for a command\n"
     "Exit status: 0 ok, 1 the call failed, 2 usage error.\n";
@@ -130,7 +135,7 @@ std::string ListHelp(const std::string& group) {
   std::string out;
   if (group.empty()) {
     out =
-        "usage: corralctl [--control ADDR] [--token T] [--json] <command>\n\n"
+        "usage: corralctl [--control ADDR] [--token T] [--tls-ca F] [--json] <command>\n\n"
         "Manage a Corral fleet through corral-control's Admin API.\n\nCommands:\n";
   } else {
     out = absl::StrCat("usage: corralctl [global options] ", group, " <command>\n\nCommands:\n");
@@ -626,6 +631,9 @@ ParseOutcome ParseArgs(const std::vector<std::string>& args) {
     if (name == "--control") slot = &global.control;
     if (name == "--token") slot = &global.token;
     if (name == "--data-dir") slot = &global.data_dir;
+    if (name == "--tls-ca") slot = &global.tls_ca;
+    if (name == "--tls-cert") slot = &global.tls_cert;
+    if (name == "--tls-key") slot = &global.tls_key;
     if (slot != nullptr) {
       if (inline_value) {
         *slot = *inline_value;
@@ -692,6 +700,14 @@ absl::StatusOr<Connection> ResolveConnection(const GlobalOptions& global, const 
   } else {
     conn.address = kDefaultControlAddress;
   }
+  auto flag_or_env = [&](const std::optional<std::string>& flag, const char* name) {
+    if (flag) return *flag;
+    if (auto v = env(name); non_empty(v)) return *v;
+    return std::string();
+  };
+  conn.tls_ca_file = flag_or_env(global.tls_ca, "CORRAL_TLS_CA");
+  conn.tls_cert_file = flag_or_env(global.tls_cert, "CORRAL_TLS_CERT");
+  conn.tls_key_file = flag_or_env(global.tls_key, "CORRAL_TLS_KEY");
 
   if (global.token) {
     conn.token = *global.token;

@@ -58,6 +58,9 @@ struct GlobalOptions {
   std::optional<std::string> control;   // --control ADDR
   std::optional<std::string> token;     // --token T
   std::optional<std::string> data_dir;  // --data-dir DIR (where admin.token lives)
+  std::optional<std::string> tls_ca;    // --tls-ca FILE: TLS, trusting this CA
+  std::optional<std::string> tls_cert;  // --tls-cert FILE: client certificate (mTLS)
+  std::optional<std::string> tls_key;   // --tls-key FILE: its private key
   bool json = false;                    // --json
 };
 
@@ -107,10 +110,13 @@ std::optional<corral::v1::Strategy> ParseStrategyName(const std::string& name);
 std::string StrategyName(corral::v1::Strategy strategy);  // "least_active" for UNSPECIFIED
 std::string ValidStrategyNames();                         // "least_active, lowest_latency, ..."
 
-// Where to connect and with which admin token.
+// Where to connect, with which admin token, and over what (TLS when tls_ca_file is set).
 struct Connection {
   std::string address;
   std::string token;
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // Reads a variable of the environment; nullopt when unset.
@@ -119,6 +125,8 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 // Address: --control, else CORRAL_CONTROL, else 127.0.0.1:11400. Token: --token, else
 // CORRAL_TOKEN, else the file admin.token in --data-dir / CORRAL_DATA_DIR / ./var (surrounding
 // whitespace trimmed). Fails with a message naming every place looked at when no token is found.
+// TLS files: --tls-ca, --tls-cert, --tls-key, else CORRAL_TLS_CA, CORRAL_TLS_CERT,
+// CORRAL_TLS_KEY; none = plaintext. They are only named here; commands read them.
 absl::StatusOr<Connection> ResolveConnection(const GlobalOptions& global, const EnvLookup& env);
 
 }  // namespace corral::ctl

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_limits.h"
+#include "common/grpc_tls.h"
 #include "corral/v1/control.grpc.pb.h"
 #include "ctl/format.h"
 
@@ -15,13 +17,31 @@ namespace {
 
 namespace v1 = corral::v1;
 
+// The channel to the control plane: TLS when a CA is named (mTLS with a certificate too), and
+// messages up to the limit the control plane uses (`state` of a large fleet is as big as its
+// snapshot). A TLS file that cannot be used is an error naming the flag and the file.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const Connection& conn, bool* tls) {
+  ClientTlsFiles files;
+  files.ca_file = conn.tls_ca_file;
+  files.cert_file = conn.tls_cert_file;
+  files.key_file = conn.tls_key_file;
+  absl::StatusOr<ClientSecurity> security = MakeChannelCredentials(files);
+  if (!security.ok()) return security.status();
+  *tls = security->security != TransportSecurity::kPlaintext;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+  args.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
+  return grpc::CreateCustomChannel(conn.address, security->credentials, args);
+}
+
 class AdminCall {
  public:
-  AdminCall(const Connection& conn, std::ostream& out, std::ostream& err, bool json)
+  AdminCall(const Connection& conn, std::shared_ptr<grpc::Channel> channel, bool tls,
+            std::ostream& out, std::ostream& err, bool json)
       : address_(conn.address),
         token_(conn.token),
-        stub_(v1::Admin::NewStub(
-            grpc::CreateChannel(conn.address, grpc::InsecureChannelCredentials()))),
+        tls_(tls),
+        stub_(v1::Admin::NewStub(std::move(channel))),
         out_(out),
         err_(err),
         json_(json) {}
@@ -41,7 +61,14 @@ class AdminCall {
     std::string message = status.error_message();
     switch (status.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
-        message = absl::StrCat("cannot reach the control plane at ", address_, ": ", message);
+        // A TLS port refuses a plaintext client and the reverse with nothing but a closed
+        // connection: say what to check.
+        message = absl::StrCat(
+            "cannot reach the control plane at ", address_, ": ", message,
+            tls_ ? " (over TLS: check that --tls-ca is the CA that signed the control plane's "
+                   "certificate, that the certificate names the host in --control, and whether "
+                   "the control plane requires a client certificate: --tls-cert and --tls-key)"
+                 : " (if the control plane serves TLS, pass --tls-ca FILE or set CORRAL_TLS_CA)");
         break;
       case grpc::StatusCode::DEADLINE_EXCEEDED:
         message = absl::StrCat("the control plane at ", address_, " did not answer within ",
@@ -73,6 +100,7 @@ class AdminCall {
  private:
   std::string address_;
   std::string token_;
+  bool tls_;
   std::unique_ptr<v1::Admin::Stub> stub_;
   std::ostream& out_;
   std::ostream& err_;
@@ -150,7 +178,13 @@ int Pull(AdminCall& call, const Invocation& inv) {
 
 int RunCommand(const Invocation& inv, const Connection& conn, std::ostream& out,
                std::ostream& err) {
-  AdminCall call(conn, out, err, inv.global.json);
+  bool tls = false;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = OpenChannel(conn, &tls);
+  if (!channel.ok()) {
+    err << "corralctl: " << channel.status().message() << "\n";
+    return kExitFailed;
+  }
+  AdminCall call(conn, *std::move(channel), tls, out, err, inv.global.json);
   auto& stub = call.stub();
   auto ctx = call.Context();
   grpc::Status status;
