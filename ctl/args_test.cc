@@ -214,13 +214,28 @@ TEST(ArgsTest, GlobalOptionsBeforeOrAfterTheCommand) {
   EXPECT_FALSE(after.global.token.has_value());
 }
 
+TEST(ArgsTest, TlsOptionsAreGlobal) {
+  Invocation inv = MustRun(
+      {"--tls-ca", "/etc/corral/ca.crt", "node", "list", "--tls-cert=c.pem", "--tls-key", "k.pem"});
+  EXPECT_EQ(inv.global.tls_ca, "/etc/corral/ca.crt");
+  EXPECT_EQ(inv.global.tls_cert, "c.pem");
+  EXPECT_EQ(inv.global.tls_key, "k.pem");
+  Invocation none = MustRun({"node", "list"});
+  EXPECT_FALSE(none.global.tls_ca.has_value());
+  EXPECT_FALSE(none.global.tls_cert.has_value());
+  EXPECT_FALSE(none.global.tls_key.has_value());
+  EXPECT_EQ(Parse({"node", "list", "--tls-ca"}).kind, Kind::kUsageError);
+  EXPECT_EQ(Parse({"node", "list", "--tls-ca="}).kind, Kind::kUsageError);
+}
+
 // ---- help ----
 
 TEST(ArgsTest, HelpForEverythingGroupsAndEachCommand) {
   ParseOutcome top = Parse({"--help"});
   ASSERT_EQ(top.kind, Kind::kHelp);
-  for (const char* word : {"node add", "strategy set", "state", "models", "proxies", "pull",
-                           "discovery set", "--control", "--token", "--json"}) {
+  for (const char* word :
+       {"node add", "strategy set", "state", "models", "proxies", "pull", "discovery set",
+        "--control", "--token", "--json", "--tls-ca", "--tls-cert", "--tls-key", "CORRAL_TLS_CA"}) {
     EXPECT_NE(top.text.find(word), std::string::npos) << word;
   }
   EXPECT_EQ(Parse({"help"}).kind, Kind::kHelp);
@@ -436,6 +451,34 @@ TEST(ResolveConnectionTest, FlagsWinOverEnvironment) {
   ASSERT_TRUE(conn.ok()) << conn.status();
   EXPECT_EQ(conn->address, "flag:1");
   EXPECT_EQ(conn->token, "flag-token");
+}
+
+TEST(ResolveConnectionTest, TlsFilesFromFlagsElseEnvironmentElsePlaintext) {
+  GlobalOptions g;
+  g.token = "t";
+  auto plain = ResolveConnection(g, Env({}));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->tls_ca_file, "");
+  EXPECT_EQ(plain->tls_cert_file, "");
+  EXPECT_EQ(plain->tls_key_file, "");
+
+  const auto env = Env({{"CORRAL_TLS_CA", "/env/ca.crt"},
+                        {"CORRAL_TLS_CERT", "/env/client.crt"},
+                        {"CORRAL_TLS_KEY", "/env/client.key"}});
+  auto from_env = ResolveConnection(g, env);
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->tls_ca_file, "/env/ca.crt");
+  EXPECT_EQ(from_env->tls_cert_file, "/env/client.crt");
+  EXPECT_EQ(from_env->tls_key_file, "/env/client.key");
+
+  g.tls_ca = "/flag/ca.crt";
+  g.tls_cert = "/flag/client.crt";
+  g.tls_key = "/flag/client.key";
+  auto from_flags = ResolveConnection(g, env);
+  ASSERT_TRUE(from_flags.ok()) << from_flags.status();
+  EXPECT_EQ(from_flags->tls_ca_file, "/flag/ca.crt");
+  EXPECT_EQ(from_flags->tls_cert_file, "/flag/client.crt");
+  EXPECT_EQ(from_flags->tls_key_file, "/flag/client.key");
 }
 
 TEST(ResolveConnectionTest, EnvironmentWinsOverTheTokenFile) {
