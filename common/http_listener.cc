@@ -204,7 +204,9 @@ class ConnectionStream final : public httplib::Stream {
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (request_line) {
           if (size > kMaxRequestLine) return LineTooLong(true, target);
-          if (line.empty()) {  // RFC 9112 §2.2: an empty line before a request is ignored
+          // RFC 9112 §2.2: an empty line before a request is ignored (a CRLF one only: a bare LF
+          // is refused wherever it is, as the head parser does).
+          if (line.empty() && size == 2) {
             start_ = line_start = scan = line_end;
             continue;
           }

@@ -35,6 +35,11 @@ void TokenHash(std::string_view token, char (&hex)[2 * SHA256_DIGEST_LENGTH]) {
 
 }  // namespace
 
+std::string AtLimitMessage(int64_t max_streams) {
+  return "corral-proxy is at its limit of " + std::to_string(max_streams) +
+         " concurrent requests, please try again";
+}
+
 BodyBudget::Reservation::Reservation(Reservation&& other) noexcept
     : budget_(std::exchange(other.budget_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
 
@@ -150,6 +155,15 @@ bool FrontDoor::Authorize(const RequestHead& head, Admitted& admitted, HeadVerdi
   return true;
 }
 
+bool FrontDoor::TakeSlot(Admitted& admitted) {
+  if (admitted.slot != nullptr) return true;
+  const int64_t active = active_.fetch_add(1) + 1;
+  auto slot = std::make_shared<AdmissionSlot>(&active_);
+  if (active > options_.max_streams) return false;
+  admitted.slot = std::move(slot);
+  return true;
+}
+
 HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& /*client_address*/) {
   auto admitted = std::make_shared<Admitted>();
   admitted->route = ClassifyRoute(head.method, head.path());
@@ -174,13 +188,9 @@ HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& /*clien
     if (admitted->table == nullptr) {
       return Refuse(503, "corral-proxy has no routing snapshot yet", route.openai);
     }
-    const int64_t active = active_.fetch_add(1) + 1;
-    admitted->slot = std::make_shared<AdmissionSlot>(&active_);
-    if (active > options_.max_streams) {
-      return Refuse(503,
-                    "corral-proxy is at its limit of " + std::to_string(options_.max_streams) +
-                        " concurrent requests, please try again",
-                    route.openai);
+    const bool buffered = head.has_body() && route.endpoint != Endpoint::kBlobUpload;
+    if (buffered ? active_.load() >= options_.max_streams : !TakeSlot(*admitted)) {
+      return Refuse(503, AtLimitMessage(options_.max_streams), route.openai);
     }
   }
   // A body the proxy buffers (everything but a blob upload, which is streamed to the node) is
@@ -189,6 +199,12 @@ HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& /*clien
   if (head.has_body() && route.endpoint != Endpoint::kBlobUpload) {
     if (head.framing == BodyFraming::kLength) {
       if (head.content_length > options_.max_body_bytes) {
+        if (!head.expect_continue &&
+            head.content_length - options_.max_body_bytes <= kMaxDrainBytes) {
+          admitted->drain_body = true;
+          verdict.ticket = std::move(admitted);
+          return verdict;
+        }
         return Refuse(413,
                       "request body is larger than the proxy's limit of " +
                           std::to_string(options_.max_body_bytes >> 20) + " MiB",

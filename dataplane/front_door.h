@@ -1,10 +1,13 @@
 // FrontDoor: what corral-proxy decides on a request's head alone, for every route, before any
 // body byte is read (docs/security.md "The front door"): the browser origin, the inference
 // token and its scope, admission against --max-streams, and room in the budget of buffered
-// request bodies. The listener (common/http_listener.h) calls Check for each head it accepted;
-// a refusal goes out at once, in the route's error format; an admitted request carries its
-// Admitted ticket to the handler, which holds the admission slot and the body reservation for
-// the request's whole life (streams included).
+// request bodies. A proxy at --max-streams refuses on the head; a request with a buffered body
+// takes its slot only once the body has arrived, because a slot stands for a node's work and a
+// body in transit costs memory (the budget), not a node: a client trickling its body must not
+// hold a slot the fleet could be using. The listener (common/http_listener.h) calls Check for each
+// head it accepted; a refusal goes out at once, in the route's error format; an admitted request
+// carries its Admitted ticket to the handler, which holds the admission slot and the body
+// reservation for the request's whole life (streams included).
 //
 // Thread safety: Check and every method are safe from any thread. An Admitted ticket belongs to
 // its request; BodyBudget reservations may be released from any thread.
@@ -80,11 +83,21 @@ struct Admitted {
   // The token presented, when the snapshot's fleet is closed; points into `table`.
   const corral::v1::InferenceToken* token = nullptr;
   // Held by requests that go to nodes (inference, node-local, blobs): counts against
-  // --max-streams. Shared with a stream relay that outlives the handler.
+  // --max-streams. Taken on the head for a request without a buffered body; for one with, once
+  // the body has arrived (FrontDoor::TakeSlot). Shared with a stream relay that outlives the
+  // handler.
   std::shared_ptr<AdmissionSlot> slot;
   // Bytes reserved in the body budget for a buffered body (grown as a chunked one arrives).
   BodyBudget::Reservation body;
+  // The body announced is over --max-body-mb by a little (kMaxDrainBytes): the handler reads
+  // and drops it, then answers 413 on a connection that goes on.
+  bool drain_body = false;
 };
+
+// A body announced over the limit by at most this much is read and dropped before its 413, so
+// that a client that writes its whole body before reading (most do) sees the answer; a larger
+// one is refused on its head and the connection closed.
+inline constexpr uint64_t kMaxDrainBytes = uint64_t{64} << 20;
 
 struct FrontDoorOptions {
   int64_t max_streams = 2048;
@@ -100,6 +113,9 @@ struct FrontDoorOptions {
 // and vscode-file:// schemes.
 std::vector<std::string> DefaultAllowedOrigins();
 
+// The 503 message of a proxy at its --max-streams.
+std::string AtLimitMessage(int64_t max_streams);
+
 // True when the snapshot asks for an inference token: it defines tokens, or it requires them
 // (require_tokens: revoking the last token then leaves the fleet closed, docs/security.md).
 bool FleetClosed(const corral::v1::Snapshot& snapshot);
@@ -110,6 +126,10 @@ class FrontDoor {
 
   // The listener's head check (HttpListener::set_head_check).
   HeadVerdict Check(const RequestHead& head, const std::string& client_address);
+
+  // Takes the admission slot of a request whose buffered body has arrived; false when the
+  // proxy filled up meanwhile (the request then gets the same 503 as on its head).
+  bool TakeSlot(Admitted& admitted);
 
   // True when `origin` may call from a browser.
   bool OriginAllowed(const std::string& origin) const;

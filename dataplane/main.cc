@@ -347,6 +347,11 @@ int main(int argc, char** argv) {
           return applied;
         },
         [&proxy] { return proxy.NodeLoads(); });
+    if (!control->init_status().ok()) {
+      std::fprintf(stderr, "corral-proxy: %s\n",
+                   std::string(control->init_status().message()).c_str());
+      return 2;
+    }
     control->Start(store.version());
     CORRAL_LOG(kInfo, "proxy") << "watching snapshots from the control plane at " << flags.control;
   }

@@ -205,6 +205,14 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
   // The front door held a body announced by its length to the limit and reserved its room in
   // the budget; a chunked one takes its room as it arrives.
   const RequestHead& head = call.head;
+  if (admitted->drain_body) {
+    reader([](const char*, size_t) { return true; });
+    SetErrorReply(res, 413,
+                  "request body is larger than the proxy's limit of " +
+                      std::to_string(front_door_.options().max_body_bytes >> 20) + " MiB",
+                  call.route.openai);
+    return;
+  }
   bool too_large = false;
   bool over_budget = false;
   if (head.framing == BodyFraming::kLength) call.body.reserve(head.content_length);
@@ -252,7 +260,14 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
     }
   }
   call.has_body = true;
-  Dispatch(call);
+  if ((call.route.route_class == RouteClass::kInference ||
+       call.route.route_class == RouteClass::kNodeLocal) &&
+      !front_door_.TakeSlot(*admitted)) {
+    res.set_header("Retry-After", "1");
+    SetErrorReply(res, 503, AtLimitMessage(front_door_.options().max_streams), call.route.openai);
+  } else {
+    Dispatch(call);
+  }
   // The body is sent (or the request failed): its room in the budget goes back now, even when
   // a stream goes on.
   call.body.clear();
