@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <http_parser.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace corral::hostile {
@@ -224,12 +226,181 @@ bool RawConnection::ClosedByServer() {
   return eof_;
 }
 
+std::string RawConnection::ReadHead(milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    Drain();
+    const size_t end = raw_.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::string head = raw_.substr(0, end + 4);
+      raw_.erase(0, end + 4);
+      return head;
+    }
+    pollfd pfd{fd_, POLLIN, 0};
+    if (eof_ || MillisLeft(deadline) == 0 || ::poll(&pfd, 1, MillisLeft(deadline)) == 0) {
+      return "";
+    }
+  }
+}
+
+namespace {
+
+// What the response parser of ReadLarge collects.
+struct LargeReader {
+  RawConnection::LargeAnswer* out = nullptr;
+  size_t keep = 0;
+  std::string field, value;
+  bool in_value = false;
+  bool done = false;
+
+  void Flush() {
+    if (in_value) out->answer.headers[Lower(field)] = value;
+    field.clear();
+    value.clear();
+    in_value = false;
+  }
+};
+
+LargeReader* ReaderOf(http_parser* p) { return static_cast<LargeReader*>(p->data); }
+
+}  // namespace
+
+RawConnection::LargeAnswer RawConnection::ReadLarge(milliseconds timeout, size_t keep) {
+  const auto deadline = Clock::now() + timeout;
+  LargeAnswer out;
+  LargeReader reader;
+  reader.out = &out;
+  reader.keep = keep;
+  http_parser_settings settings;
+  http_parser_settings_init(&settings);
+  settings.on_header_field = [](http_parser* p, const char* at, size_t n) {
+    LargeReader* r = ReaderOf(p);
+    if (r->in_value) r->Flush();
+    r->field.append(at, n);
+    return 0;
+  };
+  settings.on_header_value = [](http_parser* p, const char* at, size_t n) {
+    LargeReader* r = ReaderOf(p);
+    r->in_value = true;
+    r->value.append(at, n);
+    return 0;
+  };
+  settings.on_headers_complete = [](http_parser* p) {
+    LargeReader* r = ReaderOf(p);
+    r->Flush();
+    r->out->answer.status = static_cast<int>(p->status_code);
+    return 0;
+  };
+  settings.on_body = [](http_parser* p, const char* at, size_t n) {
+    LargeReader* r = ReaderOf(p);
+    r->out->body_bytes += n;
+    std::string& head = r->out->answer.body;
+    if (head.size() < r->keep) head.append(at, std::min(n, r->keep - head.size()));
+    std::string& tail = r->out->tail;
+    tail.append(at, n);
+    if (tail.size() > 2 * r->keep) tail.erase(0, tail.size() - r->keep);
+    return 0;
+  };
+  settings.on_message_complete = [](http_parser* p) {
+    ReaderOf(p)->done = true;
+    http_parser_pause(p, 1);
+    return 0;
+  };
+  http_parser parser;
+  http_parser_init(&parser, HTTP_RESPONSE);
+  parser.data = &reader;
+
+  const auto feed = [&](const char* data, size_t n) {
+    if (out.answer.raw.size() < keep) {
+      out.answer.raw.append(data, std::min(n, keep - out.answer.raw.size()));
+    }
+    const size_t used = http_parser_execute(&parser, &settings, data, n);
+    if (reader.done) {
+      // What follows this answer stays for the next Read.
+      raw_.assign(data + used, n - used);
+      return false;
+    }
+    return HTTP_PARSER_ERRNO(&parser) == HPE_OK;
+  };
+  std::string pending;
+  pending.swap(raw_);
+  bool going = pending.empty() || feed(pending.data(), pending.size());
+  char buf[65536];
+  while (going && !reader.done) {
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      going = feed(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd pfd{fd_, POLLIN, 0};
+      if (MillisLeft(deadline) == 0 || ::poll(&pfd, 1, MillisLeft(deadline)) == 0) {
+        out.answer.timed_out = true;
+        break;
+      }
+      continue;
+    }
+    eof_ = true;
+    out.answer.closed = true;
+    http_parser_execute(&parser, &settings, nullptr, 0);  // a body that ends at the close
+    break;
+  }
+  reader.Flush();
+  if (out.tail.size() > keep) out.tail.erase(0, out.tail.size() - keep);
+  out.answer.complete = reader.done;
+  return out;
+}
+
 std::string Request(const std::string& method, const std::string& path, std::string_view body,
                     const std::string& extra_head) {
   std::string out = method + " " + path + " HTTP/1.1\r\nHost: corral\r\n" + extra_head +
                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
   out.append(body);
   return out;
+}
+
+::testing::AssertionResult IsRouteError(const Answer& answer, const std::string& path) {
+  using nlohmann::json;
+  const bool openai = path.rfind("/v1/", 0) == 0;
+  const auto fail = [&](const std::string& why) {
+    return ::testing::AssertionFailure() << path << ": " << why << "; " << answer.Summary();
+  };
+  const auto type = answer.headers.find("content-type");
+  if (type == answer.headers.end() || type->second.rfind("application/json", 0) != 0) {
+    return fail("the error is not application/json");
+  }
+  std::string body = answer.body;
+  if (!body.empty() && body.back() == '\n') body.pop_back();
+  if (body.find('\n') != std::string::npos) return fail("the error is not one line");
+  // nlohmann rejects ill-formed UTF-8, which a client's JSON parser would choke on too.
+  const json parsed = json::parse(body, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("error")) return fail("no JSON error object");
+  const json& error = parsed["error"];
+  if (!openai) {
+    if (parsed.size() != 1 || !error.is_string() || error.get<std::string>().empty()) {
+      return fail("not {\"error\":\"<message>\"}");
+    }
+    return ::testing::AssertionSuccess();
+  }
+  if (!error.is_object() || !error.contains("message") || !error["message"].is_string() ||
+      error["message"].get<std::string>().empty() || !error.contains("type") ||
+      !error["type"].is_string() || !error.contains("param") || !error["param"].is_null() ||
+      !error.contains("code") || !error["code"].is_null()) {
+    return fail("not an OpenAI error object {message, type, param: null, code: null}");
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string RouteErrorMessage(const Answer& answer) {
+  const nlohmann::json parsed = nlohmann::json::parse(answer.body, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("error")) return "";
+  const nlohmann::json& error = parsed["error"];
+  if (error.is_string()) return error.get<std::string>();
+  if (error.is_object() && error.contains("message") && error["message"].is_string()) {
+    return error["message"].get<std::string>();
+  }
+  return "";
 }
 
 std::string ProcessView::Summary() const {

@@ -5,6 +5,7 @@
 // Thread safety: a RawConnection belongs to one thread. ReadProcess may run anywhere.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -59,6 +60,20 @@ class RawConnection {
   // not wait.
   bool ClosedByServer();
 
+  // Reads up to the end of the next head (an interim `100 Continue` one, say) and returns it,
+  // blank line included; what follows stays for the next Read. "" when no whole head arrived
+  // within `timeout`.
+  std::string ReadHead(std::chrono::milliseconds timeout);
+
+  // Reads one answer too large to hold (hundreds of MiB): its head, how long its body was (as
+  // de-chunked) and the body's first and last `keep` bytes.
+  struct LargeAnswer {
+    Answer answer;  // status, headers, complete/closed/timed_out; body: its first bytes
+    uint64_t body_bytes = 0;
+    std::string tail;  // the body's last bytes
+  };
+  LargeAnswer ReadLarge(std::chrono::milliseconds timeout, size_t keep = 64 * 1024);
+
  private:
   explicit RawConnection(int fd) : fd_(fd) {}
   // Reads what is there now into raw_. False at EOF or on an error.
@@ -74,6 +89,13 @@ class RawConnection {
 // a Content-Length for `body`, and the body.
 std::string Request(const std::string& method, const std::string& path, std::string_view body,
                     const std::string& extra_head = "");
+
+// Whether `answer` is an error in the format of `path`'s route: one line of JSON, application/json;
+// {"error":"<message>"} on native routes, the OpenAI error object {message, type, param: null,
+// code: null} on /v1.
+::testing::AssertionResult IsRouteError(const Answer& answer, const std::string& path);
+// The message of such an error ("" when there is none).
+std::string RouteErrorMessage(const Answer& answer);
 
 // What /proc says about a process.
 struct ProcessView {
