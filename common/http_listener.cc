@@ -216,7 +216,11 @@ class ConnectionStream final : public httplib::Stream {
           }
           request_line = false;
         } else {
-          if (size > kMaxHeaderLine) return LineTooLong(false, target);
+          // Measured as httplib will see it: each '%' reaches it as "%25" (HandOver).
+          if (size + 2 * static_cast<size_t>(std::count(line.begin(), line.end(), '%')) >
+              kMaxHeaderLine) {
+            return LineTooLong(false, target);
+          }
           if (line.empty()) {
             if (line_end - start_ > kMaxHead) break;  // refused below
             head_size_ = line_end - start_;
@@ -338,6 +342,17 @@ class ConnectionStream final : public httplib::Stream {
     }
   }
 
+  // True when httplib took the request's whole body. When it did not (a handler that left it
+  // unread, a body that broke off or came too slowly), what is left of it must never be read
+  // as the next request: the connection ends instead.
+  bool BodyTaken(const RequestHead& head) const {
+    if (head.framing == BodyFraming::kChunked) return chunks_done_ && framed_at_ == framed_.size();
+    if (head.framing == BodyFraming::kLength) {
+      return consumed_ >= body_base_ && consumed_ - body_base_ >= head.content_length;
+    }
+    return true;
+  }
+
   // The next write starts an answer: it is held back (a request read in one go from the
   // socket holds it anyway; this covers one that was already buffered behind the previous).
   void BeginAnswer() { hold_next_write_ = true; }
@@ -403,7 +418,9 @@ class ConnectionStream final : public httplib::Stream {
     if (hold_next_write_) {
       // The first write of an answer is its head (httplib writes it in one piece).
       held_.append(ptr, size);
-      hold_next_write_ = false;
+      // An interim answer (`100 Continue`) is not the answer: the next write, the final head,
+      // is held and looked at too (its `Connection: close` must end the connection).
+      hold_next_write_ = size > 9 && std::string_view(ptr, 9) == "HTTP/1.1 " && ptr[9] == '1';
       NoteAnswerHead();
       return static_cast<ssize_t>(size);
     }
@@ -737,7 +754,7 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
       stream.BeginAnswer();
       served = process_request(stream, left == 1, connection_closed, nullptr);
       stream.Flush();
-      if (!served || connection_closed || stream.answer_closes()) break;
+      if (!served || connection_closed || stream.answer_closes() || !stream.BodyTaken(head)) break;
     }
   }
   ::shutdown(sock, SHUT_RDWR);
