@@ -201,6 +201,15 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
     RouteBlobUpload(call, reader);
     return;
   }
+  // Only requests that go to a node have a body worth reading (and the front door budgeted
+  // only theirs): any other is answered unread, and the listener then ends the connection
+  // rather than read the body's rest as a request.
+  if (call.route.route_class != RouteClass::kInference &&
+      call.route.route_class != RouteClass::kNodeLocal) {
+    if (call.head.has_body()) res.set_header("Connection", "close");
+    Dispatch(call);
+    return;
+  }
   // Buffer the body: routing reads `model` from it, and a retry on another node resends it.
   // The front door held a body announced by its length to the limit and reserved its room in
   // the budget; a chunked one takes its room as it arrives.
