@@ -168,6 +168,19 @@ HeadParse Refuse(int status, std::string message) {
 constexpr std::string_view kBareLf = "bare LF line ending";
 constexpr std::string_view kNoEnd = "incomplete head: no empty line ends it";
 
+// The next line, which must end in CRLF; otherwise the refusal of the head.
+std::optional<HeadParse> NextCrlfLine(std::string_view bytes, size_t* pos, std::string_view* line) {
+  switch (NextLine(bytes, pos, line)) {
+    case LineEnd::kCrlf:
+      return std::nullopt;
+    case LineEnd::kBareLf:
+      return Refuse(400, std::string(kBareLf));
+    case LineEnd::kMissing:
+      break;
+  }
+  return Refuse(400, std::string(kNoEnd));
+}
+
 void AppendConnectionOptions(std::string_view value, std::vector<std::string>* options) {
   size_t start = 0;
   while (start <= value.size()) {
@@ -267,14 +280,7 @@ HeadParse ParseRequestHead(std::string_view bytes, const HeadLimits& limits) {
 
   // The request line: method SP request-target SP HTTP-version.
   std::string_view line;
-  switch (NextLine(bytes, &pos, &line)) {
-    case LineEnd::kCrlf:
-      break;
-    case LineEnd::kBareLf:
-      return Refuse(400, std::string(kBareLf));
-    case LineEnd::kMissing:
-      return Refuse(400, std::string(kNoEnd));
-  }
+  if (auto refused = NextCrlfLine(bytes, &pos, &line)) return *std::move(refused);
   if (line.size() > limits.max_request_line) {
     return Refuse(414, Cat("request line longer than ", limits.max_request_line, " bytes"));
   }
@@ -332,14 +338,7 @@ HeadParse ParseRequestHead(std::string_view bytes, const HeadLimits& limits) {
   std::string_view unsupported_expectation;
   bool has_unsupported_expectation = false;
   while (true) {
-    switch (NextLine(bytes, &pos, &line)) {
-      case LineEnd::kCrlf:
-        break;
-      case LineEnd::kBareLf:
-        return Refuse(400, std::string(kBareLf));
-      case LineEnd::kMissing:
-        return Refuse(400, std::string(kNoEnd));
-    }
+    if (auto refused = NextCrlfLine(bytes, &pos, &line)) return *std::move(refused);
     if (line.empty()) break;
     if (line.size() > limits.max_header_line) {
       return Refuse(431, Cat("header line longer than ", limits.max_header_line, " bytes"));

@@ -79,50 +79,6 @@ std::string Fixed(double value, int decimals = 1) {
   return out.str();
 }
 
-// The route's error format: one line of JSON; {"error":"<message>"} on native routes, the
-// OpenAI error object on /v1.
-::testing::AssertionResult IsErrorInRouteFormat(const Answer& answer, const std::string& path) {
-  const bool openai = path.rfind("/v1/", 0) == 0;
-  const auto fail = [&](const std::string& why) {
-    return ::testing::AssertionFailure() << path << ": " << why << "; " << answer.Summary();
-  };
-  if (answer.headers.count("content-type") == 0 ||
-      answer.headers.at("content-type").rfind("application/json", 0) != 0) {
-    return fail("the error is not application/json");
-  }
-  std::string body = answer.body;
-  if (!body.empty() && body.back() == '\n') body.pop_back();
-  if (body.find('\n') != std::string::npos) return fail("the error is not one line");
-  // nlohmann rejects ill-formed UTF-8, which a client's JSON parser would choke on too.
-  const json parsed = json::parse(body, nullptr, false);
-  if (!parsed.is_object() || !parsed.contains("error")) return fail("no JSON error object");
-  const json& error = parsed["error"];
-  if (!openai) {
-    if (parsed.size() != 1 || !error.is_string() || error.get<std::string>().empty()) {
-      return fail("not {\"error\":\"<message>\"}");
-    }
-    return ::testing::AssertionSuccess();
-  }
-  if (!error.is_object() || !error.contains("message") || !error["message"].is_string() ||
-      error["message"].get<std::string>().empty() || !error.contains("type") ||
-      !error["type"].is_string() || !error.contains("param") || !error["param"].is_null() ||
-      !error.contains("code") || !error["code"].is_null()) {
-    return fail("not an OpenAI error object {message, type, param: null, code: null}");
-  }
-  return ::testing::AssertionSuccess();
-}
-
-std::string ErrorMessage(const Answer& answer) {
-  const json parsed = json::parse(answer.body, nullptr, false);
-  if (!parsed.is_object() || !parsed.contains("error")) return "";
-  const json& error = parsed["error"];
-  if (error.is_string()) return error.get<std::string>();
-  if (error.is_object() && error.contains("message") && error["message"].is_string()) {
-    return error["message"].get<std::string>();
-  }
-  return "";
-}
-
 // The well-behaved client: one request at a time, each on a fresh connection as a script or
 // curl makes it (a connection kept alive from before an attack would keep its worker and hide a
 // starved pool), cycling through native and OpenAI inference, streamed and whole, and
@@ -346,9 +302,9 @@ void SendBadBodies(int port, const std::vector<BadBody>& bodies, int want_status
       ASSERT_TRUE(answer.complete) << path << " with " << bad.what << ": " << answer.Summary();
       EXPECT_EQ(answer.status, want_status)
           << path << " with " << bad.what << ": " << answer.Summary();
-      EXPECT_TRUE(IsErrorInRouteFormat(answer, path)) << "with " << bad.what;
+      EXPECT_TRUE(IsRouteError(answer, path)) << "with " << bad.what;
       if (bad.body.find_first_not_of(" \r\n\t") == std::string::npos) {
-        EXPECT_EQ(ErrorMessage(answer), "missing request body") << path;  // Ollama's words
+        EXPECT_EQ(RouteErrorMessage(answer), "missing request body") << path;  // Ollama's words
       }
       ++*answered;
     }
@@ -416,8 +372,8 @@ TEST_F(HostileTest, DeeplyNestedBodyForAnUnknownModelGets404) {
     conn->Send(Request("POST", path, body));
     const Answer answer = conn->Read(kMargin);
     EXPECT_EQ(answer.status, 404) << path << ": " << answer.Summary();
-    EXPECT_TRUE(IsErrorInRouteFormat(answer, path));
-    EXPECT_NE(ErrorMessage(answer).find("not found"), std::string::npos) << answer.Summary();
+    EXPECT_TRUE(IsRouteError(answer, path));
+    EXPECT_NE(RouteErrorMessage(answer).find("not found"), std::string::npos) << answer.Summary();
   }
   EXPECT_TRUE(ProxyAlive());
   EXPECT_EQ(NodeRequests(), node_before);
@@ -458,7 +414,7 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
       ASSERT_EQ(conn->Send(request), request.size()) << path << ": the 2 MiB body was not read";
       const Answer refused = conn->Read(kMargin);
       EXPECT_EQ(refused.status, 413) << path << ": " << refused.Summary();
-      EXPECT_TRUE(IsErrorInRouteFormat(refused, path));
+      EXPECT_TRUE(IsRouteError(refused, path));
       if (!refused.closed) {
         conn->Send(Request("POST", path, small));
         const Answer next = conn->Read(seconds(60));
@@ -480,7 +436,7 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
           [&] { return std::exchange(head_sent, true) ? chunk : head; }, 64 << 20, kMargin, &taken);
       most_taken = std::max(most_taken, taken);
       EXPECT_EQ(refused.status, 413) << "declared 1 GiB: " << refused.Summary();
-      EXPECT_TRUE(IsErrorInRouteFormat(refused, "/api/generate"));
+      EXPECT_TRUE(IsRouteError(refused, "/api/generate"));
       EXPECT_TRUE(WaitFor([&] { return conn->ClosedByServer(); }, kMargin,
                           "the proxy to close the connection after refusing 1 GiB"));
     }
@@ -502,7 +458,7 @@ TEST_F(HostileTest, BodiesOverTheLimitGet413WithBoundedMemory) {
       most_taken = std::max(most_taken, taken);
       EXPECT_EQ(refused.status, 413)
           << "endless chunked body on " << path << ": " << refused.Summary();
-      EXPECT_TRUE(IsErrorInRouteFormat(refused, path));
+      EXPECT_TRUE(IsRouteError(refused, path));
       EXPECT_TRUE(WaitFor([&] { return conn->ClosedByServer(); }, kMargin,
                           "the proxy to close the connection after an endless chunked body"));
       EXPECT_LT(taken, uint64_t{64} << 20) << "the proxy kept reading an endless body";
@@ -544,7 +500,7 @@ TEST_F(HostileTest, InvalidContentLengthsAreRefusedAndEndTheConnection) {
     const Answer answer = conn->Read(kMargin);
     EXPECT_TRUE(answer.status == 400 || answer.status == 413)
         << "Content-Length: " << length << ": " << answer.Summary();
-    EXPECT_TRUE(IsErrorInRouteFormat(answer, "/api/generate")) << "Content-Length: " << length;
+    EXPECT_TRUE(IsRouteError(answer, "/api/generate")) << "Content-Length: " << length;
     EXPECT_TRUE(WaitFor([&] { return conn->ClosedByServer(); }, kMargin,
                         "the connection to end after Content-Length: " + length));
     const Answer more = conn->Read(milliseconds(0));
@@ -623,14 +579,14 @@ TEST_F(HostileTest, HeadLinesOverTheLimitGet431InTheirRoutesFormat) {
     conn->Send(Request("POST", path, chat, "X-Big: " + std::string(64 << 10, 'b') + "\r\n"));
     const Answer answer = conn->Read(kMargin);
     EXPECT_EQ(answer.status, 431) << path << ": " << answer.Summary();
-    EXPECT_TRUE(IsErrorInRouteFormat(answer, path));
+    EXPECT_TRUE(IsRouteError(answer, path));
   }
   auto conn = RawConnection::Open(port());
   ASSERT_NE(conn, nullptr);
   conn->Send("GET /api/tags?q=" + std::string(16 << 10, 'a') + " HTTP/1.1\r\nHost: c\r\n\r\n");
   const Answer answer = conn->Read(kMargin);
   EXPECT_EQ(answer.status, 414) << answer.Summary();
-  EXPECT_TRUE(IsErrorInRouteFormat(answer, "/api/tags"));
+  EXPECT_TRUE(IsRouteError(answer, "/api/tags"));
 }
 
 // A head that never ends: a request line or one header line without a line end, or header
@@ -819,7 +775,7 @@ TEST_F(HostileTest, AStalledBodyIsAnsweredAndTheConnectionEnds) {
     RawConnection* conn = conns[i].get();
     const Answer answer = conn->Read(kReadTimeout + kMargin);
     EXPECT_TRUE(answer.status == 400 || answer.status == 408) << path << ": " << answer.Summary();
-    EXPECT_TRUE(IsErrorInRouteFormat(answer, path));
+    EXPECT_TRUE(IsRouteError(answer, path));
     EXPECT_EQ(answer.headers.count("connection") ? answer.headers.at("connection") : "", "close")
         << answer.Summary();
     EXPECT_EQ(answer.headers.count("keep-alive"), 0u) << answer.Summary();
