@@ -157,10 +157,13 @@ bool FrontDoor::Authorize(const RequestHead& head, Admitted& admitted, HeadVerdi
 
 bool FrontDoor::TakeSlot(Admitted& admitted) {
   if (admitted.slot != nullptr) return true;
-  const int64_t active = active_.fetch_add(1) + 1;
-  auto slot = std::make_shared<AdmissionSlot>(&active_);
-  if (active > options_.max_streams) return false;
-  admitted.slot = std::move(slot);
+  // Never counted past the limit, even for an instant: a head checked meanwhile must not see a
+  // full proxy that is not.
+  int64_t active = active_.load();
+  do {
+    if (active >= options_.max_streams) return false;
+  } while (!active_.compare_exchange_weak(active, active + 1));
+  admitted.slot = std::make_shared<AdmissionSlot>(&active_);
   return true;
 }
 
@@ -208,6 +211,13 @@ HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& /*clien
         return Refuse(413,
                       "request body is larger than the proxy's limit of " +
                           std::to_string(options_.max_body_bytes >> 20) + " MiB",
+                      route.openai);
+      }
+      if (head.content_length > budget_.limit()) {
+        // No retry could ever find room for it.
+        return Refuse(413,
+                      "request body is larger than the proxy's whole budget for request bodies (" +
+                          std::to_string(budget_.limit() >> 20) + " MiB)",
                       route.openai);
       }
       if (!admitted->body.Grow(head.content_length)) {

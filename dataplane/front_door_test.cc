@@ -865,6 +865,17 @@ TEST(FrontDoorBodyTest, BodyPastTheBudgetIs503WithRetryAfter) {
       << "what is left of the budget is still there";
 }
 
+// No retry could find room for a body larger than the whole budget: it is refused for good.
+TEST(FrontDoorBodyTest, BodyLargerThanTheWholeBudgetIs413) {
+  Proxy proxy(MaxBody(kMiB), /*budget_bytes=*/10000);
+  proxy.Serve(OpenFleet());
+  const HeadVerdict verdict = proxy.Check(Head("POST /api/chat", {{"Content-Length", "10001"}}));
+  EXPECT_EQ(verdict.status, 413);
+  EXPECT_EQ(HeaderOf(verdict, "Retry-After"), "");
+  EXPECT_NE(OllamaError(verdict).find("whole budget"), std::string::npos) << verdict.body;
+  EXPECT_EQ(proxy.budget.used(), 0u);
+}
+
 TEST(FrontDoorBodyTest, BlobUploadReservesNothing) {
   Proxy proxy(MaxBody(kMiB), /*budget_bytes=*/10000);
   proxy.Serve(OpenFleet());

@@ -19,10 +19,12 @@ using corral::v1::Snapshot;
 
 constexpr int kMaxAttemptsLimit = 10;
 
+// Lower case only: the front door compares the presented token's hash byte for byte, as the
+// registry stores it; an upper-case hash would be applied and then match no token.
 bool IsSha256Hex(std::string_view text) {
   if (text.size() != 64) return false;
   for (char c : text) {
-    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
     if (!hex) return false;
   }
   return true;
@@ -108,7 +110,7 @@ absl::Status ValidateTokens(const Snapshot& snapshot) {
     if (!IsSha256Hex(token.sha256_hex())) {
       return Invalid(absl::StrCat("tokens[", i, "] ", QuoteUntrusted(token.name()), ": "),
                      "sha256_hex",
-                     absl::StrCat("must be 64 hex digits (a SHA-256), got ",
+                     absl::StrCat("must be 64 lower-case hex digits (a SHA-256), got ",
                                   token.sha256_hex().size(), " characters"));
     }
   }
