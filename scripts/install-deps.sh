@@ -8,6 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libcpp-httplib-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev libgmock-dev
   libhttp-parser-dev
+  prometheus  # promtool: tests lint the /metrics text with Prometheus's own checker
   nodejs npm
 )
 if [[ "${1:-}" == "--bench" ]]; then
