@@ -1,0 +1,301 @@
+#include "dataplane/answer_relay.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "common/ascii.h"
+#include "common/log.h"
+#include "dataplane/headers.h"
+#include "dataplane/replies.h"
+
+namespace corral::dataplane {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+bool IsStreamType(const std::string& content_type) {
+  return absl::StartsWithIgnoreCase(content_type, "text/event-stream");
+}
+
+// Sets the node's status and headers on the client's response, less those never copied
+// (headers.h) and the node header the proxy sets itself.
+void SetNodeHead(httplib::Response& res, int status,
+                 const std::vector<std::pair<std::string, std::string>>& headers,
+                 const std::string& node) {
+  res.status = status;
+  const std::vector<std::string> connection = ResponseConnectionOptions(headers);
+  for (const auto& [k, v] : headers) {
+    if (!IsDroppedResponseHeader(k, connection) && !EqualsIgnoreCase(k, kNodeHeader)) {
+      res.set_header(k, v);
+    }
+  }
+  res.set_header(kNodeHeader, node);
+}
+
+void SetBody(httplib::Response& res, std::string body, const std::string& content_type) {
+  if (content_type.empty()) {
+    res.body = std::move(body);
+  } else {
+    res.set_content(std::move(body), content_type);
+  }
+}
+
+// What a streamed answer needs after the handler returned: httplib calls the provider on the
+// same worker thread, and destroys this (through the releaser's captures) when done.
+struct StreamState {
+  std::unique_ptr<UpstreamConnection> conn;
+  Lease lease;  // keeps the node's slot, and its table (so `node` stays valid)
+  std::shared_ptr<void> admission;
+  const NodeEntry* node = nullptr;
+  EffectivePolicy policy;
+  std::string path;
+  bool sse = false;
+  int client_fd = -1;
+  bool finished = false;
+  // The response head has gone to the client: the listener holds it back until the first body
+  // bytes, so a node that sent its head alone gets it pushed out before the first wait.
+  bool head_sent = false;
+  std::string tail;  // the last two bytes relayed, to start an error on a line of its own
+};
+
+std::string IdleReason(const std::string& node, milliseconds idle) {
+  return "node '" + node + "' sent nothing for " + std::to_string(idle.count() / 1000) + " s";
+}
+
+std::string MidStreamFailure(const std::string& node, const std::string& error) {
+  return "node '" + node + "' failed mid-stream: " + error;
+}
+
+}  // namespace
+
+void CopyResponseHead(ProxyCall& call, const UpstreamConnection& conn, const std::string& node) {
+  SetNodeHead(call.res, conn.status(), conn.headers(), node);
+}
+
+void AnswerWhole(ProxyCall& call, const UpstreamConnection& conn, const std::string& node,
+                 std::string body) {
+  CopyResponseHead(call, conn, node);
+  SetBody(call.res, std::move(body), std::string(conn.Header("Content-Type")));
+}
+
+void AnswerSaved(ProxyCall& call, const SavedResponse& saved) {
+  SetNodeHead(call.res, saved.status, saved.headers, saved.node);
+  SetBody(call.res, saved.body, saved.content_type);
+}
+
+AnswerRelay::AnswerRelay(NodeExchange& exchange, Router& router, milliseconds stream_poll)
+    : exchange_(exchange), router_(router), stream_poll_(stream_poll), relay_loop_(stream_poll) {}
+
+bool AnswerRelay::Relay(ProxyCall& call, Lease lease, std::unique_ptr<UpstreamConnection> conn,
+                        std::string* error) {
+  const std::string content_type(conn->Header("Content-Type"));
+  const bool streamed = !conn->has_content_length() && !conn->message_complete();
+  if (streamed) {
+    RelayStream(call, std::move(lease), std::move(conn), content_type);
+    return true;
+  }
+  if (conn->content_length() > kMaxBufferedAnswer && !conn->message_complete()) {
+    RelayLargeBody(call, std::move(lease), std::move(conn), content_type);
+    return true;
+  }
+  std::string body;
+  if (!exchange_.ReadWholeBody(call, *conn, kMaxBufferedAnswer, &body, error)) return false;
+  const NodeEntry& node = lease.node();
+  CopyResponseHead(call, *conn, node.name);
+  SetBody(call.res, std::move(body), content_type);
+  exchange_.GiveBack(node, std::move(conn));
+  return true;
+}
+
+void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
+                              std::unique_ptr<UpstreamConnection> conn,
+                              const std::string& content_type) {
+  CopyResponseHead(call, *conn, lease.node().name);
+  auto relay = std::make_shared<StreamState>();
+  relay->conn = std::move(conn);
+  relay->node = &lease.node();
+  relay->lease = std::move(lease);
+  relay->admission = call.admitted.slot;
+  relay->policy = call.table->policy();
+  relay->path = call.req.path;
+  relay->sse = call.route.openai || IsStreamType(content_type);
+  // On the serving thread this is one comparison (client_socket.h).
+  relay->client_fd = call.ClientFd() >= 0 ? call.client_fd : -1;
+  const milliseconds idle(relay->policy.idle_ms);
+  const milliseconds poll_slice = stream_poll_;
+  auto provider = [this, relay, idle, poll_slice](size_t, httplib::DataSink& sink) -> bool {
+    UpstreamConnection& up = *relay->conn;
+    const std::string& node = relay->node->name;
+    auto last = Clock::now();
+    auto fail = [&](const std::string& reason) {
+      CORRAL_LOG(kWarn, "proxy") << relay->path << ": stream from node " << node
+                                 << " broke: " << reason;
+      router_.RecordFailure(node, relay->policy);
+      // The error must stand on a line (or SSE event) of its own, even when the node died in the
+      // middle of one.
+      std::string chunk;
+      if (relay->sse && relay->tail.size() == 2 && relay->tail != "\n\n") {
+        chunk = relay->tail.back() == '\n' ? "\n" : "\n\n";
+      } else if (!relay->sse && !relay->tail.empty() && relay->tail.back() != '\n') {
+        chunk = "\n";
+      }
+      chunk += StreamErrorChunk(reason, relay->sse);
+      up.Close();
+      if (!sink.write(chunk.data(), chunk.size())) return false;
+      // End the body properly, as an Ollama node does after its own error line: clients read
+      // the error line and raise it, while a connection cut before the last chunk makes some
+      // HTTP stacks (Node's fetch) drop bytes already received, error line included.
+      sink.done();
+      return true;
+    };
+    while (true) {
+      if (up.has_body()) {
+        const std::string piece = up.TakeBody();
+        RememberTail(piece, &relay->tail);
+        if (!sink.write(piece.data(), piece.size())) {
+          up.Close();  // the client left: closing makes the node stop generating
+          return false;
+        }
+        // Keep looping rather than returning: httplib stops calling a provider once the
+        // server is stopping, and a graceful stop must let open streams run to their end.
+        last = Clock::now();
+        relay->head_sent = true;
+      }
+      if (up.message_complete()) {
+        relay->finished = true;
+        sink.done();
+        return true;
+      }
+      if (exchange_.aborting()) return fail("corral-proxy is shutting down");
+      if (!relay->head_sent) {
+        relay->head_sent = true;
+        // A writability check sends what the listener holds (the head) and sees a client
+        // that already left.
+        if (!sink.is_writable()) {
+          up.Close();
+          return false;
+        }
+      }
+      if (relay->client_fd >= 0 && !up.has_body()) {
+        // The head is out and nothing is pending: the relay loop carries the rest, many streams
+        // per wake-up, while this thread sleeps (relay_loop.h).
+        RelayLoop::Stream carried;
+        carried.node = &up;
+        carried.client_fd = relay->client_fd;
+        carried.idle = idle;
+        carried.client_timeout = kClientWriteTimeout;
+        carried.tail = &relay->tail;
+        switch (relay_loop_.Carry(carried)) {
+          case RelayLoop::End::kFinished:
+            relay->finished = true;
+            sink.done();
+            return true;
+          case RelayLoop::End::kClientGone:
+            up.Close();  // closing makes the node stop generating
+            return false;
+          case RelayLoop::End::kNodeFailed:
+            return fail(MidStreamFailure(node, up.error()));
+          case RelayLoop::End::kIdle:
+            return fail(IdleReason(node, idle));
+          case RelayLoop::End::kStopping:
+            return fail("corral-proxy is shutting down");
+        }
+      }
+      const WaitOutcome waited = up.Wait(poll_slice, &relay->client_fd);
+      if (waited == WaitOutcome::kClientGone) {
+        up.Close();
+        return false;
+      }
+      if (waited == WaitOutcome::kTimeout) {
+        if (!sink.is_writable()) {
+          up.Close();
+          return false;
+        }
+        if (Clock::now() - last > idle) return fail(IdleReason(node, idle));
+        continue;
+      }
+      const ReadOutcome read = up.ReadSome();
+      if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
+        return fail(MidStreamFailure(node, up.error()));
+      }
+      if (read == ReadOutcome::kProgress) last = Clock::now();
+    }
+  };
+  auto releaser = [this, relay](bool) {
+    if (relay->finished) {
+      exchange_.GiveBack(*relay->node, std::move(relay->conn));
+    } else if (relay->conn) {
+      relay->conn->Close();
+    }
+  };
+  call.res.set_chunked_content_provider(content_type, std::move(provider), std::move(releaser));
+}
+
+void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
+                                 std::unique_ptr<UpstreamConnection> conn,
+                                 const std::string& content_type) {
+  CopyResponseHead(call, *conn, lease.node().name);
+  struct LargeBody {
+    std::unique_ptr<UpstreamConnection> conn;
+    Lease lease;  // keeps the node's slot, and its table (so `node` stays valid)
+    const NodeEntry* node = nullptr;
+    EffectivePolicy policy;
+    int client_fd = -1;
+  };
+  auto relay = std::make_shared<LargeBody>();
+  relay->conn = std::move(conn);
+  relay->node = &lease.node();
+  relay->lease = std::move(lease);
+  relay->policy = call.table->policy();
+  relay->client_fd = call.ClientFd() >= 0 ? call.client_fd : -1;
+  const milliseconds idle(relay->policy.idle_ms);
+  // httplib calls the provider until the announced length is written; the node's bytes go out
+  // as they arrive, so the proxy holds one read of them at a time. A node that fails inside the
+  // body leaves the client short of the length it was promised: the connection closes, which
+  // every HTTP client reads as a failed answer.
+  auto provider = [this, relay, idle](size_t, size_t, httplib::DataSink& sink) -> bool {
+    UpstreamConnection& up = *relay->conn;
+    auto last = Clock::now();
+    while (true) {
+      if (up.has_body()) {
+        const std::string piece = up.TakeBody();
+        if (!sink.write(piece.data(), piece.size())) {
+          up.Close();
+          return false;
+        }
+        return true;
+      }
+      if (up.message_complete() || exchange_.aborting()) return false;
+      const WaitOutcome waited = up.Wait(stream_poll_, &relay->client_fd);
+      if (waited == WaitOutcome::kClientGone) {
+        up.Close();
+        return false;
+      }
+      if (waited == WaitOutcome::kTimeout) {
+        if (Clock::now() - last > idle) {
+          CORRAL_LOG(kWarn, "proxy") << "node " << relay->node->name << " sent nothing for "
+                                     << idle.count() << " ms inside an answer";
+          router_.RecordFailure(relay->node->name, relay->policy);
+          return false;
+        }
+        continue;
+      }
+      const ReadOutcome read = up.ReadSome();
+      if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
+        CORRAL_LOG(kWarn, "proxy")
+            << "node " << relay->node->name << " failed inside an answer: " << up.error();
+        router_.RecordFailure(relay->node->name, relay->policy);
+        return false;
+      }
+      last = Clock::now();
+    }
+  };
+  auto releaser = [this, relay](bool) { exchange_.GiveBack(*relay->node, std::move(relay->conn)); };
+  call.res.set_content_provider(static_cast<size_t>(relay->conn->content_length()), content_type,
+                                std::move(provider), std::move(releaser));
+}
+
+}  // namespace corral::dataplane

@@ -1,0 +1,239 @@
+#include "dataplane/forwarder.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "dataplane/replies.h"
+
+namespace corral::dataplane {
+
+namespace {
+
+// NodeAttempt over a real node: the exchange up to the head, then the relay.
+class NodeAttemptImpl final : public NodeAttempt {
+ public:
+  NodeAttemptImpl(ProxyCall& call, NodeExchange& exchange, AnswerRelay& relay)
+      : call_(call), exchange_(exchange), relay_(relay) {}
+
+  // NodeAttempt
+  TryResult Try(Lease& lease) override {
+    TryResult result;
+    const NodeEntry& node = lease.node();
+    NodeAnswer answer = exchange_.Send(call_, node);
+    if (answer.kind == NodeAnswer::kClientGone) {
+      result.kind = TryResult::kClientGone;
+      return result;
+    }
+    if (answer.kind == NodeAnswer::kFailed) {
+      result.error = std::move(answer.error);
+      return result;
+    }
+    if (answer.conn->status() >= 500) {
+      result.kind = TryResult::kServerError;
+      result.status = answer.conn->status();
+      result.saved =
+          exchange_.ReadAnswer(call_, *answer.conn, node.name, kMaxSavedErrorBody, &result.error);
+      return result;
+    }
+    result.latency_ms = answer.latency_ms;
+    if (relay_.Relay(call_, std::move(lease), std::move(answer.conn), &result.error)) {
+      result.kind = TryResult::kAnswered;
+    }
+    return result;
+  }
+
+ private:
+  ProxyCall& call_;
+  NodeExchange& exchange_;
+  AnswerRelay& relay_;
+};
+
+// The strategy's pick among the nodes that have a model.
+class ModelCandidates final : public CandidateSource {
+ public:
+  ModelCandidates(Router& router, const std::shared_ptr<const RoutingTable>& table,
+                  const std::string& model_key)
+      : router_(router), table_(table), model_key_(model_key) {}
+
+  // CandidateSource
+  Lease Next(const TriedNodes& tried, std::string*) override {
+    PickResult pick = router_.Pick(table_, model_key_, tried);
+    if (!pick.lease && tried.empty() && pick.error != PickError::kExhausted) {
+      refusal_ = pick.error;
+    }
+    return std::move(pick.lease);
+  }
+
+  // Why no node at all could be picked (kNone when one was, or the loop never asked).
+  PickError refusal() const { return refusal_; }
+
+ private:
+  Router& router_;
+  const std::shared_ptr<const RoutingTable>& table_;
+  const std::string& model_key_;
+  PickError refusal_ = PickError::kNone;
+};
+
+// Named nodes in a fixed order.
+class OrderedCandidates final : public CandidateSource {
+ public:
+  OrderedCandidates(Router& router, const std::shared_ptr<const RoutingTable>& table,
+                    const std::vector<std::string>& order, const std::string& model_key)
+      : router_(router), table_(table), order_(order), model_key_(model_key) {}
+
+  // CandidateSource
+  Lease Next(const TriedNodes& tried, std::string* last_error) override {
+    while (next_ < order_.size()) {
+      const std::string& name = order_[next_++];
+      if (table_->FindNode(name) == nullptr || tried.count(name) != 0) continue;
+      Lease lease = router_.Acquire(table_, name, model_key_);
+      if (lease) return lease;
+      *last_error = "node '" + name + "' is not available";
+    }
+    return Lease();
+  }
+
+ private:
+  Router& router_;
+  const std::shared_ptr<const RoutingTable>& table_;
+  const std::vector<std::string>& order_;
+  const std::string& model_key_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
+std::vector<std::string> OrderByLoad(const RoutingTable& table, Router& router,
+                                     const std::vector<std::string>* names) {
+  struct Candidate {
+    std::string name;
+    int64_t in_flight;
+  };
+  std::vector<Candidate> candidates;
+  for (const NodeEntry& node : table.nodes()) {
+    if (!node.routable || router.IsEjected(node.name)) continue;
+    if (names && std::find(names->begin(), names->end(), node.name) == names->end()) continue;
+    candidates.push_back({node.name, router.Runtime(node.name)->in_flight.load()});
+  }
+  std::stable_sort(
+      candidates.begin(), candidates.end(),
+      [](const Candidate& a, const Candidate& b) { return a.in_flight < b.in_flight; });
+  std::vector<std::string> out;
+  for (auto& c : candidates) out.push_back(std::move(c.name));
+  return out;
+}
+
+Forwarder::Forwarder(NodeExchange& exchange, AnswerRelay& relay, Router& router,
+                     const std::atomic<bool>& aborting)
+    : exchange_(exchange), relay_(relay), router_(router), loop_(router, aborting) {}
+
+bool Forwarder::Finish(ProxyCall& call, const RetryOutcome& outcome) {
+  switch (outcome.end) {
+    case RetryOutcome::kAnswered:
+      return true;
+    case RetryOutcome::kClientGone:
+      call.res.status = 499;
+      return true;
+    case RetryOutcome::kNoAnswer:
+      break;
+  }
+  if (!outcome.last_server_error) return false;
+  AnswerSaved(call, *outcome.last_server_error);
+  return true;
+}
+
+void Forwarder::ByModel(ProxyCall& call, const std::string& model_key,
+                        const std::string& model_as_sent) {
+  ModelCandidates candidates(router_, call.table, model_key);
+  NodeAttemptImpl attempt(call, exchange_, relay_);
+  const RetryOutcome outcome =
+      loop_.Run(call.table->policy(), candidates, attempt, call.req.method, call.req.path);
+  if (Finish(call, outcome)) return;
+  switch (candidates.refusal()) {
+    case PickError::kNone:
+    case PickError::kExhausted:
+      SetErrorReply(
+          call.res, 502,
+          outcome.last_error.empty() ? "no node could serve the request" : outcome.last_error,
+          call.route.openai);
+      return;
+    case PickError::kModelNotFound:
+      SetErrorReply(call.res, 404, "model '" + model_as_sent + "' not found", call.route.openai);
+      return;
+    case PickError::kAllBusy:
+      call.res.set_header("Retry-After", "1");
+      SetErrorReply(call.res, 503,
+                    "server busy, please try again.  every node with model '" + model_as_sent +
+                        "' is at its parallel limit",
+                    call.route.openai);
+      return;
+    case PickError::kNoHealthyNode:
+      call.res.set_header("Retry-After", "1");
+      SetErrorReply(call.res, 503, "no healthy node can serve model '" + model_as_sent + "'",
+                    call.route.openai);
+      return;
+  }
+}
+
+void Forwarder::InOrder(ProxyCall& call, const std::vector<std::string>& order,
+                        const std::string& model_key) {
+  OrderedCandidates candidates(router_, call.table, order, model_key);
+  NodeAttemptImpl attempt(call, exchange_, relay_);
+  const RetryOutcome outcome =
+      loop_.Run(call.table->policy(), candidates, attempt, call.req.method, call.req.path);
+  if (Finish(call, outcome)) return;
+  call.res.set_header("Retry-After", "1");
+  SetErrorReply(call.res, outcome.attempts == 0 ? 503 : 502,
+                outcome.last_error.empty() ? "no node could serve the request" : outcome.last_error,
+                call.route.openai);
+}
+
+void Forwarder::FanOut(ProxyCall& call, const std::vector<std::string>& nodes,
+                       const std::string& model_key, bool empty_on_success) {
+  std::optional<SavedResponse> first_ok;
+  std::optional<SavedResponse> first_error;
+  std::string failure;
+  for (const std::string& name : nodes) {
+    const NodeEntry* node = call.table->FindNode(name);
+    if (node == nullptr) continue;
+    Lease lease = router_.Acquire(call.table, name, model_key);
+    if (!lease) {
+      failure = "node '" + name + "' is not available";
+      continue;
+    }
+    NodeAnswer answer = exchange_.Send(call, *node);
+    if (answer.kind == NodeAnswer::kClientGone) return;
+    std::string error;
+    std::optional<SavedResponse> saved;
+    if (answer.kind == NodeAnswer::kHead) {
+      saved = exchange_.ReadAnswer(call, *answer.conn, name, kMaxBufferedAnswer, &error);
+    }
+    if (!saved) {
+      router_.RecordFailure(name, call.table->policy());
+      failure = answer.kind == NodeAnswer::kFailed ? answer.error : error;
+      continue;
+    }
+    router_.RecordSuccess(name, answer.latency_ms);
+    exchange_.GiveBack(*node, std::move(answer.conn));
+    if (saved->status >= 200 && saved->status < 300) {
+      if (!first_ok) first_ok = std::move(saved);
+    } else if (!first_error) {
+      first_error = std::move(saved);
+    }
+  }
+  if (first_error) {
+    AnswerSaved(call, *first_error);
+  } else if (first_ok) {
+    if (empty_on_success) {
+      call.res.status = first_ok->status;
+    } else {
+      AnswerSaved(call, *first_ok);
+    }
+  } else {
+    SetErrorReply(call.res, 502, failure.empty() ? "no node answered" : failure, call.route.openai);
+  }
+}
+
+}  // namespace corral::dataplane
