@@ -53,7 +53,7 @@ const char* OutcomeName(RequestOutcome outcome) {
   return "abandoned";
 }
 
-const NodeAttempt* RequestRecord::served_by() const {
+const TriedNode* RequestRecord::served_by() const {
   if (attempts.empty() || !attempts.back().error.empty() || attempts.back().status == 0) {
     return nullptr;
   }
@@ -91,11 +91,11 @@ std::string AccessLogLine(const RequestRecord& r, std::chrono::system_clock::tim
   line["status"] = r.status;
   line["outcome"] = OutcomeName(r.outcome);
   line["error"] = r.error;
-  const NodeAttempt* served = r.served_by();
+  const TriedNode* served = r.served_by();
   line["node"] = served != nullptr ? served->node : "";
   line["attempts"] = r.attempts.size();
   nlohmann::ordered_json tried = nlohmann::ordered_json::array();
-  for (const NodeAttempt& attempt : r.attempts) {
+  for (const TriedNode& attempt : r.attempts) {
     tried.push_back({{"node", attempt.node}, {"status", attempt.status}, {"error", attempt.error}});
   }
   line["nodes_tried"] = std::move(tried);

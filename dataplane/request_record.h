@@ -41,7 +41,7 @@ enum class RequestOutcome {
 const char* OutcomeName(RequestOutcome outcome);
 
 // One node tried for the request.
-struct NodeAttempt {
+struct TriedNode {
   std::string node;
   int status = 0;             // the node's status, 0 when it gave none
   std::string error;          // why the attempt failed ("" when it answered)
@@ -58,7 +58,7 @@ struct RequestRecord {
   std::string model_key;   // canonical (registry.ollama.ai/library/llama3.2:latest)
   std::string token_name;  // the inference token's name, "" in an open fleet
   std::string client_address;
-  std::vector<NodeAttempt> attempts;
+  std::vector<TriedNode> attempts;
 
   Clock::time_point start;                // the head arrived
   std::optional<Clock::time_point> sent;  // the request went to the node that answered
@@ -76,7 +76,7 @@ struct RequestRecord {
   bool streamed = false;
 
   // The node that served the answer: the last attempt, when it answered.
-  const NodeAttempt* served_by() const;
+  const TriedNode* served_by() const;
 };
 
 // Reads finished records (metrics, access log, usage ledger). Implementations are thread-safe.
