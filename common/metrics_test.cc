@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -296,6 +297,15 @@ TEST(MetricsTest, PromtoolCheckReportsProblems) {
   EXPECT_FALSE(check.ok());
   EXPECT_THAT(check.message(), HasSubstr("_total"));
   EXPECT_FALSE(CheckWithPromtool("not a metric line at all {\n").ok());
+}
+
+TEST(MetricsTest, PromtoolMissingIsAFailureNotASkip) {
+  const std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+  setenv("PATH", "/nonexistent", 1);
+  absl::Status check = CheckWithPromtool("# HELP a_total x\n# TYPE a_total counter\na_total 1\n");
+  setenv("PATH", path.c_str(), 1);
+  EXPECT_EQ(check.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(check.message(), HasSubstr("prometheus package"));
 }
 
 TEST(MetricsTest, BucketPresetsReachWhatTheyMeasure) {
