@@ -171,7 +171,7 @@ nlohmann::json RenderFamilyJson(const internal::FamilyImpl& family) {
     nlohmann::json entry;
     entry["labels"] = nlohmann::json::object();
     for (size_t i = 0; i < family.labels().size(); ++i) {
-      entry["labels"][std::string(family.labels()[i].name)] = s->values[i];
+      entry["labels"][family.labels()[i].name] = s->values[i];
     }
     if (const auto* c = std::get_if<Counter>(&s->metric)) {
       entry["value"] = c->value();
@@ -293,13 +293,13 @@ FamilyImpl::FamilyImpl(MetricType type, std::string name, std::string help,
   std::set<std::string_view> seen;
   for (const Label& label : labels_) {
     if (!IsLabelName(label.name)) {
-      DeclarationError(name_ + ": label name '" + std::string(label.name) + "'");
+      DeclarationError(name_ + ": label name '" + label.name + "'");
     }
     if (type_ == MetricType::kHistogram && label.name == "le") {
       DeclarationError(name_ + ": 'le' is the bucket label of a histogram");
     }
     if (!seen.insert(label.name).second) {
-      DeclarationError(name_ + ": label '" + std::string(label.name) + "' twice");
+      DeclarationError(name_ + ": label '" + label.name + "' twice");
     }
   }
   if (type_ == MetricType::kHistogram) {

@@ -24,9 +24,10 @@
 // any other thread sees it. After that every method is safe from any thread:
 //   * Counter::Inc, Gauge::Set/Add, Histogram::Observe are relaxed atomic operations;
 //   * Family::Get takes no lock once its label set has a series: the label values are checked
-//     against their domains through a per-thread cache of each domain's values (refreshed when
-//     the owner sets new ones) and the series is found in an insert-only table of atomic
-//     pointers. Only the first Get of a label set takes the family's mutex, to create the series;
+//     against their domains through a per-thread cache of each domain's values (a thread takes
+//     the domain's mutex once after each SetValues, to refresh its copy) and the series is found
+//     in an insert-only table of atomic pointers. Only the first Get of a label set takes the
+//     family's mutex, to create the series;
 //   * LabelDomain::SetValues takes the domain's mutex (once per snapshot);
 //   * rendering takes each family's mutex briefly to list its series, never blocking Get on an
 //     existing series.
@@ -121,7 +122,7 @@ class LabelDomain {
 
 // One label of a family: its name and where its values come from.
 struct Label {
-  std::string_view name;
+  std::string name;
   const LabelDomain& domain;
 };
 
