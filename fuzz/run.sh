@@ -14,7 +14,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
-all_targets=(route body_peek snapshot_json snapshot_binary model_name node_url request_head)
+all_targets=(route body_peek snapshot_json snapshot_binary model_name node_url request_head
+  answer_usage)
 
 mode="${1:-}"
 case "$mode" in
