@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -440,6 +441,52 @@ grpc::Status AdminService::SetTokenPolicy(grpc::ServerContext* context,
                              << policy->token_count() << " inference tokens; the fleet is "
                              << (policy->open() ? "open" : "closed") << ")";
   *resp = *std::move(policy);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetUsage(grpc::ServerContext* context,
+                                    const corral::v1::GetUsageRequest* req,
+                                    corral::v1::GetUsageResponse* resp) {
+  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
+  Registry::UsageGrouping by;
+  if (req->by().empty() || req->by() == "all") {
+    by = Registry::UsageGrouping::kAll;
+  } else if (req->by() == "token") {
+    by = Registry::UsageGrouping::kToken;
+  } else if (req->by() == "model") {
+    by = Registry::UsageGrouping::kModel;
+  } else if (req->by() == "node") {
+    by = Registry::UsageGrouping::kNode;
+  } else {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("usage cannot be grouped by \"", req->by(),
+                                     "\"; use token, model, node or all"));
+  }
+  if (req->since_seconds() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("since_seconds must be 0 (everything kept) or positive, got ",
+                                     req->since_seconds()));
+  }
+  int64_t window_start = 0;
+  if (req->since_seconds() > 0) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    window_start = std::max<int64_t>(0, now - req->since_seconds());
+    window_start -= window_start % 3600;
+  }
+  absl::StatusOr<std::vector<corral::v1::UsageRow>> rows = registry_->GetUsage(by, window_start);
+  if (!rows.ok()) return ToGrpcStatus(rows.status());
+  resp->set_by(req->by().empty() ? "all" : req->by());
+  resp->set_window_start(window_start);
+  corral::v1::UsageRow* total = resp->mutable_total();
+  for (corral::v1::UsageRow& row : *rows) {
+    total->set_requests(total->requests() + row.requests());
+    total->set_errors(total->errors() + row.errors());
+    total->set_input_tokens(total->input_tokens() + row.input_tokens());
+    total->set_output_tokens(total->output_tokens() + row.output_tokens());
+    *resp->add_rows() = std::move(row);
+  }
   return grpc::Status::OK;
 }
 

@@ -3,8 +3,9 @@
 // NodeClient, and each absl::Status into the gRPC status with the same code and message.
 //
 // Every call needs the admin token. Node views fold in the fleet-wide load the proxies report.
-// CreateNode and a URL change trigger an immediate probe; SetDiscovery wakes the port scanner.
-// PullModel streams each node's progress while the pulls run in parallel, one thread per node.
+// GetUsage reads the hourly usage rollups. CreateNode and a URL change trigger an immediate probe;
+// SetDiscovery wakes the port scanner. PullModel streams each node's progress while the pulls run
+// in parallel, one thread per node.
 //
 // Thread safety: gRPC's synchronous server calls the handlers from its pool; the service keeps
 // no mutable state. Every pointer passed in must outlive the server (prober and scanner may be
@@ -75,6 +76,8 @@ class AdminService final : public corral::v1::Admin::Service {
   grpc::Status SetTokenPolicy(grpc::ServerContext* context,
                               const corral::v1::SetTokenPolicyRequest* req,
                               corral::v1::TokenPolicy* resp) override;
+  grpc::Status GetUsage(grpc::ServerContext* context, const corral::v1::GetUsageRequest* req,
+                        corral::v1::GetUsageResponse* resp) override;
 
  private:
   grpc::Status SetState(grpc::ServerContext* context, const std::string& name,

@@ -614,6 +614,103 @@ TEST_F(ControlApiTest, VersionAndNodesSurviveARestart) {
   EXPECT_EQ(Census().second, 3u);
 }
 
+// Usage rides on Report: applied once per (instance, sequence) even when the same Report comes
+// again, acknowledged either way, kept across a restart, and read back with GetUsage.
+TEST_F(ControlApiTest, ReportedUsageIsCountedOnceAndReadBackByEachKey) {
+  StartServer();
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const int64_t hour = now - now % 3600;
+  corral::v1::ReportRequest report;
+  report.set_proxy_id("proxy-a");
+  corral::v1::UsageBatch* batch = report.mutable_usage();
+  batch->set_instance_id("0123456789abcdef");
+  batch->set_sequence(1);
+  auto add = [&](int64_t h, const std::string& token, const std::string& model,
+                 const std::string& node, uint64_t requests, uint64_t in, uint64_t out) {
+    corral::v1::UsageEntry* e = batch->add_entries();
+    e->set_hour_start(h);
+    e->set_token(token);
+    e->set_model(model);
+    e->set_node(node);
+    e->set_requests(requests);
+    e->set_input_tokens(in);
+    e->set_output_tokens(out);
+  };
+  add(hour, "alice", "llama3:latest", "gpu1", 3, 30, 300);
+  add(hour, "bob", "llama3:latest", "gpu2", 1, 10, 100);
+  add(hour - 48 * 3600, "alice", "qwen3:8b", "gpu1", 5, 50, 500);  // two days ago
+
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the second is a retry of the same Report
+    corral::v1::ReportResponse ack;
+    ASSERT_TRUE(discovery_->Report(Ctx(server_->proxy_token()).get(), report, &ack).ok());
+    EXPECT_EQ(ack.usage_acked_sequence(), 1u) << "attempt " << attempt;
+  }
+  // A Report without usage acknowledges nothing.
+  corral::v1::ReportRequest plain;
+  plain.set_proxy_id("proxy-a");
+  corral::v1::ReportResponse plain_ack;
+  ASSERT_TRUE(discovery_->Report(Ctx(server_->proxy_token()).get(), plain, &plain_ack).ok());
+  EXPECT_EQ(plain_ack.usage_acked_sequence(), 0u);
+
+  auto get = [&](const std::string& by, int64_t since, corral::v1::GetUsageResponse* out) {
+    corral::v1::GetUsageRequest req;
+    req.set_by(by);
+    req.set_since_seconds(since);
+    return admin_->GetUsage(AdminCtx().get(), req, out);
+  };
+  corral::v1::GetUsageResponse by_token;
+  ASSERT_TRUE(get("token", 24 * 3600, &by_token).ok());
+  EXPECT_EQ(by_token.by(), "token");
+  // The hour 24 h ago (or the next one, should the hour turn between the two clock reads).
+  const int64_t day_ago_hour = (now - 24 * 3600) - (now - 24 * 3600) % 3600;
+  EXPECT_TRUE(by_token.window_start() == day_ago_hour ||
+              by_token.window_start() == day_ago_hour + 3600)
+      << by_token.window_start();
+  ASSERT_EQ(by_token.rows_size(), 2);
+  EXPECT_EQ(by_token.rows(0).token(), "alice");
+  EXPECT_EQ(by_token.rows(0).requests(), 3u) << "counted once, and the old hour is outside 24h";
+  EXPECT_EQ(by_token.rows(0).output_tokens(), 300u);
+  EXPECT_EQ(by_token.rows(0).model(), "");
+  EXPECT_EQ(by_token.rows(1).token(), "bob");
+  EXPECT_EQ(by_token.total().requests(), 4u);
+  EXPECT_EQ(by_token.total().input_tokens(), 40u);
+
+  corral::v1::GetUsageResponse by_model;
+  ASSERT_TRUE(get("model", 7 * 24 * 3600, &by_model).ok());
+  ASSERT_EQ(by_model.rows_size(), 2);
+  EXPECT_EQ(by_model.rows(0).model(), "qwen3:8b");
+  EXPECT_EQ(by_model.rows(0).requests(), 5u);
+  EXPECT_EQ(by_model.rows(1).model(), "llama3:latest");
+  EXPECT_EQ(by_model.rows(1).requests(), 4u);
+
+  // Kept across a restart, and a retry after it is still not counted again.
+  server_.reset();
+  StartServer();
+  corral::v1::ReportResponse ack;
+  ASSERT_TRUE(discovery_->Report(Ctx(server_->proxy_token()).get(), report, &ack).ok());
+  EXPECT_EQ(ack.usage_acked_sequence(), 1u);
+  corral::v1::GetUsageResponse all;
+  ASSERT_TRUE(get("", 0, &all).ok());
+  EXPECT_EQ(all.by(), "all");
+  ASSERT_EQ(all.rows_size(), 3);
+  EXPECT_EQ(all.rows(0).token(), "alice");
+  EXPECT_EQ(all.rows(0).model(), "qwen3:8b");
+  EXPECT_EQ(all.rows(0).node(), "gpu1");
+  EXPECT_EQ(all.total().requests(), 9u);
+
+  corral::v1::GetUsageResponse bad;
+  grpc::Status status = get("tenant", 0, &bad);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("token, model, node or all"), std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(get("node", -5, &bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  corral::v1::GetUsageRequest req;
+  EXPECT_EQ(admin_->GetUsage(Ctx("wrong").get(), req, &bad).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
 TEST_F(ControlApiTest, SecondControlPlaneOnTheSamePortOrDataDirFailsLoudly) {
   StartServer();
   ControlServerOptions same_port;

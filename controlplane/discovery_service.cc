@@ -194,10 +194,11 @@ class RejectedWatch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 }  // namespace
 
 DiscoveryService::DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker,
-                                   const Authenticator* auth)
+                                   const Authenticator* auth, Registry* registry)
     : publisher_(publisher),
       tracker_(tracker),
       auth_(auth),
+      registry_(registry),
       wire_cache_(std::make_shared<WireCache>()) {}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* DiscoveryService::Watch(
@@ -223,7 +224,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* DiscoveryService::Watch(
 
 grpc::ServerUnaryReactor* DiscoveryService::Report(grpc::CallbackServerContext* context,
                                                    const corral::v1::ReportRequest* request,
-                                                   corral::v1::ReportResponse* /*response*/) {
+                                                   corral::v1::ReportResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (grpc::Status denied = auth_->CheckProxy(*context); !denied.ok()) {
     reactor->Finish(denied);
@@ -240,6 +241,26 @@ grpc::ServerUnaryReactor* DiscoveryService::Report(grpc::CallbackServerContext* 
         << ": " << request->rejected_reason();
   }
   tracker_->Report(*request, context->peer());
+  if (request->has_usage() && registry_ != nullptr) {
+    // One short SQLite transaction on gRPC's thread: Reports come every few seconds per proxy.
+    // Not acknowledged when it fails, so the proxy sends the same batch again.
+    const corral::v1::UsageBatch& batch = request->usage();
+    int skipped = 0;
+    absl::StatusOr<bool> applied = registry_->ApplyUsage(request->proxy_id(), batch, &skipped);
+    if (applied.ok()) {
+      response->set_usage_acked_sequence(batch.sequence());
+      if (skipped > 0) {
+        CORRAL_LOG(kWarn, "discovery")
+            << "proxy " << request->proxy_id() << " usage batch " << batch.sequence() << ": "
+            << skipped << " entries skipped (a name over 512 bytes, a negative hour or a count "
+            << "past 2^63)";
+      }
+    } else {
+      CORRAL_LOG(kWarn, "discovery") << "proxy " << request->proxy_id() << " usage batch "
+                                     << batch.sequence() << " not applied (the proxy will send "
+                                     << "it again): " << applied.status().message();
+    }
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -4,7 +4,9 @@
 // current snapshot at once, then every newer one the SnapshotPublisher publishes, with at most one
 // write in flight per stream. A proxy that reads slowly only ever has the newest snapshot waiting
 // (bounded memory) and never holds up other proxies. Report records acks, nacks and per-node load
-// in the ProxyTracker. Both need the proxy (or admin) token.
+// in the ProxyTracker, and adds the usage batch it carries to the Registry's hourly rollups
+// (applied once per proxy instance and sequence; the answer acknowledges the sequence once it is
+// committed). Both need the proxy (or admin) token.
 //
 // Thread safety: gRPC calls the handlers from its own threads; the service holds no mutable state
 // of its own. The publisher, tracker and authenticator must outlive the server.
@@ -18,6 +20,7 @@
 
 #include "controlplane/auth.h"
 #include "controlplane/proxy_tracker.h"
+#include "controlplane/registry.h"
 #include "controlplane/snapshot_publisher.h"
 #include "corral/v1/control.grpc.pb.h"
 
@@ -51,7 +54,9 @@ class DiscoveryService final
     : public corral::v1::Discovery::WithRawCallbackMethod_Watch<
           corral::v1::Discovery::WithCallbackMethod_Report<corral::v1::Discovery::Service>> {
  public:
-  DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker, const Authenticator* auth);
+  // `registry` keeps the usage Reports carry; null drops it (and acknowledges nothing).
+  DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker, const Authenticator* auth,
+                   Registry* registry = nullptr);
 
   // corral::v1::Discovery (Watch raw: a WatchRequest in, Snapshots out)
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(grpc::CallbackServerContext* context,
@@ -64,6 +69,7 @@ class DiscoveryService final
   SnapshotPublisher* const publisher_;
   ProxyTracker* const tracker_;
   const Authenticator* const auth_;
+  Registry* const registry_;
   const std::shared_ptr<WireCache> wire_cache_;
 };
 

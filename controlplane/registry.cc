@@ -1,7 +1,7 @@
 #include "controlplane/registry.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -99,6 +99,28 @@ CREATE TABLE discovery_ranges (
 ALTER TABLE config ADD COLUMN require_tokens INTEGER NOT NULL DEFAULT 0;
 UPDATE config SET require_tokens = 1 WHERE EXISTS (SELECT 1 FROM inference_tokens);
 )sql",
+    // 4: usage rollups per (UTC hour, token name, model, node), and the last usage batch applied
+    // per proxy instance, so a retried Report is applied once.
+    R"sql(
+CREATE TABLE usage_hourly (
+  hour INTEGER NOT NULL,
+  token TEXT NOT NULL,
+  model TEXT NOT NULL,
+  node TEXT NOT NULL,
+  requests INTEGER NOT NULL DEFAULT 0,
+  errors INTEGER NOT NULL DEFAULT 0,
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (hour, token, model, node)
+) WITHOUT ROWID;
+CREATE TABLE usage_batches (
+  instance_id TEXT PRIMARY KEY,
+  proxy_id TEXT NOT NULL,
+  last_sequence INTEGER NOT NULL,
+  updated_unix INTEGER NOT NULL
+);
+CREATE INDEX usage_batches_updated ON usage_batches (updated_unix);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -155,6 +177,14 @@ class Stmt {
     if (rc_ == SQLITE_OK) {
       rc_ = sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     }
+    return *this;
+  }
+
+  // Makes a statement that ran ready to run again with new bindings. Only after a success.
+  Stmt& Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    if (rc_ == SQLITE_ROW || rc_ == SQLITE_DONE) rc_ = SQLITE_OK;
     return *this;
   }
 
@@ -1200,6 +1230,146 @@ uint64_t Registry::version() {
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<uint64_t> v = LoadVersion(db_);
   return v.ok() ? *v : 0;
+}
+
+// ---- usage ----
+
+namespace {
+
+constexpr int64_t kHourSeconds = 3600;
+constexpr size_t kMaxUsageNameBytes = 512;
+// An instance unheard of for this long is forgotten. Its ledger re-sends an unacknowledged batch
+// within seconds of reconnecting, so only a proxy cut off for longer could count a batch twice.
+constexpr int64_t kUsageInstanceMemorySeconds = 30LL * 24 * 3600;
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t FloorHour(int64_t t) { return t - (((t % kHourSeconds) + kHourSeconds) % kHourSeconds); }
+
+bool KeepableEntry(const corral::v1::UsageEntry& e) {
+  constexpr uint64_t kMaxCount = static_cast<uint64_t>(INT64_MAX);
+  return e.hour_start() >= 0 && e.token().size() <= kMaxUsageNameBytes &&
+         e.model().size() <= kMaxUsageNameBytes && e.node().size() <= kMaxUsageNameBytes &&
+         e.requests() <= kMaxCount && e.errors() <= kMaxCount && e.input_tokens() <= kMaxCount &&
+         e.output_tokens() <= kMaxCount;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> Registry::ApplyUsage(const std::string& proxy_id,
+                                          const corral::v1::UsageBatch& batch, int* skipped,
+                                          int64_t now_unix) {
+  if (batch.instance_id().empty() || batch.instance_id().size() > 128 || batch.sequence() == 0) {
+    return absl::InvalidArgumentError(
+        "a usage batch needs an instance_id (1 to 128 bytes) and a sequence above 0");
+  }
+  if (batch.entries_size() > kMaxUsageEntries) {
+    return absl::InvalidArgumentError(absl::StrCat("a usage batch holds at most ", kMaxUsageEntries,
+                                                   " entries, got ", batch.entries_size()));
+  }
+  if (now_unix == 0) now_unix = UnixNow();
+  int dropped = 0;
+  bool applied = false;
+  absl::StatusOr<uint64_t> written = Write("apply usage", [&]() -> absl::StatusOr<bool> {
+    Stmt last(db_, "SELECT last_sequence FROM usage_batches WHERE instance_id = ?");
+    last.Bind(1, batch.instance_id());
+    const int rc = last.Step();
+    if (rc == SQLITE_ROW && static_cast<uint64_t>(last.Int(0)) >= batch.sequence()) return false;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqliteError(db_, "read usage sequence");
+
+    Stmt add(db_,
+             "INSERT INTO usage_hourly (hour, token, model, node, requests, errors, input_tokens, "
+             "output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT (hour, token, model, node) DO UPDATE SET "
+             "requests = requests + excluded.requests, errors = errors + excluded.errors, "
+             "input_tokens = input_tokens + excluded.input_tokens, "
+             "output_tokens = output_tokens + excluded.output_tokens");
+    if (absl::Status st = add.status("prepare usage upsert"); !st.ok()) return st;
+    for (const corral::v1::UsageEntry& e : batch.entries()) {
+      if (!KeepableEntry(e)) {
+        ++dropped;
+        continue;
+      }
+      if (e.requests() == 0 && e.input_tokens() == 0 && e.output_tokens() == 0) continue;
+      add.Reset()
+          .Bind(1, FloorHour(e.hour_start()))
+          .Bind(2, e.token())
+          .Bind(3, e.model())
+          .Bind(4, e.node())
+          .Bind(5, static_cast<int64_t>(e.requests()))
+          .Bind(6, static_cast<int64_t>(e.errors()))
+          .Bind(7, static_cast<int64_t>(e.input_tokens()))
+          .Bind(8, static_cast<int64_t>(e.output_tokens()));
+      if (absl::Status st = add.Run("add usage"); !st.ok()) return st;
+    }
+    Stmt mark(db_,
+              "INSERT INTO usage_batches (instance_id, proxy_id, last_sequence, updated_unix) "
+              "VALUES (?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET "
+              "proxy_id = excluded.proxy_id, last_sequence = excluded.last_sequence, "
+              "updated_unix = excluded.updated_unix");
+    mark.Bind(1, batch.instance_id())
+        .Bind(2, proxy_id)
+        .Bind(3, static_cast<int64_t>(batch.sequence()))
+        .Bind(4, now_unix);
+    if (absl::Status st = mark.Run("record usage sequence"); !st.ok()) return st;
+    Stmt prune_rows(db_, "DELETE FROM usage_hourly WHERE hour < ?");
+    prune_rows.Bind(1, FloorHour(now_unix - kUsageRetentionSeconds));
+    if (absl::Status st = prune_rows.Run("prune usage"); !st.ok()) return st;
+    Stmt prune_instances(db_, "DELETE FROM usage_batches WHERE updated_unix < ?");
+    prune_instances.Bind(1, now_unix - kUsageInstanceMemorySeconds);
+    if (absl::Status st = prune_instances.Run("prune usage instances"); !st.ok()) return st;
+    applied = true;
+    return false;  // not routing state: the snapshot version stays
+  });
+  if (!written.ok()) return written.status();
+  if (skipped != nullptr) *skipped = dropped;
+  return applied;
+}
+
+absl::StatusOr<std::vector<corral::v1::UsageRow>> Registry::GetUsage(UsageGrouping by,
+                                                                     int64_t since_unix) {
+  const char* keys = "token, model, node";
+  const char* group = "token, model, node";
+  switch (by) {
+    case UsageGrouping::kAll:
+      break;
+    case UsageGrouping::kToken:
+      keys = "token, '', ''";
+      group = "token";
+      break;
+    case UsageGrouping::kModel:
+      keys = "'', model, ''";
+      group = "model";
+      break;
+    case UsageGrouping::kNode:
+      keys = "'', '', node";
+      group = "node";
+      break;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt s(db_, absl::StrCat("SELECT ", keys,
+                           ", SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens) "
+                           "FROM usage_hourly WHERE hour >= ? GROUP BY ",
+                           group, " ORDER BY 4 DESC, 1, 2, 3"));
+  s.Bind(1, since_unix > 0 ? FloorHour(since_unix) : INT64_MIN);
+  std::vector<corral::v1::UsageRow> rows;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    corral::v1::UsageRow& row = rows.emplace_back();
+    row.set_token(s.Text(0));
+    row.set_model(s.Text(1));
+    row.set_node(s.Text(2));
+    row.set_requests(static_cast<uint64_t>(s.Int(3)));
+    row.set_errors(static_cast<uint64_t>(s.Int(4)));
+    row.set_input_tokens(static_cast<uint64_t>(s.Int(5)));
+    row.set_output_tokens(static_cast<uint64_t>(s.Int(6)));
+  }
+  if (rc != SQLITE_DONE) return s.status("read usage");
+  return rows;
 }
 
 void Registry::AddChangeListener(std::function<void(uint64_t version)> listener) {

@@ -1,6 +1,7 @@
 // Registry: the fleet's durable state in SQLite (WAL) — nodes, strategy, discovery ranges,
-// admin/inference tokens and the token policy, and the snapshot version. It also builds the
-// routing snapshot, and logs when one opens or closes the fleet.
+// admin/inference tokens and the token policy, the snapshot version, and the hourly usage
+// rollups the proxies report. It also builds the routing snapshot, and logs when one opens or
+// closes the fleet.
 //
 // Every change is one transaction that also bumps the snapshot version, so a version names
 // exactly one registry state and versions never go back, restarts included. The schema is
@@ -102,6 +103,23 @@ class Registry {
   absl::StatusOr<corral::v1::TokenPolicy> GetTokenPolicy();
   // Bumps the version when the setting changes; returns the policy after the change.
   absl::StatusOr<corral::v1::TokenPolicy> SetRequireTokens(bool require);
+
+  // ---- usage: hourly rollups of the requests and tokens the proxies counted ----
+  // Not routing state: never bumps the version. Rows older than kUsageRetention are dropped.
+  enum class UsageGrouping { kAll, kToken, kModel, kNode };
+  static constexpr int64_t kUsageRetentionSeconds = 400LL * 24 * 3600;
+  static constexpr int kMaxUsageEntries = 100000;  // per batch
+  // Adds one proxy instance's batch to the rollups in the same transaction that records its
+  // sequence as applied, so a retried Report (the same instance and sequence, or an older one)
+  // is applied once: true when applied now, false when it had been already. Entries that cannot
+  // be kept (a name over 512 bytes, a negative hour, a count past 2^63) are skipped and
+  // counted in `skipped`. InvalidArgument for a batch without instance id or sequence, or with
+  // more than kMaxUsageEntries entries. `now_unix` drives retention (0 = the system clock).
+  absl::StatusOr<bool> ApplyUsage(const std::string& proxy_id, const corral::v1::UsageBatch& batch,
+                                  int* skipped = nullptr, int64_t now_unix = 0);
+  // Sums of the hours starting at or after `since_unix` (rounded down to its hour; 0 = all kept),
+  // one row per group, most requests first, then by key. Fields not grouped by are empty.
+  absl::StatusOr<std::vector<corral::v1::UsageRow>> GetUsage(UsageGrouping by, int64_t since_unix);
 
   // Called after every committed change that bumped the version.
   void AddChangeListener(std::function<void(uint64_t version)> listener);

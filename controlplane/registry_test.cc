@@ -461,6 +461,148 @@ TEST_F(RegistryTest, ConcurrentWritersNeverLoseWritesOrReuseVersions) {
 }
 
 // A database written by the first release (schema 1): no labels, no discovery.
+// ---- usage ----
+
+constexpr int64_t kHour0 = 1700000000 - 1700000000 % 3600;  // an hour start, Nov 2023
+constexpr int64_t kNow = kHour0 + 5 * 3600 + 60;            // the registry's "now" in these tests
+
+corral::v1::UsageEntry UsageAt(int64_t hour, const std::string& token, const std::string& model,
+                               const std::string& node, uint64_t requests, uint64_t in,
+                               uint64_t out, uint64_t errors = 0) {
+  corral::v1::UsageEntry e;
+  e.set_hour_start(hour);
+  e.set_token(token);
+  e.set_model(model);
+  e.set_node(node);
+  e.set_requests(requests);
+  e.set_errors(errors);
+  e.set_input_tokens(in);
+  e.set_output_tokens(out);
+  return e;
+}
+
+corral::v1::UsageBatch Batch(const std::string& instance, uint64_t sequence,
+                             std::vector<corral::v1::UsageEntry> entries) {
+  corral::v1::UsageBatch b;
+  b.set_instance_id(instance);
+  b.set_sequence(sequence);
+  for (auto& e : entries) *b.add_entries() = std::move(e);
+  return b;
+}
+
+std::string Row(const corral::v1::UsageRow& r) {
+  return r.token() + "|" + r.model() + "|" + r.node() + " " + std::to_string(r.requests()) + "/" +
+         std::to_string(r.errors()) + " " + std::to_string(r.input_tokens()) + "+" +
+         std::to_string(r.output_tokens());
+}
+
+std::vector<std::string> Rows(Registry& r, Registry::UsageGrouping by, int64_t since = 0) {
+  auto rows = r.GetUsage(by, since);
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  std::vector<std::string> out;
+  if (rows.ok()) {
+    for (const auto& row : *rows) out.push_back(Row(row));
+  }
+  return out;
+}
+
+TEST_F(RegistryTest, UsageBatchIsAppliedOnceHoweverOftenItIsSent) {
+  const uint64_t version = registry_->version();
+  const auto batch =
+      Batch("inst-a", 1, {UsageAt(kHour0, "alice", "llama3:latest", "gpu1", 2, 10, 20, 1)});
+  auto applied = registry_->ApplyUsage("proxy-1", batch, nullptr, kNow);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_TRUE(*applied);
+  // The same Report again (its answer was lost), then an older one arriving late: both are
+  // acknowledged as applied without counting again.
+  EXPECT_FALSE(*registry_->ApplyUsage("proxy-1", batch, nullptr, kNow));
+  EXPECT_FALSE(*registry_->ApplyUsage("proxy-1", Batch("inst-a", 1, {}), nullptr, kNow));
+  EXPECT_EQ(Rows(*registry_, Registry::UsageGrouping::kAll),
+            std::vector<std::string>{"alice|llama3:latest|gpu1 2/1 10+20"});
+
+  // The next sequence adds; another instance (the proxy restarted) starts its own sequence at 1.
+  EXPECT_TRUE(*registry_->ApplyUsage(
+      "proxy-1", Batch("inst-a", 2, {UsageAt(kHour0, "alice", "llama3:latest", "gpu1", 1, 1, 1)}),
+      nullptr, kNow));
+  EXPECT_TRUE(*registry_->ApplyUsage(
+      "proxy-1", Batch("inst-b", 1, {UsageAt(kHour0, "alice", "llama3:latest", "gpu1", 1, 1, 1)}),
+      nullptr, kNow));
+  EXPECT_FALSE(*registry_->ApplyUsage("proxy-1", Batch("inst-a", 1, {}), nullptr, kNow));
+  EXPECT_EQ(Rows(*registry_, Registry::UsageGrouping::kAll),
+            std::vector<std::string>{"alice|llama3:latest|gpu1 4/1 12+22"});
+  EXPECT_EQ(registry_->version(), version) << "usage is not routing state";
+}
+
+TEST_F(RegistryTest, UsageSurvivesReopenAndSoDoesTheAppliedSequence) {
+  const auto batch = Batch("inst-a", 7, {UsageAt(kHour0, "", "qwen3:8b", "gpu2", 3, 30, 300)});
+  ASSERT_TRUE(*registry_->ApplyUsage("proxy-1", batch, nullptr, kNow));
+  registry_.reset();
+  registry_ = Open();
+  EXPECT_FALSE(*registry_->ApplyUsage("proxy-1", batch, nullptr, kNow))
+      << "a retry after a control-plane restart must not count again";
+  EXPECT_EQ(Rows(*registry_, Registry::UsageGrouping::kAll),
+            std::vector<std::string>{"|qwen3:8b|gpu2 3/0 30+300"});
+}
+
+TEST_F(RegistryTest, UsageIsKeptPerHourAndSummedByEachKey) {
+  ASSERT_TRUE(*registry_->ApplyUsage(
+      "p",
+      Batch("i", 1,
+            {UsageAt(kHour0, "alice", "llama3:latest", "gpu1", 5, 50, 500),
+             UsageAt(kHour0 + 1234, "alice", "llama3:latest", "gpu1", 1, 1, 1),  // same hour
+             UsageAt(kHour0 + 3600, "alice", "qwen3:8b", "gpu2", 2, 20, 200),
+             UsageAt(kHour0 + 3 * 3600, "bob", "llama3:latest", "gpu2", 4, 40, 400, 2),
+             UsageAt(kHour0 + 5 * 3600, "", "llama3:latest", "gpu1", 1, 7, 0)}),
+      nullptr, kNow));
+  using G = Registry::UsageGrouping;
+  EXPECT_EQ(Rows(*registry_, G::kToken),
+            (std::vector<std::string>{"alice|| 8/0 71+701", "bob|| 4/2 40+400", "|| 1/0 7+0"}));
+  EXPECT_EQ(Rows(*registry_, G::kModel),
+            (std::vector<std::string>{"|llama3:latest| 11/2 98+901", "|qwen3:8b| 2/0 20+200"}));
+  EXPECT_EQ(Rows(*registry_, G::kNode),
+            (std::vector<std::string>{"||gpu1 7/0 58+501", "||gpu2 6/2 60+600"}));
+  EXPECT_EQ(Rows(*registry_, G::kAll),
+            (std::vector<std::string>{
+                "alice|llama3:latest|gpu1 6/0 51+501", "bob|llama3:latest|gpu2 4/2 40+400",
+                "alice|qwen3:8b|gpu2 2/0 20+200", "|llama3:latest|gpu1 1/0 7+0"}));
+  // A window counts whole hours: from the hour its start falls in.
+  EXPECT_EQ(Rows(*registry_, G::kToken, kHour0 + 3 * 3600 + 59),
+            (std::vector<std::string>{"bob|| 4/2 40+400", "|| 1/0 7+0"}));
+  EXPECT_EQ(Rows(*registry_, G::kToken, kHour0 + 5 * 3600),
+            (std::vector<std::string>{"|| 1/0 7+0"}));
+  EXPECT_TRUE(Rows(*registry_, G::kToken, kHour0 + 6 * 3600).empty());
+}
+
+TEST_F(RegistryTest, UsageBatchesAreValidatedAndBadEntriesSkipped) {
+  EXPECT_EQ(registry_->ApplyUsage("p", Batch("", 1, {}), nullptr, kNow).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->ApplyUsage("p", Batch("i", 0, {}), nullptr, kNow).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  int skipped = 0;
+  ASSERT_TRUE(
+      *registry_->ApplyUsage("p",
+                             Batch("i", 1,
+                                   {UsageAt(-3600, "t", "m", "n", 1, 1, 1),
+                                    UsageAt(kHour0, std::string(513, 'x'), "m", "n", 1, 1, 1),
+                                    UsageAt(kHour0, "t", "m", "n", uint64_t{1} << 63, 1, 1),
+                                    UsageAt(kHour0, "t", "m", "n", 1, 1, 1)}),
+                             &skipped, kNow));
+  EXPECT_EQ(skipped, 3);
+  EXPECT_EQ(Rows(*registry_, Registry::UsageGrouping::kAll),
+            std::vector<std::string>{"t|m|n 1/0 1+1"});
+}
+
+TEST_F(RegistryTest, UsageOlderThanTheRetentionIsDropped) {
+  const int64_t old_hour = kHour0 - Registry::kUsageRetentionSeconds - 3600;
+  ASSERT_TRUE(*registry_->ApplyUsage(
+      "p",
+      Batch("i", 1,
+            {UsageAt(old_hour, "t", "m", "n", 1, 1, 1), UsageAt(kHour0, "t", "m", "n", 2, 2, 2)}),
+      nullptr, kHour0));
+  EXPECT_EQ(Rows(*registry_, Registry::UsageGrouping::kAll),
+            std::vector<std::string>{"t|m|n 2/0 2+2"});
+}
+
 TEST(RegistryMigrationTest, OpensAndMigratesASchemaOneDatabase) {
   const std::string dir = corral::testing::MakeTempDir("registry-migrate");
   const std::string path = dir + "/corral.db";
@@ -524,13 +666,16 @@ PRAGMA user_version = 1;
   range->set_port_to(11435);
   ASSERT_TRUE(r.SetDiscovery(discovery).ok());
 
-  // The file now says schema 3, and a newer schema than we know is refused.
+  // Migration 4: usage rollups start empty and take a batch.
+  EXPECT_TRUE(r.GetUsage(Registry::UsageGrouping::kAll, 0)->empty());
+
+  // The file now says schema 4, and a newer schema than we know is refused.
   registry->reset();
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), 3);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 4);
   sqlite3_finalize(stmt);
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
