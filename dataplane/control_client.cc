@@ -32,6 +32,23 @@ std::shared_ptr<grpc::Channel> MakeChannel(const ControlClientOptions& options,
   return grpc::CreateCustomChannel(options.address, std::move(credentials), args);
 }
 
+void ToProto(const UsageBatch& batch, corral::v1::UsageBatch* out) {
+  out->set_instance_id(batch.instance_id);
+  out->set_sequence(batch.sequence);
+  out->mutable_entries()->Reserve(static_cast<int>(batch.entries.size()));
+  for (const UsageEntry& e : batch.entries) {
+    corral::v1::UsageEntry* entry = out->add_entries();
+    entry->set_hour_start(e.hour_start);
+    entry->set_token(e.token);
+    entry->set_model(e.model);
+    entry->set_node(e.node);
+    entry->set_requests(e.counts.requests);
+    entry->set_errors(e.counts.errors);
+    entry->set_input_tokens(e.counts.input_tokens);
+    entry->set_output_tokens(e.counts.output_tokens);
+  }
+}
+
 }  // namespace
 
 ControlClient::ControlClient(ControlClientOptions options, ApplyFn apply, LoadFn load)
@@ -207,6 +224,14 @@ void ControlClient::SendReport() {
   if (load_) {
     for (corral::v1::NodeLoad& load : load_()) *request.add_nodes() = std::move(load);
   }
+  uint64_t usage_sequence = 0;
+  if (options_.usage != nullptr) {
+    const UsageBatch batch = options_.usage->Drain();
+    if (!batch.empty()) {
+      usage_sequence = batch.sequence;
+      ToProto(batch, request.mutable_usage());
+    }
+  }
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.report_timeout);
   AddAuth(&ctx);
@@ -230,6 +255,16 @@ void ControlClient::SendReport() {
   if (!status.ok()) {
     CORRAL_LOG(kDebug, "control-client")
         << "report to " << options_.address << " failed: " << status.error_message();
+    return;
+  }
+  if (usage_sequence != 0) {
+    if (response.usage_acked_sequence() == usage_sequence) {
+      options_.usage->Ack(usage_sequence);
+    } else {
+      // An older control plane, or the batch could not be stored: it stays pending and goes again.
+      CORRAL_LOG(kDebug, "control-client")
+          << "usage batch " << usage_sequence << " not acknowledged by " << options_.address;
+    }
   }
 }
 

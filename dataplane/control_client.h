@@ -1,7 +1,10 @@
 // ControlClient: the proxy's link to corral-control. It keeps a Discovery.Watch stream open,
 // hands every snapshot received to the proxy (ApplyFn: validate, swap the routing table, write
 // the on-disk copy), acknowledges or rejects it at once with a Report, and reports the proxy's
-// per-node load every `report_interval`.
+// per-node load every `report_interval`. With a UsageLedger, each Report also carries the
+// ledger's pending usage batch, and the batch is acknowledged to the ledger only when the control
+// plane's answer names its sequence; a failed Report leaves it pending, so the next Report sends
+// the same batch again.
 //
 // Nothing on the request path waits for it. When the control plane is away the proxy keeps
 // serving the last snapshot it applied; this client reconnects with jittered exponential backoff
@@ -39,6 +42,7 @@
 #include "absl/status/status.h"
 #include "corral/v1/control.grpc.pb.h"
 #include "corral/v1/snapshot.pb.h"
+#include "dataplane/usage_ledger.h"
 
 namespace corral::dataplane {
 
@@ -55,6 +59,8 @@ struct ControlClientOptions {
   std::string tls_ca_file;    // the CA that signed the control plane's certificate
   std::string tls_cert_file;  // this proxy's client certificate (needs tls_key_file)
   std::string tls_key_file;
+  // Drained into every Report when set (not owned; must outlive the client).
+  UsageLedger* usage = nullptr;
 };
 
 // Validates and serves a snapshot; an error rejects it (the proxy keeps what it served) and its

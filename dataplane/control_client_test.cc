@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "common/grpc_tls.h"
+#include "controlplane/control_server.h"
 #include "tests/support/process.h"
 #include "tests/tls/test_pki.h"
 
@@ -102,11 +103,19 @@ class ScriptedDiscovery final : public corral::v1::Discovery::Service {
   }
 
   grpc::Status Report(grpc::ServerContext* ctx, const corral::v1::ReportRequest* request,
-                      corral::v1::ReportResponse*) override {
+                      corral::v1::ReportResponse* response) override {
     if (!Authorized(ctx)) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token");
     std::lock_guard<std::mutex> lock(mu_);
     reports_.push_back(*request);
+    if (ack_usage_ && request->has_usage()) {
+      response->set_usage_acked_sequence(request->usage().sequence());
+    }
     return grpc::Status::OK;
+  }
+  // Whether Reports acknowledge the usage batch they carry (off: as if each answer were lost).
+  void AckUsage(bool ack) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ack_usage_ = ack;
   }
 
  private:
@@ -126,6 +135,7 @@ class ScriptedDiscovery final : public corral::v1::Discovery::Service {
   std::condition_variable cv_;
   std::optional<corral::v1::Snapshot> latest_;
   bool closing_ = false;
+  bool ack_usage_ = false;
   std::vector<corral::v1::ReportRequest> reports_;
   std::vector<corral::v1::WatchRequest> watches_;
   int refused_ = 0;
@@ -293,6 +303,115 @@ TEST(ControlClientTest, ReportsLoadOnTheInterval) {
     EXPECT_EQ(report.nodes(0).in_flight(), 3);
   }
   EXPECT_GE(load_calls.load(), 4);
+}
+
+// Usage goes out with Reports. While the control plane does not acknowledge a batch, every
+// Report carries that same batch (same sequence, same entries) and what is counted meanwhile waits;
+// once acknowledged, the next batch holds exactly what was counted since.
+TEST(ControlClientTest, UsageBatchIsResentUnchangedUntilAcknowledged) {
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(1));
+  UsageLedger ledger;
+  ControlClientOptions options = OptionsFor(server.address());
+  options.usage = &ledger;
+  ControlClient client(
+      options, [](const auto&) { return absl::OkStatus(); }, nullptr);
+  ledger.Add("alice", "llama3:latest", "gpu-1", 10, 20, false);
+  client.Start();
+
+  auto with_usage = [&](uint64_t sequence) {
+    std::vector<corral::v1::ReportRequest> out;
+    for (const auto& r : server.service().reports()) {
+      if (r.has_usage() && r.usage().sequence() == sequence) out.push_back(r);
+    }
+    return out;
+  };
+  ASSERT_TRUE(
+      WaitFor([&] { return with_usage(1).size() >= 3; }, seconds(10), "batch 1 sent three times"));
+  ledger.Add("bob", "qwen3:8b", "gpu-2", 1, 2, true);  // counted while batch 1 is unacknowledged
+  ASSERT_TRUE(WaitFor([&] { return with_usage(1).size() >= 5; }, seconds(10), "batch 1 again"));
+  for (const auto& r : with_usage(1)) {
+    EXPECT_EQ(r.usage().instance_id(), ledger.instance_id());
+    ASSERT_EQ(r.usage().entries_size(), 1);
+    EXPECT_EQ(r.usage().entries(0).token(), "alice");
+    EXPECT_EQ(r.usage().entries(0).requests(), 1u);
+    EXPECT_EQ(r.usage().entries(0).output_tokens(), 20u);
+  }
+
+  server.service().AckUsage(true);
+  ASSERT_TRUE(WaitFor([&] { return !with_usage(2).empty(); }, seconds(10), "batch 2"));
+  const corral::v1::UsageBatch second = with_usage(2)[0].usage();
+  ASSERT_EQ(second.entries_size(), 1);
+  EXPECT_EQ(second.entries(0).token(), "bob");
+  EXPECT_EQ(second.entries(0).errors(), 1u);
+  EXPECT_EQ(second.entries(0).hour_start() % 3600, 0);
+  // Batch 2 acknowledged too: nothing waits, and Reports go on without usage.
+  const size_t reports = server.service().reports().size();
+  ASSERT_TRUE(WaitFor([&] { return server.service().reports().size() >= reports + 2; }, seconds(10),
+                      "more reports"));
+  EXPECT_TRUE(with_usage(3).empty());
+  EXPECT_FALSE(server.service().reports().back().has_usage());
+}
+
+// The whole path with a real corral-control: a proxy's ledger reaches the SQLite rollups through
+// Reports, and a control plane restart in the middle (a batch whose Report failed, more counted
+// meanwhile) loses nothing and counts nothing twice.
+TEST(ControlClientTest, UsageReachesTheControlPlaneExactlyOnceAcrossItsRestart) {
+  const std::string dir = corral::testing::MakeTempDir("usage-e2e");
+  auto start = [&](int port) {
+    corral::control::ControlServerOptions options;
+    options.listen = "127.0.0.1:" + std::to_string(port);
+    options.data_dir = dir;
+    options.enable_prober = false;
+    options.enable_scanner = false;
+    auto server = corral::control::ControlServer::Start(options);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  };
+  auto control = start(0);
+  ASSERT_NE(control, nullptr);
+  const int port = control->port();
+  const std::string proxy_token = control->proxy_token();
+  auto requests_counted = [&](corral::control::ControlServer& c) {
+    uint64_t total = 0;
+    auto rows = c.registry().GetUsage(corral::control::Registry::UsageGrouping::kAll, 0);
+    if (rows.ok()) {
+      for (const auto& row : *rows) total += row.requests();
+    }
+    return total;
+  };
+
+  UsageLedger ledger;
+  ControlClientOptions options = OptionsFor("127.0.0.1:" + std::to_string(port));
+  options.token = proxy_token;
+  options.usage = &ledger;
+  ControlClient client(
+      options, [](const auto&) { return absl::OkStatus(); }, nullptr);
+  client.Start();
+  for (int i = 0; i < 5; ++i) ledger.Add("alice", "llama3:latest", "gpu-1", 10, 100, false);
+  ASSERT_TRUE(WaitFor([&] { return requests_counted(*control) == 5; }, seconds(10),
+                      "first requests in the rollups"));
+
+  control.reset();  // the control plane goes away; the proxy keeps counting
+  for (int i = 0; i < 3; ++i) ledger.Add("bob", "llama3:latest", "gpu-2", 1, 1, i == 0);
+  ASSERT_TRUE(WaitFor([&] { return ledger.keys() == 0; }, seconds(10),
+                      "a batch drained into a Report that cannot arrive"));
+  ledger.Add("bob", "llama3:latest", "gpu-2", 1, 1, false);  // waits for the batch after it
+
+  control = start(port);
+  ASSERT_NE(control, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return requests_counted(*control) == 9; }, seconds(20),
+                      "every request in the rollups after the restart"));
+  auto by_token = control->registry().GetUsage(corral::control::Registry::UsageGrouping::kToken, 0);
+  ASSERT_TRUE(by_token.ok());
+  ASSERT_EQ(by_token->size(), 2u);
+  EXPECT_EQ((*by_token)[0].token(), "alice");
+  EXPECT_EQ((*by_token)[0].requests(), 5u);
+  EXPECT_EQ((*by_token)[0].output_tokens(), 500u);
+  EXPECT_EQ((*by_token)[1].token(), "bob");
+  EXPECT_EQ((*by_token)[1].requests(), 4u);
+  EXPECT_EQ((*by_token)[1].errors(), 1u);
+  client.Stop();
 }
 
 TEST(ControlClientTest, SendsTheServedVersionAndDoesNotReapplyIt) {

@@ -325,9 +325,13 @@ int main(int argc, char** argv) {
 
   // With a control plane, snapshots arrive over Watch; the file stays the on-disk copy that
   // serves while the control plane is away, and is what a restart starts from.
+  // Requests and tokens per (token, model, node, hour), drained into Reports. Declared before the
+  // client so it outlives it.
+  UsageLedger usage;
   std::unique_ptr<ControlClient> control;
   if (!flags.control.empty()) {
     ControlClientOptions control_options;
+    control_options.usage = &usage;
     control_options.address = flags.control;
     control_options.proxy_id = flags.id;
     control_options.token = flags.control_token;
