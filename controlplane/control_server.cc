@@ -99,11 +99,15 @@ absl::Status ControlServer::Init() {
   proxy_token_ = *proxy;
   auth_ = std::make_unique<Authenticator>(admin_token_, proxy_token_, admin_path);
 
-  publisher_ = std::make_unique<SnapshotPublisher>(registry_.get(), options_.publisher);
+  SnapshotPublisherOptions publisher_options = options_.publisher;
+  publisher_options.metrics = &metrics_;
+  publisher_ = std::make_unique<SnapshotPublisher>(registry_.get(), publisher_options);
   if (absl::Status s = publisher_->Start(); !s.ok()) return s;
 
   if (options_.enable_prober) {
-    prober_ = std::make_unique<Prober>(registry_.get(), options_.prober);
+    ProberOptions prober_options = options_.prober;
+    prober_options.metrics = &metrics_;
+    prober_ = std::make_unique<Prober>(registry_.get(), prober_options);
   }
   if (options_.enable_scanner) {
     scanner_ = std::make_unique<PortScanner>(registry_.get(), prober_.get(), options_.scanner);
@@ -147,6 +151,16 @@ absl::Status ControlServer::Init() {
     health->SetServingStatus(kAdminService, true);
     health->SetServingStatus(kDiscoveryService, true);
   }
+  if (!options_.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> metrics =
+        MetricsEndpoint::Start(options_.metrics_listen, &metrics_.registry);
+    if (!metrics.ok()) return metrics.status();
+    metrics_endpoint_ = *std::move(metrics);
+    if (absl::Status s = WritePortFile(options_.metrics_port_file, metrics_endpoint_->port());
+        !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = WritePortFile(options_.port_file, port_); !s.ok()) return s;
   CORRAL_LOG(kInfo, "control") << "listening on " << listen->host << ":" << port_ << " ("
                                << TransportSecurityName(security->security) << ", data dir "
@@ -186,6 +200,7 @@ void ControlServer::Shutdown() {
     server_->Wait();
   }
   if (publisher_ != nullptr) publisher_->Stop();
+  if (metrics_endpoint_ != nullptr) metrics_endpoint_->Stop();
   if (server_ != nullptr) {
     CORRAL_LOG(kInfo, "control") << "stopped";
   }

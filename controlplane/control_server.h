@@ -6,10 +6,11 @@
 // the data dir owner-only (0700; the database and token files 0600), lock the data dir (a second
 // control plane on the same data dir fails loudly), open the registry, load or create the
 // tokens, start the publisher, build and start the gRPC server (keepalive tuned for long idle
-// Watch streams, message size limit kMaxGrpcMessageBytes, SO_REUSEPORT off unless asked), write
-// the port file, then start the prober and scanner. The log says whether the port is TLS, mTLS
-// or plaintext (a WARN when plaintext listens beyond loopback: tokens would cross the network in
-// clear).
+// Watch streams, message size limit kMaxGrpcMessageBytes, SO_REUSEPORT off unless asked), bind
+// the metrics endpoint when --metrics-listen asks for one (ControlMetrics are recorded either
+// way), write the port files, then start the prober and scanner. The log says whether the port is
+// TLS, mTLS or plaintext (a WARN when plaintext listens beyond loopback: tokens would cross the
+// network in clear).
 //
 // Shutdown (Shutdown(), idempotent): health NOT_SERVING; every Watch finished with UNAVAILABLE
 // "control plane shutting down" (proxies reconnect with backoff and keep serving meanwhile); the
@@ -33,7 +34,9 @@
 #include "common/grpc_tls.h"
 #include "controlplane/admin_service.h"
 #include "controlplane/auth.h"
+#include "controlplane/control_metrics.h"
 #include "controlplane/discovery_service.h"
+#include "controlplane/metrics_endpoint.h"
 #include "controlplane/port_scanner.h"
 #include "controlplane/prober.h"
 #include "controlplane/proxy_tracker.h"
@@ -56,6 +59,9 @@ struct ControlServerOptions {
   PortScannerOptions scanner;
   SnapshotPublisherOptions publisher;
   std::chrono::milliseconds shutdown_grace{5000};  // in-flight RPCs get this long to finish
+  // Prometheus `GET /metrics` of the control plane (MetricsEndpoint); empty = not served.
+  std::string metrics_listen;
+  std::string metrics_port_file;  // the metrics port is written here once bound, when not empty
 };
 
 class ControlServer {
@@ -71,6 +77,8 @@ class ControlServer {
   Registry& registry() { return *registry_; }
   SnapshotPublisher& publisher() { return *publisher_; }
   ProxyTracker& tracker() { return tracker_; }
+  ControlMetrics& metrics() { return metrics_; }
+  int metrics_port() const { return metrics_endpoint_ ? metrics_endpoint_->port() : 0; }
 
   // The graceful sequence described above. Idempotent; returns when everything has stopped
   // except the registry, publisher and tracker objects (destroyed with the ControlServer).
@@ -86,13 +94,15 @@ class ControlServer {
   std::string proxy_token_;
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<SnapshotPublisher> publisher_;
-  ProxyTracker tracker_;
+  ControlMetrics metrics_;  // recorded always, served only with --metrics-listen
+  ProxyTracker tracker_{std::chrono::hours(1), &metrics_};
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<PortScanner> scanner_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<DiscoveryService> discovery_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   int port_ = 0;
   std::mutex shutdown_mu_;
   bool shut_down_ = false;  // guarded by shutdown_mu_

@@ -15,6 +15,7 @@ constexpr char kUsage[] =
     "                      [--probe-interval-ms N] [--no-probe] [--no-discovery]\n"
     "                      [--shutdown-grace-ms N] [--reuse-port] [--log-level L]\n"
     "                      [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
+    "                      [--metrics-listen HOST:PORT [--metrics-port-file PATH]]\n"
     "\n"
     "  --listen             gRPC address (default 127.0.0.1:11400; port 0 = any free port)\n"
     "  --tls-cert           PEM certificate chain of the gRPC port (TLS; default plaintext, for\n"
@@ -24,6 +25,9 @@ constexpr char kUsage[] =
     "                       certificate it signed (mTLS)\n"
     "  --data-dir           registry (corral.db), admin.token, proxy.token (default ./var)\n"
     "  --port-file          write the bound port here once listening\n"
+    "  --metrics-listen     serve Prometheus GET /metrics on this address (default off; e.g.\n"
+    "                       127.0.0.1:11402, or 0.0.0.0:11402 for a scraper on the network)\n"
+    "  --metrics-port-file  write the bound metrics port here once listening\n"
     "  --probe-interval-ms  time between two probes of a node (default 5000)\n"
     "  --no-probe           do not probe nodes (their health stays as last recorded)\n"
     "  --no-discovery       do not run port-range discovery\n"
@@ -66,6 +70,10 @@ int main(int argc, char** argv) {
       options.data_dir = value();
     } else if (flag == "--port-file") {
       options.port_file = value();
+    } else if (flag == "--metrics-listen") {
+      options.metrics_listen = value();
+    } else if (flag == "--metrics-port-file") {
+      options.metrics_port_file = value();
     } else if (flag == "--probe-interval-ms") {
       if (!ParseInt(value(), 100, 3600000, &n)) {
         std::fprintf(stderr, "corral-control: --probe-interval-ms must be 100..3600000\n");

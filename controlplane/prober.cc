@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "controlplane/control_metrics.h"
 
 namespace corral::control {
 namespace {
@@ -298,6 +299,12 @@ void Prober::WorkerLoop() {
 
 void Prober::RunRound(const std::string& name, const std::string& url) {
   ProbeResult result = transport_->Probe(url);
+  if (options_.metrics != nullptr) {
+    ControlMetrics& m = *options_.metrics;
+    m.probes.Get({name, result.reachable ? "up" : "down"}).Inc();
+    // A failed call's time says how long the timeout was, not how far away the node is.
+    if (result.reachable) m.probe_duration.Get({name}).Observe(result.latency_ms / 1000.0);
+  }
 
   corral::v1::Health before;
   corral::v1::Health after;

@@ -41,6 +41,8 @@
 
 namespace corral::control {
 
+struct ControlMetrics;
+
 struct ProberOptions {
   std::chrono::milliseconds interval{5000};  // between the end of a round and the next
   double jitter = 0.10;                      // ± fraction of `interval`, in [0, 0.5]
@@ -58,6 +60,9 @@ struct ProberOptions {
   // nodes). ProbeNow and Wake re-read it at once, so this only bounds how long a change made
   // without them goes unseen; the list carries every model entry, so it is not read every tick.
   std::chrono::milliseconds refresh_interval{5000};
+  // Where each round's outcome and liveness round trip are counted (corral_probes_total,
+  // corral_probe_duration_seconds); null = not counted. Not owned; must outlive the Prober.
+  ControlMetrics* metrics = nullptr;
 };
 
 // The I/O of one probe round: a seam so tests can script answers. Implementations must be safe to

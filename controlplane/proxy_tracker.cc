@@ -3,6 +3,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "controlplane/control_metrics.h"
+
 namespace corral::control {
 namespace {
 
@@ -18,13 +20,16 @@ std::string NowRfc3339() {
 
 }  // namespace
 
-ProxyTracker::ProxyTracker(std::chrono::seconds forget_after) : forget_after_(forget_after) {}
+ProxyTracker::ProxyTracker(std::chrono::seconds forget_after, ControlMetrics* metrics)
+    : forget_after_(forget_after), metrics_(metrics) {}
 
 uint64_t ProxyTracker::WatchStarted(const std::string& proxy_id, const std::string& peer) {
   std::lock_guard<std::mutex> lock(mu_);
   ForgetOldLocked();
   Proxy& p = proxies_[proxy_id];
   const uint64_t id = next_stream_id_++;
+  if (p.streams.empty()) ++connected_;
+  if (metrics_ != nullptr) metrics_->connected_proxies.Set(connected_);
   p.streams[id] = true;
   p.info.set_id(proxy_id);
   p.info.set_peer(peer);
@@ -38,7 +43,8 @@ void ProxyTracker::WatchEnded(const std::string& proxy_id, uint64_t stream_id) {
   auto it = proxies_.find(proxy_id);
   if (it == proxies_.end()) return;
   Proxy& p = it->second;
-  p.streams.erase(stream_id);
+  if (p.streams.erase(stream_id) > 0 && p.streams.empty()) --connected_;
+  if (metrics_ != nullptr) metrics_->connected_proxies.Set(connected_);
   if (p.streams.empty()) {
     p.info.set_connected(false);
     p.disconnected_at = std::chrono::steady_clock::now();
@@ -51,6 +57,15 @@ void ProxyTracker::Report(const corral::v1::ReportRequest& report, const std::st
   Proxy& p = proxies_[report.proxy_id()];
   p.info.set_id(report.proxy_id());
   if (p.info.peer().empty()) p.info.set_peer(peer);
+  // Every periodic Report repeats the versions: only a change is a new answer to a snapshot.
+  if (metrics_ != nullptr) {
+    if (report.applied_version() != 0 && report.applied_version() != p.info.applied_version()) {
+      metrics_->snapshot_reports.Get({"ack"}).Inc();
+    }
+    if (report.rejected_version() != 0 && report.rejected_version() != p.info.rejected_version()) {
+      metrics_->snapshot_reports.Get({"nack"}).Inc();
+    }
+  }
   if (report.applied_version() != 0) p.info.set_applied_version(report.applied_version());
   if (report.rejected_version() != 0) {
     p.info.set_rejected_version(report.rejected_version());

@@ -28,9 +28,14 @@ struct NodeFleetLoad {
   int ejected_by = 0;            // proxies that currently eject the node
 };
 
+struct ControlMetrics;
+
 class ProxyTracker {
  public:
-  explicit ProxyTracker(std::chrono::seconds forget_after = std::chrono::hours(1));
+  // `metrics` (not owned, may be null) counts acks and nacks (each new version a proxy reports
+  // applied or rejected, not every periodic Report) and the connected proxies.
+  explicit ProxyTracker(std::chrono::seconds forget_after = std::chrono::hours(1),
+                        ControlMetrics* metrics = nullptr);
 
   // A Watch stream opened / ended. The id returned by WatchStarted is passed to WatchEnded.
   uint64_t WatchStarted(const std::string& proxy_id, const std::string& peer);
@@ -55,9 +60,11 @@ class ProxyTracker {
   void ForgetOldLocked();  // REQUIRES: mu_ held
 
   const std::chrono::seconds forget_after_;
+  ControlMetrics* const metrics_;
   mutable std::mutex mu_;
   std::map<std::string, Proxy> proxies_;  // guarded by mu_
   uint64_t next_stream_id_ = 1;           // guarded by mu_
+  int connected_ = 0;                     // proxies with an open stream; guarded by mu_
 };
 
 }  // namespace corral::control

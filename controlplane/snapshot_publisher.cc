@@ -20,7 +20,9 @@ absl::Status CheckSnapshotSize(const corral::v1::Snapshot& snapshot, size_t limi
 }
 
 SnapshotPublisher::SnapshotPublisher(Registry* registry, SnapshotPublisherOptions options)
-    : registry_(registry), options_(options) {}
+    : registry_(registry), options_(options) {
+  if (options_.metrics != nullptr) gauges_ = std::make_unique<SnapshotGauges>(options_.metrics);
+}
 
 SnapshotPublisher::~SnapshotPublisher() {
   Stop();
@@ -48,9 +50,11 @@ absl::Status SnapshotPublisher::Start() {
   // operator can shrink the fleet. Proxies serve their on-disk copies meanwhile.
   if (absl::Status size = CheckSnapshotSize(*first, options_.max_snapshot_bytes); !size.ok()) {
     CORRAL_LOG(kError, "publisher") << size.message();
+    RecordBuilt(*first, false);
     std::lock_guard<std::mutex> lock(mu_);
     refused_version_ = first->version();
   } else {
+    RecordBuilt(*first, true);
     std::lock_guard<std::mutex> lock(mu_);
     current_ = std::make_shared<const corral::v1::Snapshot>(*std::move(first));
   }
@@ -103,6 +107,7 @@ bool SnapshotPublisher::Rebuild() {
   // Sized outside the lock: a snapshot of a large fleet takes a while to measure.
   if (absl::Status size = CheckSnapshotSize(*snapshot, options_.max_snapshot_bytes); !size.ok()) {
     CORRAL_LOG(kError, "publisher") << size.message();
+    RecordBuilt(*snapshot, false);
     std::lock_guard<std::mutex> lock(mu_);
     refused_version_ = snapshot->version();
     // Not an error of the registry: retrying would build the same snapshot again.
@@ -113,6 +118,7 @@ bool SnapshotPublisher::Rebuild() {
     if (current_ != nullptr && snapshot->version() <= current_->version()) return true;
     current_ = snapshot;
   }
+  RecordBuilt(*snapshot, true);
   CORRAL_LOG(kDebug, "publisher") << "publishing snapshot version " << snapshot->version() << " ("
                                   << snapshot->nodes_size() << " nodes)";
   Publish(std::move(snapshot));
@@ -123,7 +129,14 @@ void SnapshotPublisher::Publish(std::shared_ptr<const corral::v1::Snapshot> snap
   for (SnapshotSubscriber* s : Referenced()) {
     s->Push(snapshot);
     s->Unref();
+    if (options_.metrics != nullptr) options_.metrics->snapshot_pushes.Inc();
   }
+}
+
+void SnapshotPublisher::RecordBuilt(const corral::v1::Snapshot& snapshot, bool published) {
+  if (options_.metrics == nullptr) return;
+  options_.metrics->snapshot_builds.Inc();
+  if (published) gauges_->Record(snapshot);
 }
 
 std::vector<SnapshotSubscriber*> SnapshotPublisher::Referenced() const {
@@ -163,6 +176,7 @@ void SnapshotPublisher::Subscribe(SnapshotSubscriber* subscriber) {
   } else if (snapshot != nullptr) {
     // If the publisher thread pushed something newer meanwhile, the subscriber ignores this one.
     subscriber->Push(std::move(snapshot));
+    if (options_.metrics != nullptr) options_.metrics->snapshot_pushes.Inc();
   }
   subscriber->Unref();
 }

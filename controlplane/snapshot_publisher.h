@@ -41,6 +41,7 @@
 #include "absl/status/status.h"
 #include "common/grpc_limits.h"
 #include "controlplane/registry.h"
+#include "controlplane/snapshot_gauges.h"
 #include "corral/v1/snapshot.pb.h"
 
 namespace corral::control {
@@ -86,6 +87,9 @@ struct SnapshotPublisherOptions {
   // The largest serialised snapshot offered to proxies. Tests lower it; in production it is the
   // gRPC message limit both sides set.
   size_t max_snapshot_bytes = kMaxSnapshotMessageBytes;
+  // Where builds, pushes and each published snapshot's fleet gauges are recorded
+  // (SnapshotGauges); null = not recorded. Not owned; must outlive the publisher.
+  ControlMetrics* metrics = nullptr;
 };
 
 // OK when `snapshot` serialises to at most `limit` bytes; otherwise ResourceExhausted with the
@@ -138,11 +142,14 @@ class SnapshotPublisher {
   // Builds from the registry and publishes if newer. Returns false if the registry failed.
   bool Rebuild();
   void Publish(std::shared_ptr<const corral::v1::Snapshot> snapshot);
+  // Counts a new version built and, when `published`, records its fleet gauges.
+  void RecordBuilt(const corral::v1::Snapshot& snapshot, bool published);
   // Copies the subscriber set with a reference on each. REQUIRES: mu_ not held.
   std::vector<SnapshotSubscriber*> Referenced() const;
 
   Registry* const registry_;
   const SnapshotPublisherOptions options_;
+  std::unique_ptr<SnapshotGauges> gauges_;  // null without options_.metrics
   std::shared_ptr<Signal> signal_ = std::make_shared<Signal>();
   std::thread thread_;
 

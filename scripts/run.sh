@@ -8,6 +8,7 @@
 #   CORRAL_DATA_DIR   data dir of the control plane (default ./var)
 #   CORRAL_CONTROL    control plane gRPC address (default 127.0.0.1:11400)
 #   CORRAL_LISTEN     proxy HTTP address (default 0.0.0.0:11434)
+#   CORRAL_METRICS    control plane Prometheus /metrics address (default 127.0.0.1:11402)
 #   CORRAL_NODES      comma-separated Ollama nodes to register if missing: [NAME=]http://host:port
 set -euo pipefail
 
@@ -16,6 +17,7 @@ bin="$build_dir/bin"
 data_dir=${CORRAL_DATA_DIR:-./var}
 control=${CORRAL_CONTROL:-127.0.0.1:11400}
 listen=${CORRAL_LISTEN:-0.0.0.0:11434}
+metrics=${CORRAL_METRICS:-127.0.0.1:11402}
 mkdir -p "$data_dir"
 
 pids=()
@@ -40,8 +42,8 @@ wait_for() {
   done
 }
 
-echo "run: starting corral-control on $control (data dir $data_dir)"
-"$bin/corral-control" --listen "$control" --data-dir "$data_dir" &
+echo "run: starting corral-control on $control (data dir $data_dir, metrics on http://$metrics/metrics)"
+"$bin/corral-control" --listen "$control" --data-dir "$data_dir" --metrics-listen "$metrics" &
 pids+=($!)
 control_up() { ctl node list --json; }
 wait_for control_up 20
