@@ -98,6 +98,14 @@ const CommandSpec kCommands[] = {
      "Creating the first token turns it on, so revoking the last token keeps the fleet closed\n"
      "(every request that needs a token is refused). 'off' with tokens defined changes nothing\n"
      "for the proxies (the tokens still apply); 'off' with no token opens the fleet.\n"},
+    {"usage", "usage [--by token|model|node] [--since DURATION]",
+     "requests and tokens the proxies counted, per token, model and node",
+     "  --by KEY          sum by token, model or node (default: one row per token, model and\n"
+     "                    node)\n"
+     "  --since DURATION  how far back: 30m, 24h, 7d, 4w (default 24h); 'all' for everything\n"
+     "                    kept. Whole hours are counted: the window starts at the top of the\n"
+     "                    hour DURATION ago.\n"
+     "Requests without a token (an open fleet) show as '(none)'.\n"},
 };
 
 constexpr char kGlobalHelp[] =
@@ -440,6 +448,31 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
     out.invocation.require_tokens = word == "on";
     return out;
   }
+  if (path == "usage") {
+    if (!expect({{"--by", true}, {"--since", true}}, 0, 0, &flags, &err)) {
+      return UsageError(err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kUsage);
+    auto& req = out.invocation.usage;
+    if (auto by = flags.Last("--by")) {
+      if (*by != "token" && *by != "model" && *by != "node" && *by != "all") {
+        return UsageError(absl::StrCat("--by takes token, model or node, got '", *by, "'"), path);
+      }
+      if (*by != "all") req.set_by(*by);
+    }
+    req.set_since_seconds(24 * 3600);
+    if (auto since = flags.Last("--since")) {
+      if (*since == "all") {
+        req.set_since_seconds(0);
+      } else if (auto seconds = ParseDurationSeconds(*since)) {
+        req.set_since_seconds(*seconds);
+      } else {
+        return UsageError(
+            absl::StrCat("--since takes a duration like 30m, 24h or 7d, got '", *since, "'"), path);
+      }
+    }
+    return out;
+  }
   if (path == "token create") {
     if (!expect({{"--model", true}, {"--value", true}}, 1, 1, &flags, &err)) {
       return UsageError(err == "missing arguments" ? "missing NAME" : err, path);
@@ -581,6 +614,38 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
 }
 
 }  // namespace
+
+std::optional<int64_t> ParseDurationSeconds(const std::string& text) {
+  if (text.size() < 2) return std::nullopt;
+  int64_t unit = 0;
+  switch (text.back()) {
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 24 * 3600;
+      break;
+    case 'w':
+      unit = 7 * 24 * 3600;
+      break;
+    default:
+      return std::nullopt;
+  }
+  const std::string digits = text.substr(0, text.size() - 1);
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  const int64_t n = std::stoll(digits);
+  if (n <= 0) return std::nullopt;
+  return n * unit;
+}
 
 std::optional<Strategy> ParseStrategyName(const std::string& name) {
   if (name == "least_active") return corral::v1::STRATEGY_LEAST_ACTIVE;

@@ -51,6 +51,7 @@ enum class CommandKind {
   kTokenList,
   kTokenRevoke,
   kTokenRequire,
+  kUsage,
 };
 
 // Options that apply to every command; accepted before or after the command words.
@@ -91,6 +92,7 @@ struct Invocation {
   corral::v1::CreateTokenRequest token;                              // token create
   std::string token_name;                                            // token revoke
   bool require_tokens = false;                                       // token require on|off
+  corral::v1::GetUsageRequest usage;                                 // usage
 };
 
 struct ParseOutcome {
@@ -104,6 +106,10 @@ struct ParseOutcome {
 
 // Parses the arguments after the program name.
 ParseOutcome ParseArgs(const std::vector<std::string>& args);
+
+// A duration as `usage --since` takes it: a positive whole number and a unit, s, m, h, d or w
+// ("30m", "24h", "7d"); nullopt otherwise. In seconds.
+std::optional<int64_t> ParseDurationSeconds(const std::string& text);
 
 // The design's strategy names (least_active, lowest_latency, round_robin, weighted, priority).
 std::optional<corral::v1::Strategy> ParseStrategyName(const std::string& name);

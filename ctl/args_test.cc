@@ -200,6 +200,40 @@ TEST(ArgsTest, TokenCreateListRevoke) {
   EXPECT_EQ(revoked.token_name, "team-a");
 }
 
+TEST(ArgsTest, UsageByAndSince) {
+  Invocation inv = MustRun({"usage"});
+  EXPECT_EQ(inv.kind, CommandKind::kUsage);
+  EXPECT_EQ(inv.usage.by(), "");
+  EXPECT_EQ(inv.usage.since_seconds(), 24 * 3600) << "the default window is a day";
+
+  inv = MustRun({"usage", "--by", "token", "--since", "7d", "--json"});
+  EXPECT_EQ(inv.usage.by(), "token");
+  EXPECT_EQ(inv.usage.since_seconds(), 7 * 24 * 3600);
+  EXPECT_TRUE(inv.global.json);
+  EXPECT_EQ(MustRun({"usage", "--by=model", "--since=30m"}).usage.since_seconds(), 1800);
+  EXPECT_EQ(MustRun({"usage", "--by", "node"}).usage.by(), "node");
+  EXPECT_EQ(MustRun({"usage", "--by", "all"}).usage.by(), "");
+  EXPECT_EQ(MustRun({"usage", "--since", "all"}).usage.since_seconds(), 0);
+
+  ExpectUsage({"usage", "--by", "tenant"}, "--by takes token, model or node, got 'tenant'");
+  ExpectUsage({"usage", "--since", "yesterday"}, "--since takes a duration like 30m, 24h or 7d");
+  ExpectUsage({"usage", "--since", "0h"}, "--since takes a duration");
+  ExpectUsage({"usage", "--since"}, "--since");
+  ExpectUsage({"usage", "extra"}, "unexpected argument 'extra'");
+}
+
+TEST(ArgsTest, DurationsHaveOneUnit) {
+  EXPECT_EQ(ParseDurationSeconds("90s"), 90);
+  EXPECT_EQ(ParseDurationSeconds("30m"), 1800);
+  EXPECT_EQ(ParseDurationSeconds("24h"), 86400);
+  EXPECT_EQ(ParseDurationSeconds("7d"), 604800);
+  EXPECT_EQ(ParseDurationSeconds("2w"), 1209600);
+  for (const char* bad :
+       {"", "h", "24", "24x", "-1h", "1.5h", "0d", "1h30m", " 1h", "9999999999d"}) {
+    EXPECT_EQ(ParseDurationSeconds(bad), std::nullopt) << bad;
+  }
+}
+
 TEST(ArgsTest, GlobalOptionsBeforeOrAfterTheCommand) {
   Invocation before = MustRun({"--control", "10.0.0.1:11400", "--token=abc", "--json", "--data-dir",
                                "/srv/corral", "node", "list"});

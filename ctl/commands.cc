@@ -305,6 +305,12 @@ int RunCommand(const Invocation& inv, const Connection& conn, std::ostream& out,
       if (!status.ok()) return call.Fail(status);
       return call.Print(reply, FormatTokenPolicy);
     }
+    case CommandKind::kUsage: {
+      v1::GetUsageResponse reply;
+      status = stub.GetUsage(ctx.get(), inv.usage, &reply);
+      if (!status.ok()) return call.Fail(status);
+      return call.Print(reply, FormatUsage);
+    }
     case CommandKind::kTokenRevoke: {
       v1::RevokeTokenRequest req;
       req.set_name(inv.token_name);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -356,6 +357,48 @@ std::string FormatPullProgress(const corral::v1::PullProgress& p) {
                                            FormatBytes(p.total())));
   }
   return line + "\n";
+}
+
+std::string FormatUsage(const corral::v1::GetUsageResponse& usage) {
+  std::string window = "all usage kept";
+  if (usage.window_start() > 0) {
+    const std::time_t start = static_cast<std::time_t>(usage.window_start());
+    std::tm tm{};
+    gmtime_r(&start, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", &tm);
+    window = absl::StrCat("usage since ", buf);
+  }
+  const std::string& by = usage.by();
+  std::string out =
+      absl::StrCat(window, ", by ", by == "all" || by.empty() ? "token, model and node" : by, "\n");
+  if (usage.rows().empty()) return out + "no requests recorded\n";
+  const bool token = by == "token" || by == "all" || by.empty();
+  const bool model = by == "model" || by == "all" || by.empty();
+  const bool node = by == "node" || by == "all" || by.empty();
+  std::vector<std::string> headers;
+  if (token) headers.push_back("TOKEN");
+  if (model) headers.push_back("MODEL");
+  if (node) headers.push_back("NODE");
+  for (const char* h : {"REQUESTS", "ERRORS", "INPUT_TOKENS", "OUTPUT_TOKENS"}) {
+    headers.push_back(h);
+  }
+  auto row_of = [&](const corral::v1::UsageRow& r, bool total) {
+    std::vector<std::string> row;
+    if (token) row.push_back(total ? "TOTAL" : r.token().empty() ? "(none)" : r.token());
+    if (model) row.push_back(total && !token ? "TOTAL" : total ? "" : Dash(r.model()));
+    if (node) row.push_back(total && !token && !model ? "TOTAL" : total ? "" : Dash(r.node()));
+    for (uint64_t n : {r.requests(), r.errors(), r.input_tokens(), r.output_tokens()}) {
+      row.push_back(absl::StrCat(n));
+    }
+    return row;
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : usage.rows()) rows.push_back(row_of(r, false));
+  rows.push_back(row_of(usage.total(), true));
+  out += "\n";
+  out += RenderTable(headers, rows);
+  return out;
 }
 
 }  // namespace corral::ctl

@@ -50,6 +50,9 @@ std::string FormatTokens(const corral::v1::ListTokensResponse& tokens);
 std::string FormatTokenPolicy(const corral::v1::TokenPolicy& policy);
 // token create: the token text (shown this once) and what it may use.
 std::string FormatTokenCreated(const corral::v1::CreateTokenResponse& created);
+// usage: the window and grouping, then one row per group (TOKEN, MODEL, NODE as grouped;
+// REQUESTS ERRORS INPUT_TOKENS OUTPUT_TOKENS) and a TOTAL row. No token shows as "(none)".
+std::string FormatUsage(const corral::v1::GetUsageResponse& usage);
 // One progress line of a pull, prefixed with the node name.
 std::string FormatPullProgress(const corral::v1::PullProgress& progress);
 

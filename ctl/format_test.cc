@@ -38,6 +38,59 @@ TEST(FormatTest, TableAlignsColumns) {
             "b          yy\n");
 }
 
+v1::UsageRow UsageRowOf(const std::string& token, const std::string& model, const std::string& node,
+                        uint64_t requests, uint64_t in, uint64_t out) {
+  v1::UsageRow r;
+  r.set_token(token);
+  r.set_model(model);
+  r.set_node(node);
+  r.set_requests(requests);
+  r.set_input_tokens(in);
+  r.set_output_tokens(out);
+  return r;
+}
+
+TEST(FormatTest, UsageByTokenWithTotalAndNoToken) {
+  v1::GetUsageResponse usage;
+  usage.set_by("token");
+  usage.set_window_start(1700000000 - 1700000000 % 3600);
+  *usage.add_rows() = UsageRowOf("alice", "", "", 12, 1200, 3400);
+  *usage.add_rows() = UsageRowOf("", "", "", 3, 30, 40);
+  *usage.mutable_total() = UsageRowOf("", "", "", 15, 1230, 3440);
+  usage.mutable_rows(0)->set_errors(2);
+  usage.mutable_total()->set_errors(2);
+  EXPECT_EQ(FormatUsage(usage),
+            "usage since 2023-11-14 22:00 UTC, by token\n"
+            "\n"
+            "TOKEN   REQUESTS  ERRORS  INPUT_TOKENS  OUTPUT_TOKENS\n"
+            "alice   12        2       1200          3400\n"
+            "(none)  3         0       30            40\n"
+            "TOTAL   15        2       1230          3440\n");
+}
+
+TEST(FormatTest, UsageByAllKeysAndEmpty) {
+  v1::GetUsageResponse usage;
+  usage.set_by("all");
+  *usage.add_rows() = UsageRowOf("bob", "llama3:latest", "gpu1", 1, 2, 3);
+  *usage.mutable_total() = UsageRowOf("", "", "", 1, 2, 3);
+  const std::string out = FormatUsage(usage);
+  EXPECT_EQ(out.substr(0, out.find('\n')), "all usage kept, by token, model and node");
+  EXPECT_NE(out.find("TOKEN  MODEL          NODE  REQUESTS"), std::string::npos) << out;
+  EXPECT_NE(out.find("bob    llama3:latest  gpu1  1"), std::string::npos) << out;
+
+  v1::GetUsageResponse by_node;
+  by_node.set_by("node");
+  EXPECT_EQ(FormatUsage(by_node), "all usage kept, by node\nno requests recorded\n");
+  *by_node.add_rows() = UsageRowOf("", "", "gpu2", 4, 0, 0);
+  *by_node.mutable_total() = UsageRowOf("", "", "", 4, 0, 0);
+  EXPECT_NE(FormatUsage(by_node).find("TOTAL  4"), std::string::npos) << FormatUsage(by_node);
+
+  // --json is the API's own answer: snake_case names, 64-bit counts as strings.
+  const std::string json = ToJson(usage);
+  EXPECT_NE(json.find("\"input_tokens\":\"2\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"by\":\"all\""), std::string::npos) << json;
+}
+
 TEST(FormatTest, NodeListHasTheDesignedColumns) {
   v1::ListNodesResponse list;
   *list.add_nodes() = MakeNode("gpu1", v1::HEALTH_HEALTHY);
