@@ -15,7 +15,8 @@
 // Cost on the request path: Add takes one of kShards mutexes, picked per thread (a thread keeps
 // its shard), only for a hash-map update; the key is built in a thread-local buffer, so a key
 // already present allocates nothing. Drain swaps each shard's map out under that shard's mutex.
-// Measured in usage_ledger_test (UsageLedgerTest.AddCost): see docs/observability.md.
+// Measured in usage_ledger_test (UsageLedgerTest.AddCost): ~130-340 ns per Add on a loaded
+// 2-core machine, and eight threads scale to both cores (docs/observability.md).
 //
 // Bounded. At most `max_keys` distinct keys wait in the shards at once, and names longer than
 // kMaxNameBytes are not kept: a request past the cap, or with such a name, is counted under the
@@ -103,7 +104,8 @@ class UsageLedger {
   size_t keys() const { return keys_.load(std::memory_order_relaxed); }
 
  private:
-  struct Shard {
+  // A cache line each, so threads counting in neighbouring shards do not share one.
+  struct alignas(64) Shard {
     std::mutex mu;
     std::unordered_map<std::string, UsageCounts> counts;  // guarded by mu; key: see KeyOf
   };
