@@ -24,10 +24,15 @@ using std::chrono::seconds;
 using json = nlohmann::json;
 
 // Adds node `name` at sim `sim`'s URL through corralctl.
+// Adds a node and waits for its first probe: a node enters the snapshot when added, but its
+// models (and so its requests) follow with that probe, in a later snapshot version. Without the
+// wait a test could see its proxies in sync on the version before the probe, and send a
+// request for a model no node has yet.
 ::testing::AssertionResult AddNode(const Fleet& fleet, const std::string& name, size_t sim) {
   CtlResult r = fleet.Ctl({"node", "add", name, fleet.sim_url(sim)});
   if (r.exit_code != 0) return ::testing::AssertionFailure() << "node add failed: " << r;
-  return ::testing::AssertionSuccess();
+  return WaitFor([&] { return fleet.NodeHealth(name) == "HEALTH_HEALTHY"; }, seconds(10),
+                 "node " + name + " to be probed healthy");
 }
 
 // A fleet of one control plane and `proxies` proxies, in sync.
@@ -443,9 +448,18 @@ TEST(CorralctlTest, ProxiesWithJson) {
   ASSERT_TRUE(fleet.StartSim("m", &sim));
   ASSERT_TRUE(AddNode(fleet, "n", sim));
   ASSERT_TRUE(fleet.WaitProxiesInSync());
-  CtlResult proxies = fleet.Ctl({"--json", "proxies"});
-  ASSERT_EQ(proxies.exit_code, 0) << proxies;
-  ASSERT_EQ(proxies.Json()["proxies"].size(), 1u) << proxies;
+  // A proxy acknowledges a snapshot in its next Report, a moment after applying it: the
+  // control plane's view catches up within a Report's interval.
+  CtlResult proxies;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        proxies = fleet.Ctl({"--json", "proxies"});
+        return proxies.exit_code == 0 && proxies.Json()["proxies"].size() == 1 &&
+               proxies.Json()["proxies"][0]["applied_version"] ==
+                   proxies.Json()["snapshot_version"];
+      },
+      seconds(15), "the control plane to record the proxy's acknowledgement"))
+      << proxies;
   EXPECT_EQ(proxies.Json()["proxies"][0]["id"], "proxy-0");
   EXPECT_EQ(proxies.Json()["proxies"][0]["connected"], true);
   EXPECT_EQ(proxies.Json()["proxies"][0]["applied_version"], proxies.Json()["snapshot_version"]);
