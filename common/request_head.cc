@@ -474,7 +474,8 @@ std::string BuildForwardHead(const RequestHead& head, const ForwardSpec& spec) {
     const std::string_view name = field.name;
     if (IsHopByHop(name, head.connection_options) || EqualsIgnoreCase(name, "host") ||
         EqualsIgnoreCase(name, "content-length") || EqualsIgnoreCase(name, "expect") ||
-        (spec.drop_authorization && EqualsIgnoreCase(name, "authorization"))) {
+        (spec.drop_authorization && EqualsIgnoreCase(name, "authorization")) ||
+        (!spec.request_id.empty() && EqualsIgnoreCase(name, "x-request-id"))) {
       continue;
     }
     bool dropped = false;
@@ -496,6 +497,7 @@ std::string BuildForwardHead(const RequestHead& head, const ForwardSpec& spec) {
   }
   if (!forwarded_for.empty()) AppendField(&out, "X-Forwarded-For", forwarded_for);
   if (!client_proto) AppendField(&out, "X-Forwarded-Proto", "http");
+  if (!spec.request_id.empty()) AppendField(&out, "X-Request-Id", spec.request_id);
   switch (spec.body) {
     case BodyFraming::kNone:
       break;

@@ -115,6 +115,9 @@ struct ForwardSpec {
   bool drop_authorization = false;
   // Further request headers not to forward (case-insensitive), e.g. X-Corral-Node.
   std::vector<std::string_view> drop;
+  // When set, sent as X-Request-Id in place of any the client sent (the request's id, which the
+  // proxy accepted from the client or made, common to its record, the node and the answer).
+  std::string_view request_id;
   BodyFraming body = BodyFraming::kNone;
   uint64_t body_length = 0;  // with BodyFraming::kLength
 };
@@ -123,7 +126,8 @@ struct ForwardSpec {
 // spec.authority, then the client's fields in order without hop-by-hop ones, Host,
 // Content-Length, Transfer-Encoding, Expect, Authorization when dropped and spec.drop; the
 // client's X-Forwarded-For values joined with spec.client_address in one field;
-// `X-Forwarded-Proto: http` unless the client sent one; then the framing of spec.body.
+// `X-Forwarded-Proto: http` unless the client sent one; X-Request-Id: spec.request_id when set;
+// then the framing of spec.body.
 // Parsing the result with ParseRequestHead gives back that one request.
 std::string BuildForwardHead(const RequestHead& head, const ForwardSpec& spec);
 

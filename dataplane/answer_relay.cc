@@ -1,13 +1,17 @@
 #include "dataplane/answer_relay.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "common/ascii.h"
 #include "common/log.h"
+#include "dataplane/answer_usage.h"
 #include "dataplane/headers.h"
 #include "dataplane/replies.h"
+#include "dataplane/request_id.h"
 
 namespace corral::dataplane {
 
@@ -21,18 +25,48 @@ bool IsStreamType(const std::string& content_type) {
 }
 
 // Sets the node's status and headers on the client's response, less those never copied
-// (headers.h) and the node header the proxy sets itself.
-void SetNodeHead(httplib::Response& res, int status,
+// (headers.h) and those the proxy sets itself: the node that served, the attempts it took, and
+// the request's id (set on every answer by the handler).
+void SetNodeHead(ProxyCall& call, int status,
                  const std::vector<std::pair<std::string, std::string>>& headers,
                  const std::string& node) {
+  httplib::Response& res = call.res;
   res.status = status;
   const std::vector<std::string> connection = ResponseConnectionOptions(headers);
   for (const auto& [k, v] : headers) {
-    if (!IsDroppedResponseHeader(k, connection) && !EqualsIgnoreCase(k, kNodeHeader)) {
+    if (!IsDroppedResponseHeader(k, connection) && !EqualsIgnoreCase(k, kNodeHeader) &&
+        !EqualsIgnoreCase(k, kAttemptsHeader) && !EqualsIgnoreCase(k, kRequestIdHeader)) {
       res.set_header(k, v);
     }
   }
   res.set_header(kNodeHeader, node);
+  res.set_header(kAttemptsHeader,
+                 std::to_string(std::max<size_t>(1, call.record().attempts.size())));
+}
+
+// Reads the token usage of a whole answer into the request's record.
+void ReadWholeUsage(ProxyCall& call, const std::string& content_type, std::string_view body) {
+  const AnswerFormat format = AnswerFormatFor(call.route.endpoint, content_type);
+  if (format == AnswerFormat::kNone) return;
+  AnswerUsageReader reader(format);
+  reader.Feed(body);
+  reader.Finish();
+  call.record().input_tokens = reader.usage().input_tokens;
+  call.record().output_tokens = reader.usage().output_tokens;
+}
+
+// Copies what a relay learnt into the record, and finishes it.
+void FinishRelayed(RecordHandle& handle, RelayTap& tap, int status, RequestOutcome outcome,
+                   std::string error) {
+  RequestRecord& record = handle.record();
+  if (tap.usage != nullptr) {
+    if (tap.usage->Finish() && !tap.first_token) tap.first_token = Clock::now();
+    record.input_tokens = tap.usage->usage().input_tokens;
+    record.output_tokens = tap.usage->usage().output_tokens;
+  }
+  record.bytes_out = tap.bytes;
+  record.first_token = tap.first_token;
+  handle.Finish(status, outcome, std::move(error));
 }
 
 void SetBody(httplib::Response& res, std::string body, const std::string& content_type) {
@@ -59,7 +93,26 @@ struct StreamState {
   // bytes, so a node that sent its head alone gets it pushed out before the first wait.
   bool head_sent = false;
   std::string tail;  // the last two bytes relayed, to start an error on a line of its own
+  // The request's record, carried to the stream's end: the listener's ticket that holds it,
+  // what the relay learns, and how the stream ended when it did not complete.
+  std::shared_ptr<void> ticket;
+  RecordHandle* record = nullptr;
+  int status = 0;
+  std::optional<AnswerUsageReader> usage;
+  RelayTap tap;
+  RequestOutcome end = RequestOutcome::kClientGone;
+  std::string end_error = "the client left mid-answer";
 };
+
+// Hands the call's record to a relay that outlives the handler; null when the call has no
+// listener ticket to keep it alive (then the handler finishes it).
+RecordHandle* CarryRecord(ProxyCall& call, std::shared_ptr<void>* ticket) {
+  if (call.ticket == nullptr || *call.ticket == nullptr) return nullptr;
+  *ticket = *call.ticket;
+  call.record_carried = true;
+  call.record().streamed = true;
+  return &call.record_handle();
+}
 
 std::string IdleReason(const std::string& node, milliseconds idle) {
   return "node '" + node + "' sent nothing for " + std::to_string(idle.count() / 1000) + " s";
@@ -72,7 +125,7 @@ std::string MidStreamFailure(const std::string& node, const std::string& error) 
 }  // namespace
 
 void CopyResponseHead(ProxyCall& call, const UpstreamConnection& conn, const std::string& node) {
-  SetNodeHead(call.res, conn.status(), conn.headers(), node);
+  SetNodeHead(call, conn.status(), conn.headers(), node);
 }
 
 void AnswerWhole(ProxyCall& call, const UpstreamConnection& conn, const std::string& node,
@@ -82,7 +135,7 @@ void AnswerWhole(ProxyCall& call, const UpstreamConnection& conn, const std::str
 }
 
 void AnswerSaved(ProxyCall& call, const SavedResponse& saved) {
-  SetNodeHead(call.res, saved.status, saved.headers, saved.node);
+  SetNodeHead(call, saved.status, saved.headers, saved.node);
   SetBody(call.res, saved.body, saved.content_type);
 }
 
@@ -105,6 +158,7 @@ bool AnswerRelay::Relay(ProxyCall& call, Lease lease, std::unique_ptr<UpstreamCo
   if (!exchange_.ReadWholeBody(call, *conn, kMaxBufferedAnswer, &body, error)) return false;
   const NodeEntry& node = lease.node();
   CopyResponseHead(call, *conn, node.name);
+  ReadWholeUsage(call, content_type, body);
   SetBody(call.res, std::move(body), content_type);
   exchange_.GiveBack(node, std::move(conn));
   return true;
@@ -124,15 +178,23 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
   relay->sse = call.route.openai || IsStreamType(content_type);
   // On the serving thread this is one comparison (client_socket.h).
   relay->client_fd = call.ClientFd() >= 0 ? call.client_fd : -1;
+  relay->status = call.res.status;
+  relay->record = CarryRecord(call, &relay->ticket);
+  if (const AnswerFormat format = AnswerFormatFor(call.route.endpoint, content_type);
+      format != AnswerFormat::kNone) {
+    relay->tap.usage = &relay->usage.emplace(format);
+  }
   const milliseconds idle(relay->policy.idle_ms);
   const milliseconds poll_slice = stream_poll_;
   auto provider = [this, relay, idle, poll_slice](size_t, httplib::DataSink& sink) -> bool {
     UpstreamConnection& up = *relay->conn;
     const std::string& node = relay->node->name;
     auto last = Clock::now();
-    auto fail = [&](const std::string& reason) {
+    auto fail = [&](const std::string& reason, RequestOutcome outcome) {
       CORRAL_LOG(kWarn, "proxy") << relay->path << ": stream from node " << node
                                  << " broke: " << reason;
+      relay->end = outcome;
+      relay->end_error = reason;
       router_.RecordFailure(node, relay->policy);
       // The error must stand on a line (or SSE event) of its own, even when the node died in the
       // middle of one.
@@ -155,6 +217,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
       if (up.has_body()) {
         const std::string piece = up.TakeBody();
         RememberTail(piece, &relay->tail);
+        relay->tap.Saw(piece);
         if (!sink.write(piece.data(), piece.size())) {
           up.Close();  // the client left: closing makes the node stop generating
           return false;
@@ -169,7 +232,9 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
         sink.done();
         return true;
       }
-      if (exchange_.aborting()) return fail("corral-proxy is shutting down");
+      if (exchange_.aborting()) {
+        return fail("corral-proxy is shutting down", RequestOutcome::kProxyStopping);
+      }
       if (!relay->head_sent) {
         relay->head_sent = true;
         // A writability check sends what the listener holds (the head) and sees a client
@@ -188,6 +253,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
         carried.idle = idle;
         carried.client_timeout = kClientWriteTimeout;
         carried.tail = &relay->tail;
+        carried.tap = &relay->tap;
         switch (relay_loop_.Carry(carried)) {
           case RelayLoop::End::kFinished:
             relay->finished = true;
@@ -197,11 +263,11 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
             up.Close();  // closing makes the node stop generating
             return false;
           case RelayLoop::End::kNodeFailed:
-            return fail(MidStreamFailure(node, up.error()));
+            return fail(MidStreamFailure(node, up.error()), RequestOutcome::kNodeFailed);
           case RelayLoop::End::kIdle:
-            return fail(IdleReason(node, idle));
+            return fail(IdleReason(node, idle), RequestOutcome::kIdleTimeout);
           case RelayLoop::End::kStopping:
-            return fail("corral-proxy is shutting down");
+            return fail("corral-proxy is shutting down", RequestOutcome::kProxyStopping);
         }
       }
       const WaitOutcome waited = up.Wait(poll_slice, &relay->client_fd);
@@ -214,12 +280,14 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
           up.Close();
           return false;
         }
-        if (Clock::now() - last > idle) return fail(IdleReason(node, idle));
+        if (Clock::now() - last > idle) {
+          return fail(IdleReason(node, idle), RequestOutcome::kIdleTimeout);
+        }
         continue;
       }
       const ReadOutcome read = up.ReadSome();
       if (read == ReadOutcome::kClosed || read == ReadOutcome::kError) {
-        return fail(MidStreamFailure(node, up.error()));
+        return fail(MidStreamFailure(node, up.error()), RequestOutcome::kNodeFailed);
       }
       if (read == ReadOutcome::kProgress) last = Clock::now();
     }
@@ -229,6 +297,11 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
       exchange_.GiveBack(*relay->node, std::move(relay->conn));
     } else if (relay->conn) {
       relay->conn->Close();
+    }
+    if (relay->record != nullptr) {
+      FinishRelayed(*relay->record, relay->tap, relay->status,
+                    relay->finished ? RequestOutcome::kAnswered : relay->end,
+                    relay->finished ? std::string() : std::move(relay->end_error));
     }
   };
   call.res.set_chunked_content_provider(content_type, std::move(provider), std::move(releaser));
@@ -244,6 +317,15 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
     const NodeEntry* node = nullptr;
     EffectivePolicy policy;
     int client_fd = -1;
+    uint64_t length = 0;
+    // The request's record, carried to the body's end (see StreamState).
+    std::shared_ptr<void> ticket;
+    RecordHandle* record = nullptr;
+    int status = 0;
+    std::optional<AnswerUsageReader> usage;
+    RelayTap tap;
+    RequestOutcome end = RequestOutcome::kClientGone;
+    std::string end_error = "the client left mid-answer";
   };
   auto relay = std::make_shared<LargeBody>();
   relay->conn = std::move(conn);
@@ -251,6 +333,14 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
   relay->lease = std::move(lease);
   relay->policy = call.table->policy();
   relay->client_fd = call.ClientFd() >= 0 ? call.client_fd : -1;
+  relay->length = static_cast<uint64_t>(relay->conn->content_length());
+  relay->status = call.res.status;
+  relay->record = CarryRecord(call, &relay->ticket);
+  call.record().streamed = false;  // one long answer, not a stream
+  if (const AnswerFormat format = AnswerFormatFor(call.route.endpoint, content_type);
+      format != AnswerFormat::kNone) {
+    relay->tap.usage = &relay->usage.emplace(format);
+  }
   const milliseconds idle(relay->policy.idle_ms);
   // httplib calls the provider until the announced length is written; the node's bytes go out
   // as they arrive, so the proxy holds one read of them at a time. A node that fails inside the
@@ -262,13 +352,23 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
     while (true) {
       if (up.has_body()) {
         const std::string piece = up.TakeBody();
+        relay->tap.Saw(piece);
         if (!sink.write(piece.data(), piece.size())) {
           up.Close();
           return false;
         }
         return true;
       }
-      if (up.message_complete() || exchange_.aborting()) return false;
+      if (up.message_complete()) {
+        relay->end = RequestOutcome::kNodeFailed;
+        relay->end_error = "node '" + relay->node->name + "' ended its answer short";
+        return false;
+      }
+      if (exchange_.aborting()) {
+        relay->end = RequestOutcome::kProxyStopping;
+        relay->end_error = "corral-proxy is shutting down";
+        return false;
+      }
       const WaitOutcome waited = up.Wait(stream_poll_, &relay->client_fd);
       if (waited == WaitOutcome::kClientGone) {
         up.Close();
@@ -279,6 +379,8 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
           CORRAL_LOG(kWarn, "proxy") << "node " << relay->node->name << " sent nothing for "
                                      << idle.count() << " ms inside an answer";
           router_.RecordFailure(relay->node->name, relay->policy);
+          relay->end = RequestOutcome::kIdleTimeout;
+          relay->end_error = IdleReason(relay->node->name, idle);
           return false;
         }
         continue;
@@ -288,12 +390,22 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
         CORRAL_LOG(kWarn, "proxy")
             << "node " << relay->node->name << " failed inside an answer: " << up.error();
         router_.RecordFailure(relay->node->name, relay->policy);
+        relay->end = RequestOutcome::kNodeFailed;
+        relay->end_error = MidStreamFailure(relay->node->name, up.error());
         return false;
       }
       last = Clock::now();
     }
   };
-  auto releaser = [this, relay](bool) { exchange_.GiveBack(*relay->node, std::move(relay->conn)); };
+  auto releaser = [this, relay](bool) {
+    exchange_.GiveBack(*relay->node, std::move(relay->conn));
+    if (relay->record != nullptr) {
+      const bool whole = relay->tap.bytes == relay->length;
+      FinishRelayed(*relay->record, relay->tap, relay->status,
+                    whole ? RequestOutcome::kAnswered : relay->end,
+                    whole ? std::string() : std::move(relay->end_error));
+    }
+  };
   call.res.set_content_provider(static_cast<size_t>(relay->conn->content_length()), content_type,
                                 std::move(provider), std::move(releaser));
 }

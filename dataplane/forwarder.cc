@@ -21,25 +21,40 @@ class NodeAttemptImpl final : public NodeAttempt {
   TryResult Try(Lease& lease) override {
     TryResult result;
     const NodeEntry& node = lease.node();
+    RequestRecord& record = call_.record();
+    const size_t index = record.attempts.size();
+    record.attempts.push_back(TriedNode{node.name, 0, "", -1});
     NodeAnswer answer = exchange_.Send(call_, node);
     if (answer.kind == NodeAnswer::kClientGone) {
+      record.attempts[index].error = "the client left";
       result.kind = TryResult::kClientGone;
       return result;
     }
     if (answer.kind == NodeAnswer::kFailed) {
+      record.attempts[index].error = answer.error;
       result.error = std::move(answer.error);
       return result;
     }
-    if (answer.conn->status() >= 500) {
+    const int status = answer.conn->status();
+    record.attempts[index].status = status;
+    record.attempts[index].first_byte_ms = answer.latency_ms;
+    if (status >= 500) {
+      record.attempts[index].error = "answered " + std::to_string(status);
       result.kind = TryResult::kServerError;
-      result.status = answer.conn->status();
+      result.status = status;
       result.saved =
           exchange_.ReadAnswer(call_, *answer.conn, node.name, kMaxSavedErrorBody, &result.error);
       return result;
     }
+    record.sent = answer.sent;
+    record.node_first_byte =
+        answer.sent + std::chrono::duration_cast<RequestRecord::Clock::duration>(
+                          std::chrono::duration<double, std::milli>(answer.latency_ms));
     result.latency_ms = answer.latency_ms;
     if (relay_.Relay(call_, std::move(lease), std::move(answer.conn), &result.error)) {
       result.kind = TryResult::kAnswered;
+    } else {
+      record.attempts[index].error = result.error;
     }
     return result;
   }
@@ -135,10 +150,15 @@ bool Forwarder::Finish(ProxyCall& call, const RetryOutcome& outcome) {
       return true;
     case RetryOutcome::kClientGone:
       call.res.status = 499;
+      call.outcome = RequestOutcome::kClientGone;
+      call.error = "the client left before the answer began";
       return true;
     case RetryOutcome::kNoAnswer:
       break;
   }
+  // Whatever the caller answers now, no node served the request.
+  call.outcome = RequestOutcome::kNoNode;
+  call.error = outcome.last_error;
   if (!outcome.last_server_error) return false;
   AnswerSaved(call, *outcome.last_server_error);
   return true;
@@ -195,6 +215,7 @@ void Forwarder::FanOut(ProxyCall& call, const std::vector<std::string>& nodes,
   std::optional<SavedResponse> first_ok;
   std::optional<SavedResponse> first_error;
   std::string failure;
+  RequestRecord& record = call.record();
   for (const std::string& name : nodes) {
     const NodeEntry* node = call.table->FindNode(name);
     if (node == nullptr) continue;
@@ -203,16 +224,28 @@ void Forwarder::FanOut(ProxyCall& call, const std::vector<std::string>& nodes,
       failure = "node '" + name + "' is not available";
       continue;
     }
+    const size_t index = record.attempts.size();
+    record.attempts.push_back(TriedNode{name, 0, "", -1});
     NodeAnswer answer = exchange_.Send(call, *node);
-    if (answer.kind == NodeAnswer::kClientGone) return;
+    if (answer.kind == NodeAnswer::kClientGone) {
+      record.attempts[index].error = "the client left";
+      call.res.status = 499;
+      call.outcome = RequestOutcome::kClientGone;
+      call.error = "the client left before the answer began";
+      return;
+    }
     std::string error;
     std::optional<SavedResponse> saved;
     if (answer.kind == NodeAnswer::kHead) {
+      record.attempts[index].status = answer.conn->status();
+      record.attempts[index].first_byte_ms = answer.latency_ms;
+      if (!record.sent) record.sent = answer.sent;
       saved = exchange_.ReadAnswer(call, *answer.conn, name, kMaxBufferedAnswer, &error);
     }
     if (!saved) {
       router_.RecordFailure(name, call.table->policy());
       failure = answer.kind == NodeAnswer::kFailed ? answer.error : error;
+      record.attempts[index].error = failure;
       continue;
     }
     router_.RecordSuccess(name, answer.latency_ms);
@@ -232,7 +265,9 @@ void Forwarder::FanOut(ProxyCall& call, const std::vector<std::string>& nodes,
       AnswerSaved(call, *first_ok);
     }
   } else {
-    SetErrorReply(call.res, 502, failure.empty() ? "no node answered" : failure, call.route.openai);
+    call.outcome = RequestOutcome::kNoNode;
+    call.error = failure.empty() ? "no node answered" : failure;
+    SetErrorReply(call.res, 502, call.error, call.route.openai);
   }
 }
 

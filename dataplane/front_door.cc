@@ -4,13 +4,30 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "common/ascii.h"
 #include "dataplane/replies.h"
+#include "dataplane/request_id.h"
 
 namespace corral::dataplane {
 namespace {
+
+// The message of a refusal's error body, for its record; the status alone when it has none.
+std::string RefusalReason(const HeadVerdict& verdict) {
+  if (!verdict.body.empty()) {
+    const auto body = nlohmann::json::parse(verdict.body, nullptr, false);
+    if (body.is_object() && body.contains("error")) {
+      const auto& error = body["error"];
+      if (error.is_string()) return error.get<std::string>();
+      if (error.is_object() && error.value("message", nlohmann::json()).is_string()) {
+        return error["message"].get<std::string>();
+      }
+    }
+  }
+  return verdict.status == 403 ? "origin not allowed" : "refused";
+}
 
 // A refusal in the route's error format.
 HeadVerdict Refuse(int status, std::string_view message, bool openai) {
@@ -167,9 +184,29 @@ bool FrontDoor::TakeSlot(Admitted& admitted) {
   return true;
 }
 
-HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& /*client_address*/) {
+HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& client_address) {
   auto admitted = std::make_shared<Admitted>();
-  admitted->route = ClassifyRoute(head.method, head.path());
+  // Decide may hand `admitted` on to the verdict's ticket, which keeps it alive.
+  Admitted& ticket = *admitted;
+  RecordHandle& handle = admitted->record.emplace(sinks_, RequestRecord::Clock::now());
+  RequestRecord& record = handle.record();
+  record.request_id = RequestIdFor(head.Find(kRequestIdHeader));
+  record.method = head.method;
+  record.client_address = client_address;
+  ticket.route = ClassifyRoute(head.method, head.path());
+  record.endpoint = ticket.route.endpoint;
+  record.route = EndpointName(ticket.route.endpoint);
+  HeadVerdict verdict = Decide(head, admitted);
+  if (ticket.token != nullptr) record.token_name = ticket.token->name();
+  verdict.headers.emplace_back(kRequestIdHeader, record.request_id);
+  if (verdict.status != 0) {
+    // The refusal is the whole answer: its record ends here.
+    handle.Finish(verdict.status, RequestOutcome::kRefused, RefusalReason(verdict));
+  }
+  return verdict;
+}
+
+HeadVerdict FrontDoor::Decide(const RequestHead& head, std::shared_ptr<Admitted>& admitted) {
   admitted->table = store_.Current();
   const Route& route = admitted->route;
   HeadVerdict verdict;

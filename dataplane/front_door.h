@@ -16,12 +16,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/http_listener.h"
 #include "common/request_head.h"
 #include "corral/v1/snapshot.pb.h"
+#include "dataplane/request_record.h"
 #include "dataplane/route.h"
 #include "dataplane/routing_table.h"
 #include "dataplane/snapshot_store.h"
@@ -92,6 +94,10 @@ struct Admitted {
   // The body announced is over --max-body-mb by a little (kMaxDrainBytes): the handler reads
   // and drops it, then answers 413 on a connection that goes on.
   bool drain_body = false;
+  // The request's record (request_record.h), begun when its head was checked. The handler and
+  // the units it calls fill it; it is finished once the answer is known (or, for a stream or a
+  // long answer, once the relay ends: the relay keeps this ticket alive until then).
+  std::optional<RecordHandle> record;
 };
 
 // A body announced over the limit by at most this much is read and dropped before its 413, so
@@ -124,8 +130,15 @@ class FrontDoor {
  public:
   FrontDoor(FrontDoorOptions options, SnapshotStore& store, BodyBudget& budget);
 
-  // The listener's head check (HttpListener::set_head_check).
+  // The listener's head check (HttpListener::set_head_check). Every head checked begins a
+  // request record with its id (X-Request-Id: the client's when usable, else a new one; sent
+  // back on every answer, refusals included); a refusal finishes it here, so a request the
+  // listener answers on its head is accounted for like any other.
   HeadVerdict Check(const RequestHead& head, const std::string& client_address);
+
+  // Where finished records go (the proxy's sinks, kept alive by the caller). Set before the
+  // listener runs; null (the default) keeps records to no one.
+  void set_record_sinks(const std::vector<RecordSink*>* sinks) { sinks_ = sinks; }
 
   // Takes the admission slot of a request whose buffered body has arrived; false when the
   // proxy filled up meanwhile (the request then gets the same 503 as on its head).
@@ -146,6 +159,8 @@ class FrontDoor {
   // The token presented by `head` when the fleet is closed: null (and *refusal set) when it is
   // missing, unknown, or not allowed on the route.
   bool Authorize(const RequestHead& head, Admitted& admitted, HeadVerdict* refusal) const;
+  // Check's decision, without the record.
+  HeadVerdict Decide(const RequestHead& head, std::shared_ptr<Admitted>& admitted);
 
   const FrontDoorOptions options_;
   std::vector<std::string> origins_;
@@ -153,6 +168,7 @@ class FrontDoor {
   SnapshotStore& store_;
   BodyBudget& budget_;
   std::atomic<int64_t> active_{0};
+  const std::vector<RecordSink*>* sinks_ = nullptr;
 };
 
 }  // namespace corral::dataplane

@@ -20,11 +20,14 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/access_log.h"
 #include "common/http_listener.h"
 #include "common/log.h"
 #include "dataplane/control_client.h"
 #include "dataplane/front_door.h"
+#include "dataplane/proxy_metrics.h"
 #include "dataplane/proxy_server.h"
+#include "dataplane/record_sinks.h"
 #include "dataplane/replies.h"
 #include "dataplane/route.h"
 #include "dataplane/router.h"
@@ -42,6 +45,7 @@ constexpr const char* kUsage =
     "                    [--max-streams N] [--threads N] [--max-body-mb N]\n"
     "                    [--body-budget-mb N] [--body-timeout-s N] [--max-client-connections N]\n"
     "                    [--allow-origins LIST] [--grace-s N] [--log-level LEVEL]\n"
+    "                    [--access-log FILE]\n"
     "\n"
     "  --listen HOST:PORT   address to serve the Ollama API on (default 0.0.0.0:11434)\n"
     "  --snapshot FILE      routing snapshot (protobuf JSON, docs/snapshot.md); reloaded on\n"
@@ -67,7 +71,9 @@ constexpr const char* kUsage =
     "  --allow-origins LIST comma-separated browser origins allowed; '*' allows any\n"
     "                       (default: Ollama's own: localhost, 127.0.0.1, 0.0.0.0, app://...)\n"
     "  --grace-s N          on SIGTERM, how long open streams may run on (default 30)\n"
-    "  --log-level LEVEL    debug, info, warn or error (default info)\n";
+    "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  --access-log FILE    one JSON line per finished request ('-' = stdout; default off);\n"
+    "                       reopened on SIGHUP, for logrotate\n";
 
 struct Flags {
   std::string listen = "0.0.0.0:11434";
@@ -89,6 +95,7 @@ struct Flags {
   int64_t grace_s = 30;
   std::string allow_origins;
   std::string log_level = "info";
+  std::string access_log;
 };
 
 bool ParseFlags(int argc, char** argv, Flags* flags) {
@@ -149,6 +156,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       flags->allow_origins = value;
     } else if (arg == "--log-level") {
       flags->log_level = value;
+    } else if (arg == "--access-log") {
+      flags->access_log = value;
     } else {
       std::fprintf(stderr, "corral-proxy: unknown flag %s\n%s", arg.c_str(), kUsage);
       return false;
@@ -297,6 +306,29 @@ int main(int argc, char** argv) {
   options.proxy_id = flags.id;
   ProxyServer proxy(options, front_door, store, router, pool);
 
+  // Every finished request's record goes to these sinks (dataplane/record_sinks.h).
+  ProxyMetrics metrics;
+  ControlClient* control_client = nullptr;  // set below, before the listener runs
+  MetricsSink metrics_sink(metrics, router, store, [&control_client] {
+    return control_client && control_client->connected();
+  });
+  std::vector<RecordSink*> sinks = {&metrics_sink};
+  std::unique_ptr<AccessLog> access_log;
+  std::unique_ptr<AccessLogSink> access_log_sink;
+  if (!flags.access_log.empty()) {
+    auto opened = AccessLog::Open(flags.access_log);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "corral-proxy: %s\n", std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    access_log = *std::move(opened);
+    access_log_sink = std::make_unique<AccessLogSink>(*access_log);
+    sinks.push_back(access_log_sink.get());
+  }
+  front_door.set_record_sinks(&sinks);
+  proxy.set_metrics(&metrics.registry);
+  if (auto current = store.Current()) metrics_sink.OnSnapshot(*current);
+
   const int64_t threads = flags.threads > 0 ? flags.threads : flags.max_streams + 256;
   ProxyListener listener(static_cast<size_t>(threads), 4096);
   const int64_t per_client = flags.max_client_connections >= 0
@@ -341,12 +373,13 @@ int main(int argc, char** argv) {
     const std::string source = "control:" + flags.control;
     control = std::make_unique<ControlClient>(
         control_options,
-        [&store, &router, &open_mode, source](const corral::v1::Snapshot& snapshot) {
+        [&store, &router, &open_mode, &metrics_sink, source](const corral::v1::Snapshot& snapshot) {
           absl::Status applied = store.Apply(snapshot, source);
           // Runtime state of nodes the fleet no longer has would otherwise pile up.
           if (applied.ok()) {
             router.ForgetNodesNotIn(*store.Current());
             open_mode.Note(snapshot);
+            metrics_sink.OnSnapshot(*store.Current());
           }
           return applied;
         },
@@ -356,6 +389,7 @@ int main(int argc, char** argv) {
                    std::string(control->init_status().message()).c_str());
       return 2;
     }
+    control_client = control.get();
     control->Start(store.version());
     CORRAL_LOG(kInfo, "proxy") << "watching snapshots from the control plane at " << flags.control;
   }
@@ -369,12 +403,18 @@ int main(int argc, char** argv) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
+        if (access_log) {
+          if (auto reopened = access_log->Reopen(); !reopened.ok()) {
+            CORRAL_LOG(kWarn, "proxy") << "SIGHUP: access log not reopened: " << reopened.message();
+          }
+        }
         if (flags.snapshot.empty()) continue;
         const auto reloaded = store.LoadFile(flags.snapshot);
         if (!reloaded.ok()) {
           CORRAL_LOG(kWarn, "proxy") << "SIGHUP: snapshot not reloaded: " << reloaded.message();
         } else if (auto current = store.Current()) {
           open_mode.Note(current->snapshot());
+          metrics_sink.OnSnapshot(*current);
         }
         continue;
       }

@@ -72,6 +72,8 @@ std::optional<BodyFields> ReadFields(ProxyCall& call) {
 }
 
 void AnswerNoNode(ProxyCall& call, const std::string& message) {
+  call.outcome = RequestOutcome::kNoNode;
+  call.error = message;
   call.res.set_header("Retry-After", "1");
   SetErrorReply(call.res, 503, message, call.route.openai);
 }
@@ -99,6 +101,7 @@ void ModelRoutes::Inference(ProxyCall& call) {
   if (!fields) return;
   const std::string model = fields->ModelOrName();
   const Endpoint ep = call.route.endpoint;
+  call.record().model = model;
   if (model.empty()) {
     // Ollama's own answers for a missing model differ by endpoint (ollama-api.md §5.3).
     if (ep == Endpoint::kGenerate || ep == Endpoint::kEmbed) {
@@ -113,6 +116,7 @@ void ModelRoutes::Inference(ProxyCall& call) {
     SetErrorReply(call.res, 400, "invalid model name", call.route.openai);
     return;
   }
+  call.record().model_key = *key;
   if (!TokenAllowsModel(call, *key, model)) return;
   if (!call.pinned.empty()) {
     forwarder_.InOrder(call, {call.pinned}, *key);
@@ -149,6 +153,8 @@ void ModelRoutes::NodeLocal(ProxyCall& call) {
   const auto ref = ParseModelName(model);
   // The model the request concerns: its slot on a node counts against it, as inference's does.
   const std::string key = ref ? CanonicalKey(*ref) : "";
+  call.record().model = model;
+  call.record().model_key = key;
   const RoutingTable& table = *call.table;
 
   std::vector<std::string> holders;  // nodes of the snapshot that list the model

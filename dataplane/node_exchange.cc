@@ -23,6 +23,10 @@ std::string NodeExchange::RequestHead(const ProxyCall& call, const NodeEntry& no
   // Origin: the proxy answers CORS itself, and a node would 403 an origin it does not know.
   // Accept-Encoding: bodies pass through as the node writes them.
   spec.drop = {kNodeHeader, "Origin", "Accept-Encoding"};
+  // The request's id, the client's or the proxy's own, replaces whatever the client sent.
+  spec.request_id = call.admitted.record
+                        ? std::string_view(call.admitted.record->record().request_id)
+                        : std::string_view();
   spec.body = body;
   spec.body_length = length;
   return BuildForwardHead(call.head, spec);
@@ -104,6 +108,7 @@ NodeAnswer NodeExchange::Send(ProxyCall& call, const NodeEntry& node) {
     if (retry_fresh) continue;
     answer.kind = NodeAnswer::kHead;
     answer.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    answer.sent = start;
     answer.conn = std::move(conn);
     return answer;
   }

@@ -37,9 +37,10 @@ inline constexpr size_t kMaxSavedErrorBody = 1 << 20;
 // What a node answered, up to the head.
 struct NodeAnswer {
   enum Kind { kFailed, kClientGone, kHead } kind = kFailed;
-  std::string error;                         // kFailed: what went wrong, in words for the client
-  std::unique_ptr<UpstreamConnection> conn;  // kHead: the head is parsed, the body may follow
-  double latency_ms = 0;                     // kHead: from the request's write to the head
+  std::string error;                           // kFailed: what went wrong, in words for the client
+  std::unique_ptr<UpstreamConnection> conn;    // kHead: the head is parsed, the body may follow
+  double latency_ms = 0;                       // kHead: from the request's write to the head
+  std::chrono::steady_clock::time_point sent;  // kHead: when the request's write began
 };
 
 // A node's whole answer, kept to pass on when no other node does better.

@@ -4,17 +4,24 @@
 // on its stack and passes it by reference to the unit that answers the route; a streamed
 // answer copies what it needs from it before the handler returns.
 //
+// The request's record (request_record.h) lives in its Admitted ticket: the units fill it
+// through record(), and the handler finishes it once the answer is set (FinishRecord in
+// proxy_server.cc) unless a relay carried it on (record_carried: the relay holds the ticket and
+// finishes the record when the answer's body ends).
+//
 // Thread safety: belongs to the worker thread serving its request; never shared.
 #pragma once
 
 #include <httplib.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/request_head.h"
 #include "dataplane/client_socket.h"
 #include "dataplane/front_door.h"
+#include "dataplane/request_record.h"
 #include "dataplane/route.h"
 #include "dataplane/routing_table.h"
 
@@ -23,13 +30,21 @@ namespace corral::dataplane {
 // The request header that pins a request to one node (and the response header that names the
 // node that served it).
 inline constexpr const char* kNodeHeader = "X-Corral-Node";
+// The response header saying how many nodes the request was sent to before this answer.
+inline constexpr const char* kAttemptsHeader = "X-Corral-Attempts";
 
 // ProxyCall::client_fd before anyone looked for the client's socket.
 inline constexpr int kClientNotSearched = -2;
 
 struct ProxyCall {
   ProxyCall(const httplib::Request& r, httplib::Response& s, const RequestHead& h, Admitted& a)
-      : req(r), res(s), head(h), admitted(a), route(a.route), table(a.table) {}
+      : req(r), res(s), head(h), admitted(a), route(a.route), table(a.table) {
+    // A ticket made outside the front door (a unit test's) still gets a record, kept by no one.
+    if (!admitted.record) admitted.record.emplace(nullptr, RequestRecord::Clock::now());
+  }
+
+  RecordHandle& record_handle() { return *admitted.record; }
+  RequestRecord& record() { return admitted.record->record(); }
 
   // The client's socket (-1 when not found), looked up on first use: finding it costs a
   // descriptor scan off the serving thread's fast path (client_socket.h), so fast requests that
@@ -54,6 +69,16 @@ struct ProxyCall {
   // The client's socket: kClientNotSearched, -1 (not found or no longer watched) or the fd.
   int client_fd = kClientNotSearched;
   std::string pinned;  // X-Corral-Node
+
+  // The listener's ticket holding `admitted`, for a relay that outlives the handler (null when
+  // the call was built without one).
+  std::shared_ptr<void> const* ticket = nullptr;
+  // A relay took the record on: the handler must not finish it.
+  bool record_carried = false;
+  // How the request ended when a unit decided it (no node, client gone); otherwise the handler
+  // reads it from the answer. `error` says why, in the client's words.
+  std::optional<RequestOutcome> outcome;
+  std::string error;
 };
 
 }  // namespace corral::dataplane

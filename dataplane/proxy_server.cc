@@ -8,8 +8,48 @@
 #include "common/log.h"
 #include "dataplane/fleet.h"
 #include "dataplane/replies.h"
+#include "dataplane/request_id.h"
 
 namespace corral::dataplane {
+
+namespace {
+
+// The message of an error answer the proxy made ({"error": "..."} or OpenAI's error object), for
+// the record of a request that ended without a node's answer.
+std::string ErrorMessageOf(const httplib::Response& res) {
+  if (res.body.empty() || res.body.front() != '{') return res.body.substr(0, 200);
+  const auto body = nlohmann::json::parse(res.body, nullptr, false);
+  if (!body.is_object() || !body.contains("error")) return "";
+  const auto& error = body["error"];
+  if (error.is_string()) return error.get<std::string>();
+  if (error.is_object() && error.value("message", nlohmann::json()).is_string()) {
+    return error["message"].get<std::string>();
+  }
+  return "";
+}
+
+// Finishes the record of a request whose answer is set on `call.res` and goes out when the
+// handler returns; a relay that carried the record on finishes it itself.
+void FinishRecord(ProxyCall& call) {
+  if (call.record_carried) return;
+  RecordHandle& handle = call.record_handle();
+  if (handle.finished()) return;
+  RequestRecord& record = handle.record();
+  const int status = call.res.status > 0 ? call.res.status : 200;  // httplib's default
+  record.bytes_out = call.res.body.size();
+  const bool served = record.served_by() != nullptr;
+  // A whole answer reaches the client as the handler returns: that is its first token.
+  if (served) record.first_token = RequestRecord::Clock::now();
+  RequestOutcome outcome =
+      served || status < 400 ? RequestOutcome::kAnswered : RequestOutcome::kRefused;
+  if (status == 499) outcome = RequestOutcome::kClientGone;
+  if (call.outcome) outcome = *call.outcome;
+  std::string error = std::move(call.error);
+  if (error.empty() && outcome != RequestOutcome::kAnswered) error = ErrorMessageOf(call.res);
+  handle.Finish(status, outcome, std::move(error));
+}
+
+}  // namespace
 
 ProxyServer::ProxyServer(ProxyOptions options, FrontDoor& front_door, SnapshotStore& store,
                          Router& router, UpstreamPool& pool)
@@ -44,6 +84,10 @@ void ProxyServer::Install(HttpListener& server) {
         }
         CORRAL_LOG(kError, "proxy") << req.method << " " << req.path << ": " << what;
         SetErrorReply(res, 500, "internal proxy error: " + what, IsOpenAIPath(req.path));
+        if (auto* admitted = static_cast<Admitted*>(ServedRequestTicket().get());
+            admitted != nullptr && admitted->record) {
+          admitted->record->Finish(500, RequestOutcome::kRefused, "internal proxy error: " + what);
+        }
       });
   auto no_body = [this](const httplib::Request& req, httplib::Response& res) {
     HandleNoBody(req, res);
@@ -75,6 +119,7 @@ Admitted* ProxyServer::Prepare(const httplib::Request& req, httplib::Response& r
   if (req.has_header("Accept-Encoding")) {
     const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
   }
+  if (admitted->record) res.set_header(kRequestIdHeader, admitted->record->record().request_id);
   // The front door refused origins it does not allow.
   const std::string* origin = ServedRequestHead()->Find("Origin");
   if (origin != nullptr && !origin->empty()) {
@@ -85,7 +130,9 @@ Admitted* ProxyServer::Prepare(const httplib::Request& req, httplib::Response& r
 }
 
 void ProxyServer::HandleOptions(const httplib::Request& req, httplib::Response& res) {
-  if (Prepare(req, res) == nullptr) return;
+  Admitted* admitted = Prepare(req, res);
+  if (admitted == nullptr) return;
+  ProxyCall call(req, res, *ServedRequestHead(), *admitted);
   res.status = 204;
   res.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
   const std::string* asked_header = ServedRequestHead()->Find("Access-Control-Request-Headers");
@@ -97,13 +144,16 @@ void ProxyServer::HandleOptions(const httplib::Request& req, httplib::Response& 
                                  "X-Requested-With, OpenAI-Beta, X-Corral-Node"
                                : asked);
   res.set_header("Access-Control-Max-Age", "43200");
+  FinishRecord(call);
 }
 
 void ProxyServer::HandleNoBody(const httplib::Request& req, httplib::Response& res) {
   Admitted* admitted = Prepare(req, res);
   if (admitted == nullptr) return;
   ProxyCall call(req, res, *ServedRequestHead(), *admitted);
+  call.ticket = &ServedRequestTicket();
   Dispatch(call);
+  FinishRecord(call);
 }
 
 void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response& res,
@@ -111,9 +161,18 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
   Admitted* admitted = Prepare(req, res);
   if (admitted == nullptr) return;
   ProxyCall call(req, res, *ServedRequestHead(), *admitted);
+  call.ticket = &ServedRequestTicket();
+  HandleBody(call, reader);
+  FinishRecord(call);
+}
+
+void ProxyServer::HandleBody(ProxyCall& call, const httplib::ContentReader& reader) {
+  httplib::Response& res = call.res;
+  Admitted* admitted = &call.admitted;
   if (call.route.endpoint == Endpoint::kBlobUpload) {
     // The front door admitted the request with a snapshot, a token allowed to upload and a
     // slot; the body is streamed to the node, never buffered.
+    call.record().bytes_in = call.head.content_length;
     if (PinnedNode(call)) {
       blob_upload_.Route(call, reader);
     } else {
@@ -130,7 +189,9 @@ void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response&
     Dispatch(call);
     return;
   }
-  if (!ReadBody(call, reader)) return;
+  const bool read = ReadBody(call, reader);
+  call.record().bytes_in = call.body.size();
+  if (!read) return;
   call.has_body = true;
   if (!front_door_.TakeSlot(*admitted)) {
     res.set_header("Retry-After", "1");
@@ -225,7 +286,11 @@ void ProxyServer::Dispatch(ProxyCall& call) {
       AnswerFleet(call);
       return;
     case RouteClass::kProxy:
-      state_.Answer(call);
+      if (route.endpoint == Endpoint::kMetrics) {
+        AnswerMetrics(call);
+      } else {
+        state_.Answer(call);
+      }
       return;
     case RouteClass::kInference:
     case RouteClass::kNodeLocal:
@@ -252,6 +317,19 @@ bool ProxyServer::PinnedNode(ProxyCall& call) {
     return false;
   }
   return true;
+}
+
+void ProxyServer::AnswerMetrics(ProxyCall& call) {
+  if (metrics_ == nullptr) {
+    call.res.status = 404;
+    call.res.set_content("404 page not found", "text/plain");
+    return;
+  }
+  if (call.req.method == "HEAD") {
+    call.res.set_header("Content-Type", std::string(metrics::kPrometheusContentType));
+    return;
+  }
+  call.res.set_content(metrics_->RenderPrometheus(), std::string(metrics::kPrometheusContentType));
 }
 
 void ProxyServer::AnswerFleet(ProxyCall& call) {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/http_listener.h"
+#include "common/metrics.h"
 #include "corral/v1/control.pb.h"
 #include "dataplane/answer_relay.h"
 #include "dataplane/blob_upload.h"
@@ -82,11 +83,17 @@ class ProxyServer {
   // The body of GET /api/proxy/state.
   std::string StateJson() { return state_.StateJson(); }
 
+  // What GET /metrics renders (Prometheus text); without one, /metrics is 404. Set before the
+  // listener runs; `registry` outlives the server.
+  void set_metrics(const metrics::Registry* registry) { metrics_ = registry; }
+
  private:
   void HandleNoBody(const httplib::Request& req, httplib::Response& res);
   void HandleWithBody(const httplib::Request& req, httplib::Response& res,
                       const httplib::ContentReader& reader);
   void HandleOptions(const httplib::Request& req, httplib::Response& res);
+  // The part of HandleWithBody after its call is built (the record is finished after it).
+  void HandleBody(ProxyCall& call, const httplib::ContentReader& reader);
 
   // The front door's decision for the request being served, with CORS headers set on `res`.
   // Null (and a 500 answered) outside a request the listener admitted.
@@ -96,6 +103,7 @@ class ProxyServer {
   bool ReadBody(ProxyCall& call, const httplib::ContentReader& reader);
   void Dispatch(ProxyCall& call);
   void AnswerFleet(ProxyCall& call);
+  void AnswerMetrics(ProxyCall& call);
   // Sets call.pinned from X-Corral-Node; answers 400 and returns false for an unknown node.
   bool PinnedNode(ProxyCall& call);
 
@@ -108,6 +116,7 @@ class ProxyServer {
   ModelRoutes model_routes_;
   BlobUpload blob_upload_;
   ProxyStateView state_;
+  const metrics::Registry* metrics_ = nullptr;
 };
 
 }  // namespace corral::dataplane

@@ -190,6 +190,7 @@ void RelayLoop::Pump(Entry* e) {
   if (node.has_body()) {
     const std::string piece = node.TakeBody();
     RememberTail(piece, e->stream.tail);
+    if (e->stream.tap != nullptr) e->stream.tap->Saw(piece);
     // Flush empties `out` whenever it sent everything: a stall is timed from its first byte.
     if (e->pending() == 0) e->client_stalled = e->node_heard;
     char size_line[32];

@@ -23,13 +23,32 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "dataplane/answer_usage.h"
 #include "dataplane/upstream.h"
 
 namespace corral::dataplane {
+
+// What a request's record learns from the body bytes relayed to its client: how many, the
+// token usage in them, and when the first token went out. Fed by whichever thread relays the
+// bytes at the time (the request's worker, or the relay loop while the worker waits in Carry).
+struct RelayTap {
+  AnswerUsageReader* usage = nullptr;  // null: the answer carries no usage (the first bytes
+                                       // relayed then stand for the first token)
+  uint64_t bytes = 0;
+  std::optional<std::chrono::steady_clock::time_point> first_token;
+
+  void Saw(std::string_view piece) {
+    bytes += piece.size();
+    const bool token = usage != nullptr ? usage->Feed(piece) : !piece.empty();
+    if (token && !first_token) first_token = std::chrono::steady_clock::now();
+  }
+};
 
 // Keeps in `tail` the last two bytes of everything relayed so far, `piece` being the newest: an
 // error line after a failure must start on a line (or SSE event) of its own.
@@ -57,6 +76,7 @@ class RelayLoop {
     std::chrono::milliseconds idle{0};            // longest silence from the node
     std::chrono::milliseconds client_timeout{0};  // longest stall writing to the client
     std::string* tail = nullptr;                  // the last two bytes relayed, kept up to date
+    RelayTap* tap = nullptr;                      // optional: told of every piece relayed
   };
 
   // `tick`: how often silent streams are checked for their idle limits.

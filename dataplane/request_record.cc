@@ -61,7 +61,13 @@ const TriedNode* RequestRecord::served_by() const {
 }
 
 RecordHandle::RecordHandle(std::vector<RecordSink*> sinks, RequestRecord::Clock::time_point start)
-    : sinks_(std::move(sinks)) {
+    : own_sinks_(std::move(sinks)), sinks_(&own_sinks_) {
+  record_.start = start;
+}
+
+RecordHandle::RecordHandle(const std::vector<RecordSink*>* sinks,
+                           RequestRecord::Clock::time_point start)
+    : sinks_(sinks) {
   record_.start = start;
 }
 
@@ -75,7 +81,9 @@ bool RecordHandle::Finish(int status, RequestOutcome outcome, std::string error)
   record_.outcome = outcome;
   record_.error = std::move(error);
   record_.end = RequestRecord::Clock::now();
-  for (RecordSink* sink : sinks_) sink->OnFinished(record_);
+  if (sinks_ != nullptr) {
+    for (RecordSink* sink : *sinks_) sink->OnFinished(record_);
+  }
   return true;
 }
 

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/route.h"
+
 namespace corral::dataplane {
 
 // How a request ended, for the access log's `outcome` and the metrics' error class.
@@ -53,7 +55,8 @@ struct RequestRecord {
 
   std::string request_id;
   std::string method;
-  std::string route;       // EndpointName, e.g. "chat", "v1.chat"
+  Endpoint endpoint = Endpoint::kNotFound;
+  std::string route;       // EndpointName(endpoint), e.g. "chat", "v1.chat"
   std::string model;       // as the client sent it
   std::string model_key;   // canonical (registry.ollama.ai/library/llama3.2:latest)
   std::string token_name;  // the inference token's name, "" in an open fleet
@@ -91,6 +94,8 @@ class RecordHandle {
  public:
   // `sinks` outlive the handle (the proxy owns them for its whole life).
   RecordHandle(std::vector<RecordSink*> sinks, RequestRecord::Clock::time_point start);
+  // The same, with a list the caller keeps (the proxy's: no copy per request). Null: no sinks.
+  RecordHandle(const std::vector<RecordSink*>* sinks, RequestRecord::Clock::time_point start);
   ~RecordHandle();  // finishes as kAbandoned when nobody did
   RecordHandle(const RecordHandle&) = delete;
   RecordHandle& operator=(const RecordHandle&) = delete;
@@ -103,7 +108,8 @@ class RecordHandle {
   bool finished() const { return finished_.load(std::memory_order_acquire); }
 
  private:
-  std::vector<RecordSink*> sinks_;
+  std::vector<RecordSink*> own_sinks_;
+  const std::vector<RecordSink*>* sinks_;  // own_sinks_ or the caller's list
   RequestRecord record_;
   std::atomic<bool> finished_{false};
 };

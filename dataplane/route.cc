@@ -48,6 +48,7 @@ constexpr std::array kRoutes = {
     // The proxy's own endpoints also answer HEAD, for load balancers' health checks.
     RouteSpec{"/api/proxy",            false, E::kProxyHealth,     E::kProxyHealth,   kNone,                   kNone},
     RouteSpec{"/api/proxy/state",      false, E::kProxyState,      E::kProxyState,    kNone,                   kNone},
+    RouteSpec{"/metrics",              false, E::kMetrics,         E::kMetrics,       kNone,                   kNone},
 };
 // clang-format on
 
@@ -81,6 +82,7 @@ RouteClass ClassOf(Endpoint endpoint) {
       return RouteClass::kNodeLocal;
     case E::kProxyHealth:
     case E::kProxyState:
+    case E::kMetrics:
       return RouteClass::kProxy;
     case E::kRedirect:
     case E::kMethodNotAllowed:
@@ -145,9 +147,7 @@ Route ClassifyRoute(std::string_view method, std::string_view path) {
   return Make(E::kNotFound, path);
 }
 
-bool IsOpenAIPath(std::string_view path) {
-  return path == "/v1" || path.substr(0, 4) == "/v1/";
-}
+bool IsOpenAIPath(std::string_view path) { return path == "/v1" || path.substr(0, 4) == "/v1/"; }
 
 int RedirectStatus(std::string_view method) { return method == "GET" ? 301 : 307; }
 
@@ -203,6 +203,8 @@ const char* EndpointName(Endpoint endpoint) {
       return "proxy";
     case E::kProxyState:
       return "proxy.state";
+    case E::kMetrics:
+      return "metrics";
     case E::kRedirect:
       return "redirect";
     case E::kMethodNotAllowed:

@@ -39,6 +39,7 @@ enum class Endpoint {
   // The proxy's own endpoints.
   kProxyHealth,  // GET /api/proxy
   kProxyState,   // GET /api/proxy/state
+  kMetrics,      // GET /metrics (Prometheus text)
   // Errors Ollama answers in text/plain.
   kRedirect,          // trailing slash on a known path: RedirectStatus(method) to `param`
   kMethodNotAllowed,  // known path, wrong method: 405 "405 method not allowed"

@@ -54,6 +54,8 @@ const std::vector<Case>& EveryRoute() {
       {"HEAD", "/api/proxy", E::kProxyHealth, C::kProxy, false},
       {"GET", "/api/proxy/state", E::kProxyState, C::kProxy, false},
       {"HEAD", "/api/proxy/state", E::kProxyState, C::kProxy, false},
+      {"GET", "/metrics", E::kMetrics, C::kProxy, false},
+      {"HEAD", "/metrics", E::kMetrics, C::kProxy, false},
   };
   return cases;
 }
