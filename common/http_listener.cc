@@ -776,6 +776,14 @@ RefuseConnectionsHere::~RefuseConnectionsHere() { --t_refuse_connections; }
 
 HttpListener::HttpListener(size_t workers, int backlog) : backlog_(backlog) {
   new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  // httplib's default also sets SO_REUSEPORT, which lets a second process bind the same port
+  // without an error and the kernel split the connections between the two (a second proxy
+  // started by mistake would answer half the clients): SO_REUSEADDR only, so a restart still
+  // binds at once past the old connections' TIME_WAIT.
+  set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 }
 
 absl::StatusOr<int> HttpListener::Bind(const ListenAddress& address) {

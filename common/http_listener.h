@@ -1,5 +1,6 @@
 // An httplib::Server that can hold thousands of connections: a worker pool of a chosen size,
-// a real listen backlog (Debian's build bakes in 5), and the bound port written to a port file.
+// a real listen backlog (Debian's build bakes in 5), a port no second process can bind while it
+// is held (no SO_REUSEPORT), and the bound port written to a port file.
 //
 // It also serves each connection with its own loop instead of httplib's, for what a request
 // costs in system calls and wake-ups (httplib's own still parses requests, routes them and

@@ -318,6 +318,14 @@ class HttpListenerTest : public ::testing::Test {
 // ---------------------------------------------------------------------------------------------
 // 1. The raw head.
 
+// A second process started by mistake on the same port must fail to start, not share the port.
+TEST_F(HttpListenerTest, ASecondListenerCannotBindAPortInUse) {
+  Start();
+  HttpListener second(2, 16);
+  const auto bound = second.Bind({"127.0.0.1", port_});
+  EXPECT_FALSE(bound.ok()) << "bound port " << port_ << " a second time";
+}
+
 TEST_F(HttpListenerTest, HandlerReadsTheRawHeaderValueInBothViews) {
   Start();
   RawClient client(port_);

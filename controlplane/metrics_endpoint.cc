@@ -19,12 +19,8 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   }
   std::unique_ptr<MetricsEndpoint> endpoint(new MetricsEndpoint());
   HttpListener& server = endpoint->listener_;
-  // httplib's default also sets SO_REUSEPORT, which would let a second control plane bind the
-  // same port and answer every other scrape with its own numbers: SO_REUSEADDR only.
-  server.set_socket_options([](socket_t sock) {
-    const int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
+  // HttpListener binds without SO_REUSEPORT: a second control plane cannot take the same port
+  // and answer every other scrape with its own numbers.
   // A scraper keeps its connection between scrapes; an idle one gives its worker back soon.
   server.set_keep_alive_timeout(30);
   server.set_read_timeout(10, 0);
