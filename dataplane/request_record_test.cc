@@ -5,8 +5,11 @@
 
 #include <atomic>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 #include <vector>
+
+#include "dataplane/request_id.h"
 
 namespace corral::dataplane {
 namespace {
@@ -137,6 +140,45 @@ TEST(AccessLogLineTest, InvalidUtf8FromAClientIsReplacedNotThrown) {
   handle.Finish(404, RequestOutcome::kNoNode, "model not found");
   const std::string line = AccessLogLine(handle.record(), {});
   EXPECT_TRUE(nlohmann::json::accept(line)) << line;
+}
+
+// ---- request ids (request_id.h) ----
+
+TEST(RequestIdTest, AClientIdIsKeptWhenPrintableAndShortEnough) {
+  const std::string id = "abc-123_XYZ.~";
+  EXPECT_EQ(RequestIdFor(&id), id);
+  const std::string longest(kMaxRequestIdBytes, 'a');
+  EXPECT_EQ(RequestIdFor(&longest), longest);
+}
+
+TEST(RequestIdTest, AnUnusableClientIdIsReplaced) {
+  for (const std::string& bad :
+       {std::string(), std::string(kMaxRequestIdBytes + 1, 'a'), std::string("has space"),
+        std::string("tab\there"), std::string("\x7f"), std::string("caf\xc3\xa9")}) {
+    const std::string id = RequestIdFor(&bad);
+    EXPECT_EQ(id.size(), 32u) << bad;
+    EXPECT_NE(id, bad);
+  }
+  EXPECT_EQ(RequestIdFor(nullptr).size(), 32u);
+}
+
+TEST(RequestIdTest, NewIdsAreHexAndDistinctAcrossThreads) {
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& ids : per_thread) {
+    threads.emplace_back([&ids] {
+      for (int i = 0; i < 1000; ++i) ids.push_back(NewRequestId());
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> all;
+  for (const auto& ids : per_thread) {
+    for (const std::string& id : ids) {
+      EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+      all.insert(id);
+    }
+  }
+  EXPECT_EQ(all.size(), 4000u);
 }
 
 }  // namespace
