@@ -313,6 +313,12 @@ int main(int argc, char** argv) {
     return control_client && control_client->connected();
   });
   std::vector<RecordSink*> sinks = {&metrics_sink};
+  // Requests and tokens per (token, model, node, hour), drained into Reports to the control
+  // plane, which keeps them (corralctl usage). Declared before the client so it outlives it;
+  // counted only when there is a control plane to report to.
+  UsageLedger usage;
+  UsageSink usage_sink(usage);
+  if (!flags.control.empty()) sinks.push_back(&usage_sink);
   std::unique_ptr<AccessLog> access_log;
   std::unique_ptr<AccessLogSink> access_log_sink;
   if (!flags.access_log.empty()) {
@@ -357,9 +363,6 @@ int main(int argc, char** argv) {
 
   // With a control plane, snapshots arrive over Watch; the file stays the on-disk copy that
   // serves while the control plane is away, and is what a restart starts from.
-  // Requests and tokens per (token, model, node, hour), drained into Reports. Declared before the
-  // client so it outlives it.
-  UsageLedger usage;
   std::unique_ptr<ControlClient> control;
   if (!flags.control.empty()) {
     ControlClientOptions control_options;

@@ -441,6 +441,35 @@ TEST(CorralctlTest, TokensWithJson) {
   ASSERT_EQ(fleet.Ctl({"--json", "token", "list"}).Json()["tokens"].size(), 1u);
 }
 
+// Requests through a proxy reach `corralctl usage`: counted per request by the proxy, reported
+// with its Reports, kept by the control plane.
+TEST(CorralctlTest, UsageShowsTheRequestsAProxyServed) {
+  Fleet fleet;
+  ASSERT_NO_FATAL_FAILURE(StartCore(fleet, 1));
+  size_t sim = 0;
+  ASSERT_TRUE(fleet.StartSim("m", &sim));
+  ASSERT_TRUE(AddNode(fleet, "n", sim));
+  ASSERT_TRUE(fleet.WaitProxiesInSync());
+  for (int i = 0; i < 3; ++i) {
+    HttpAnswer answer = fleet.Generate(0, "m");
+    ASSERT_EQ(answer.status, 200) << answer.body << answer.error;
+  }
+  CtlResult usage;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        usage = fleet.Ctl({"--json", "usage", "--by", "node"});
+        if (usage.exit_code != 0) return false;
+        const auto json = usage.Json();
+        return json.contains("rows") && json["rows"].size() == 1 &&
+               json["rows"][0].value("node", "") == "n" &&
+               std::stoull(json["rows"][0].value("requests", "0")) == 3;
+      },
+      seconds(20), "corralctl usage to show the three requests on node n"))
+      << usage;
+  const auto row = usage.Json()["rows"][0];
+  EXPECT_GT(std::stoull(row.value("output_tokens", "0")), 0u) << usage;
+}
+
 TEST(CorralctlTest, ProxiesWithJson) {
   Fleet fleet;
   ASSERT_NO_FATAL_FAILURE(StartCore(fleet, 1));
