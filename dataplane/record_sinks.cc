@@ -52,6 +52,8 @@ void MetricsSink::OnSnapshot(const RoutingTable& table) {
 }
 
 void MetricsSink::Collect() {
+  // Scrapes may run at once; the ejection counters' catch-up below must run once per change.
+  std::lock_guard<std::mutex> lock(collect_mu_);
   const int64_t applied = applied_at_ns_.load();
   metrics_.snapshot_age.Set(
       applied == 0 ? 0 : Seconds(Clock::now().time_since_epoch() - Clock::duration(applied)));
@@ -62,6 +64,11 @@ void MetricsSink::Collect() {
   for (const NodeEntry& node : table->nodes()) {
     const std::shared_ptr<NodeRuntime> runtime = router_.Runtime(node.name);
     metrics_.node_in_flight.Get({node.name}).Set(static_cast<double>(runtime->in_flight.load()));
+    // The Router counts ejections where it decides them; the counter catches up at scrape time
+    // (it never goes back, even when a node's runtime state was forgotten and started over).
+    metrics::Counter& ejections = metrics_.ejections.Get({node.name});
+    const uint64_t seen = static_cast<uint64_t>(std::max<int64_t>(0, runtime->ejections_total));
+    if (seen > ejections.value()) ejections.Inc(seen - ejections.value());
     // Every model the node lists, so a count that fell to zero is shown as zero.
     for (const std::string& model : node.model_keys) {
       metrics_.node_model_in_flight.Get({node.name, model})

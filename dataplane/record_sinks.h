@@ -16,6 +16,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 
 #include "common/access_log.h"
 #include "dataplane/proxy_metrics.h"
@@ -60,6 +61,7 @@ class MetricsSink final : public RecordSink {
   Router& router_;
   SnapshotStore& store_;
   std::function<bool()> connected_;
+  std::mutex collect_mu_;                  // one Collect at a time (scrapes only, never a request)
   std::atomic<int64_t> applied_at_ns_{0};  // steady clock, when OnSnapshot last ran
 };
 

@@ -351,6 +351,7 @@ void Router::RecordFailure(const std::string& node_name, const EffectivePolicy& 
   if (runtime->consecutive_failures >= std::max(1, policy.eject_after_failures)) {
     runtime->consecutive_failures = 0;
     ++runtime->ejections;
+    runtime->ejections_total.fetch_add(1, std::memory_order_relaxed);
     runtime->ejected_until =
         now + std::chrono::milliseconds(EjectionMs(policy, runtime->ejections));
   }

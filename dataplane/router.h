@@ -29,7 +29,8 @@ struct NodeRuntime {
   std::atomic<int64_t> requests_total{0};
   std::atomic<int64_t> failures_total{0};
   std::atomic<int64_t> passive_failures_unreported{0};
-  std::atomic<double> latency_ms{0};  // EWMA of time to response headers
+  std::atomic<double> latency_ms{0};        // EWMA of time to response headers
+  std::atomic<int64_t> ejections_total{0};  // passive ejections since the node was first seen
 
   // Guarded by mu.
   std::mutex mu;

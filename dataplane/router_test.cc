@@ -844,6 +844,22 @@ TEST_F(RouterTest, DefaultPolicyEjectsAfterThreeFailuresForFiveSeconds) {
   EXPECT_EQ(Once(table), "a");
 }
 
+// What corral_node_ejections_total reports: every ejection, never reset by a success.
+TEST_F(RouterTest, EveryEjectionIsCounted) {
+  snapshot_.mutable_retry()->set_eject_after_failures(1);
+  AddNode("a");
+  auto table = Table();
+  EXPECT_EQ(router_.Runtime("a")->ejections_total.load(), 0);
+  Fail("a", table->policy(), 1);
+  EXPECT_EQ(router_.Runtime("a")->ejections_total.load(), 1);
+  Fail("a", table->policy(), 1);  // while ejected: no second ejection
+  EXPECT_EQ(router_.Runtime("a")->ejections_total.load(), 1);
+  clock_.Advance(milliseconds(60000));
+  router_.RecordSuccess("a", 10);
+  Fail("a", table->policy(), 1);
+  EXPECT_EQ(router_.Runtime("a")->ejections_total.load(), 2);
+}
+
 TEST_F(RouterTest, ASuccessBreaksTheFailureRun) {
   AddNode("a");
   auto table = Table();
