@@ -5,6 +5,7 @@
 // counters; and the request id goes from the client (or the proxy) to the node and back.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -243,6 +244,55 @@ TEST_F(ObservabilityTest, KnownTrafficIsInTheAccessLogAndTheMetrics) {
   EXPECT_EQ(Sample(text, "corral_node_in_flight_requests", {"node=\"good\""}), 0);
   EXPECT_NE(text.find("corral_snapshot_version 1\n"), std::string::npos);
   EXPECT_NE(text.find("corral_control_plane_connected 0\n"), std::string::npos);
+}
+
+// The ends of a stream the client did not choose: its node cut it, its node fell silent, the
+// proxy stopped. Each is one line, with its own outcome, written when the stream ended.
+TEST_F(ObservabilityTest, StreamsEndedByTheirNodeOrByTheStopAreRecordedOnceEach) {
+  const size_t dies =
+      StartSim({"--models", "llama3.2:latest", "--fail", "drop-mid-stream", "--fail-after", "2",
+                "--tokens", "6", "--load-delay-ms", "0", "--token-interval-ms", "1"});
+  const size_t stalls = StartSim({"--models", "mistral:latest", "--fail", "stall-mid-stream",
+                                  "--fail-after", "1", "--tokens", "6", "--load-delay-ms", "0"});
+  const size_t endless = StartSim({"--models", "qwen:latest", "--tokens", "100000",
+                                   "--token-interval-ms", "20", "--load-delay-ms", "0"});
+  // One attempt per request (a node failing before any byte would be retried otherwise), and a
+  // short idle limit so the stalled stream ends within the test.
+  WriteSnapshot({Node("dies", SimPort(dies), {"llama3.2:latest"}),
+                 Node("stalls", SimPort(stalls), {"mistral:latest"}),
+                 Node("endless", SimPort(endless), {"qwen:latest"})},
+                1, {{"timeouts", {{"idle_ms", 500}}}});
+  StartProxy({"--access-log", LogPath(), "--grace-s", "0"});
+
+  RawClient cut(ProxyPort(), Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})"));
+  ASSERT_TRUE(WaitFor([&] { return cut.data().find("\"error\"") != std::string::npos; }, kDeadline,
+                      "the cut stream's error line"));
+  RawClient stalled(ProxyPort(), Post("/api/generate", R"({"model":"mistral","prompt":"x"})"));
+  ASSERT_TRUE(WaitFor([&] { return stalled.data().find("\"error\"") != std::string::npos; },
+                      kDeadline, "the stalled stream's error line"));
+  RawClient open(ProxyPort(), Post("/api/generate", R"({"model":"qwen","prompt":"x"})"));
+  ASSERT_TRUE(WaitFor([&] { return open.data().find("\"done\":false") != std::string::npos; },
+                      kDeadline, "the endless stream's first tokens"));
+  ASSERT_TRUE(
+      WaitFor([&] { return LogLines().size() == 2; }, kDeadline, "the two ended streams' lines"));
+  // The stop: no grace, so the open stream is ended at once, and its line is written before the
+  // process exits.
+  EXPECT_EQ(proxy_->Signal(SIGTERM, kDeadline), 0);
+
+  const std::vector<json> lines = LogLines();
+  ASSERT_EQ(lines.size(), 3u);
+  std::map<std::string, json> by_node;
+  for (const json& line : lines) by_node[line.value("node", "")] = line;
+  ASSERT_EQ(by_node.size(), 3u) << lines[0].dump() << lines[1].dump() << lines[2].dump();
+  EXPECT_EQ(by_node["dies"]["outcome"], "node_failed") << by_node["dies"].dump();
+  EXPECT_EQ(by_node["stalls"]["outcome"], "idle_timeout") << by_node["stalls"].dump();
+  EXPECT_EQ(by_node["endless"]["outcome"], "proxy_stopping") << by_node["endless"].dump();
+  for (const auto& [node, line] : by_node) {
+    EXPECT_EQ(line["status"], 200) << line.dump();  // the head had gone out: the node's status
+    EXPECT_TRUE(line["streamed"].get<bool>()) << line.dump();
+    EXPECT_GT(line["bytes_out"].get<int64_t>(), 0) << line.dump();
+    EXPECT_FALSE(line["error"].get<std::string>().empty()) << line.dump();
+  }
 }
 
 TEST_F(ObservabilityTest, MetricsNeedTheTokenOfAClosedFleetAndAreOpenOtherwise) {
