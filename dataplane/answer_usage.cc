@@ -1,5 +1,6 @@
 #include "dataplane/answer_usage.h"
 
+#include <bit>
 #include <cstring>
 
 namespace corral::dataplane {
@@ -225,49 +226,71 @@ constexpr Key kDeltaKeys[] = {
     {"partial_json", R::kDeltaPartialJson},
 };
 
-template <size_t N>
-Role Find(const Key (&keys)[N], std::string_view name) {
-  for (const Key& k : keys) {
-    // Length and first byte rule out nearly every candidate without a memcmp call.
-    if (k.name.size() == name.size() && !name.empty() && k.name[0] == name[0] &&
-        std::memcmp(k.name.data(), name.data(), name.size()) == 0) {
-      return k.role;
-    }
-  }
-  return R::kNone;
-}
+// One context's keys bucketed by length: most keys of an answer are none of ours ("model",
+// "created_at", "id", "object"...) and are ruled out by their length alone; the rest by their
+// first byte before any memcmp.
+struct KeyIndex {
+  static constexpr size_t kMaxKeys = 16;
+  static constexpr size_t kMaxLength = 31;
+  Key keys[kMaxKeys] = {};             // by length
+  uint8_t start[kMaxLength + 2] = {};  // keys n bytes long: keys[start[n]] to keys[start[n + 1]]
 
-// Bit n set: some key of the table is n bytes long. Most keys of an answer are none of ours
-// ("model", "created_at", "id", "object"...) and most are ruled out by their length alone.
-template <size_t N>
-constexpr uint32_t KeyLengths(const Key (&keys)[N]) {
-  uint32_t mask = 0;
-  for (const Key& k : keys) mask |= uint32_t{1} << k.name.size();
-  return mask;
-}
-constexpr uint32_t kTopKeyLengths = KeyLengths(kTopKeys);
+  template <size_t N>
+  constexpr explicit KeyIndex(const Key (&in)[N]) {
+    static_assert(N <= kMaxKeys);
+    size_t count = 0;
+    for (size_t n = 0; n <= kMaxLength; ++n) {
+      start[n] = static_cast<uint8_t>(count);
+      for (const Key& k : in) {
+        if (k.name.size() == n) keys[count++] = k;
+      }
+    }
+    start[kMaxLength + 1] = static_cast<uint8_t>(count);
+    if (count != N) throw "a key longer than kMaxLength";  // fails the constant evaluation
+  }
+
+  Role Find(std::string_view name) const {
+    if (name.empty() || name.size() > kMaxLength) return R::kNone;
+    for (size_t i = start[name.size()]; i < start[name.size() + 1]; ++i) {
+      if (keys[i].name[0] == name[0] &&
+          std::memcmp(keys[i].name.data(), name.data(), name.size()) == 0) {
+        return keys[i].role;
+      }
+    }
+    return R::kNone;
+  }
+};
+
+constexpr KeyIndex kTopIndex(kTopKeys);
+constexpr KeyIndex kMessageIndex(kMessageKeys);
+constexpr KeyIndex kUsageIndex(kUsageKeys);
+constexpr KeyIndex kMessageUsageIndex(kMessageUsageKeys);
+constexpr KeyIndex kResponseIndex(kResponseKeys);
+constexpr KeyIndex kResponseUsageIndex(kResponseUsageKeys);
+constexpr KeyIndex kChoiceIndex(kChoiceKeys);
+constexpr KeyIndex kChoiceDeltaIndex(kChoiceDeltaKeys);
+constexpr KeyIndex kDeltaIndex(kDeltaKeys);
 
 Role LookupKey(Ctx ctx, std::string_view name) {
   switch (ctx) {
     case R::kCtxTop:
-      if (name.size() >= 32 || ((kTopKeyLengths >> name.size()) & 1) == 0) return R::kNone;
-      return Find(kTopKeys, name);
+      return kTopIndex.Find(name);
     case R::kCtxMessage:
-      return Find(kMessageKeys, name);
+      return kMessageIndex.Find(name);
     case R::kCtxUsage:
-      return Find(kUsageKeys, name);
+      return kUsageIndex.Find(name);
     case R::kCtxMessageUsage:
-      return Find(kMessageUsageKeys, name);
+      return kMessageUsageIndex.Find(name);
     case R::kCtxResponse:
-      return Find(kResponseKeys, name);
+      return kResponseIndex.Find(name);
     case R::kCtxResponseUsage:
-      return Find(kResponseUsageKeys, name);
+      return kResponseUsageIndex.Find(name);
     case R::kCtxChoice:
-      return Find(kChoiceKeys, name);
+      return kChoiceIndex.Find(name);
     case R::kCtxChoiceDelta:
-      return Find(kChoiceDeltaKeys, name);
+      return kChoiceDeltaIndex.Find(name);
     case R::kCtxDelta:
-      return Find(kDeltaKeys, name);
+      return kDeltaIndex.Find(name);
     default:
       return R::kNone;
   }
@@ -313,6 +336,46 @@ struct StringStop {
   }
 };
 constexpr StringStop kStringStop;
+
+// The first byte in [p, end) that ends a run of plain string content, or end. Eight bytes at a
+// time (most of an answer's bytes are its text): per byte, the top bit of `hit` is set when the
+// byte is below 0x20 or equal to '"' or '\\' (x - 0x20 and x ^ '"' - 1 borrow only there; bytes
+// of 0x80 and up are masked by ~w). A borrow can only set bits above a stop byte, so the lowest
+// set bit is exactly the first stop byte.
+const char* SkipStringContent(const char* p, const char* end) {
+  if constexpr (std::endian::native == std::endian::little) {
+    constexpr uint64_t kOnes = 0x0101010101010101;
+    constexpr uint64_t kHighs = 0x8080808080808080;
+    while (end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      const uint64_t quote = w ^ (kOnes * '"');
+      const uint64_t backslash = w ^ (kOnes * '\\');
+      const uint64_t hit = ((w - kOnes * 0x20) | (quote - kOnes) | (backslash - kOnes)) &
+                           ~(w & quote & backslash) & kHighs;
+      if (hit != 0) return p + std::countr_zero(hit) / 8;
+      p += 8;
+    }
+  }
+  while (p < end && !kStringStop.stop[static_cast<unsigned char>(*p)]) ++p;
+  return p;
+}
+
+// From the ',' at p, past every following element that is a plain integer ("0" or a digit run
+// not starting with 0, whitespace around it) followed by another ','. Returns that last ','.
+const char* SkipIntegerElements(const char* p, const char* end) {
+  for (;;) {
+    const char* q = p + 1;
+    while (q < end && IsSpace(*q)) ++q;
+    if (q == end || !IsDigit(*q)) return p;
+    if (*q++ != '0') {
+      while (q < end && IsDigit(*q)) ++q;
+    }
+    while (q < end && IsSpace(*q)) ++q;
+    if (q == end || *q != ',') return p;
+    p = q;
+  }
+}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -697,9 +760,7 @@ void AnswerUsageReader::CaptureByte(char c) {
   capture_[capture_len_++] = c;
 }
 
-void AnswerUsageReader::EndString() {
-  const std::string_view captured(capture_, capture_len_ == kCaptureLost ? 0 : capture_len_);
-  const bool lost = capture_len_ == kCaptureLost;
+void AnswerUsageReader::EndString(std::string_view captured, bool lost) {
   if (in_key_) {
     if (capturing_) {  // only in a tracked frame
       Frame& f = frames_[depth_ - 1];
@@ -733,17 +794,26 @@ void AnswerUsageReader::Scan(const char* p, const char* end) {
       case kBad:
         return;
       case kString: {
-        // Most of an answer is string content: one table lookup per byte.
+        // Most of an answer is string content: skipped a word at a time up to the next byte
+        // that needs the full path (the quote, a backslash, a control byte).
         const char* s = p;
-        while (p < end && !kStringStop.stop[static_cast<unsigned char>(*p)]) ++p;
-        if (p > s) {
-          string_nonempty_ = true;
-          if (capturing_) CaptureBytes(s, p);
+        p = SkipStringContent(p, end);
+        if (p > s) string_nonempty_ = true;
+        if (p < end && *p == '"' && capturing_ && capture_len_ == 0) {
+          // The whole string is in this chunk without an escape (nearly every key): it is
+          // matched where it lies, not copied.
+          const auto n = static_cast<size_t>(p - s);
+          const bool lost = n > kCaptureSize;
+          ++p;
+          EndString(lost ? std::string_view() : std::string_view(s, n), lost);
+          continue;
         }
+        if (p > s && capturing_) CaptureBytes(s, p);
         if (p == end) return;
         const char d = *p++;
         if (d == '"') {
-          EndString();
+          const bool lost = capture_len_ == kCaptureLost;
+          EndString(std::string_view(capture_, lost ? 0 : capture_len_), lost);
         } else if (d == '\\') {
           string_nonempty_ = true;
           state_ = kEscape;
@@ -834,6 +904,23 @@ void AnswerUsageReader::Scan(const char* p, const char* end) {
         state_ = kHex;
         break;
       case kNumber: {
+        if (number_state_ == kNumInt && IsDigit(c)) {
+          // A run of integer digits (counts, durations, `context` token ids) in one tight loop.
+          // number_ stays at most kMaxDurationNs, so number_ * 10 + 9 cannot overflow.
+          uint64_t n = number_;
+          bool usable = number_usable_;
+          do {
+            const uint64_t next = n * 10 + static_cast<uint64_t>(*p - '0');
+            if (next > static_cast<uint64_t>(kMaxDurationNs)) {
+              usable = false;
+            } else {
+              n = next;
+            }
+          } while (++p < end && IsDigit(*p));
+          number_ = n;
+          number_usable_ = usable;
+          continue;
+        }
         switch (number_state_) {
           case kNumMinus:
             if (!IsDigit(c)) {
@@ -945,6 +1032,13 @@ void AnswerUsageReader::Scan(const char* p, const char* end) {
         if (IsSpace(c)) break;
         if (c == ',') {
           const bool object = (object_bits_[(depth_ - 1) / 64] >> ((depth_ - 1) % 64)) & 1;
+          if (!object && (depth_ > kTrackedDepth || frames_[depth_ - 1].ctx == kCtxOther)) {
+            // An array whose elements mean nothing (Ollama's `context` of token ids): skip
+            // whole ",<integer>," elements here, as the full path would leave them (kAfterValue
+            // at the next ','); anything else, or an element cut by the chunk's end, is left to
+            // the full path from its ','.
+            p = SkipIntegerElements(p, end);
+          }
           state_ = object ? kObjectKey : kValue;
         } else if (c == '}' || c == ']') {
           CloseContainer(c == '}');

@@ -695,6 +695,61 @@ TEST(AnswerUsageReader, FinishIsIdempotentAndLaterBytesAreIgnored) {
   EXPECT_EQ(once.output_tokens, 1);
 }
 
+// The scanner skips runs of string content eight bytes at a time and whole ",<integer>,"
+// elements of arrays that mean nothing; every byte those runs must stop at is still checked.
+TEST(AnswerUsageReader, LongContextArraysAndTextAreReadExactly) {
+  const std::string_view body =
+      R"({"response":"Rayleigh scattering makes the sky look blue \"mostly\" \u00e9\ud83d\ude00!",)"
+      R"("context":[128006, 9125 ,128007,0,271,38766,1303,33025,2696 , 25,6790,220,0],)"
+      R"("nested":[[1,2,[3,4]],{"a":[5,6]},[]],"done":true,"eval_count":18,)"
+      R"("prompt_eval_count":26})";
+  const AnswerUsage usage = Read(AnswerFormat::kJson, body);
+  EXPECT_EQ(usage.objects, 1u);
+  EXPECT_EQ(usage.malformed, 0u);
+  EXPECT_EQ(usage.input_tokens, 26);
+  EXPECT_EQ(usage.output_tokens, 18);
+  ExpectSameUnderEverySplit(AnswerFormat::kJson, body);
+}
+
+TEST(AnswerUsageReader, MalformedArrayElementsAndStringBytesAreCaughtInRuns) {
+  // Each is malformed at one byte deep inside a run the fast paths cover.
+  const std::string_view bad[] = {
+      R"({"context":[1,2,3,01,5],"eval_count":1})",
+      R"({"context":[1,2,3,1-,5],"eval_count":1})",
+      R"({"context":[1,2,3,,5],"eval_count":1})",
+      R"({"context":[1,2,3,4,],"eval_count":1})",
+      R"({"context":[1,2,3 4,5],"eval_count":1})",
+      R"({"context":[1,2,3,4}],"eval_count":1})",
+      "{\"response\":\"0123456789abcdef\x01ghijklmnop\",\"eval_count\":1}",
+      "{\"response\":\"0123456789abcdef\x1fghijklmnop\",\"eval_count\":1}",
+      R"({"response":"0123456789abcdef\xghijklmnop","eval_count":1})",
+      R"({"response":"0123456789abcdef\ud800ghijklmnop","eval_count":1})",
+  };
+  for (std::string_view body : bad) {
+    const AnswerUsage usage = Read(AnswerFormat::kJson, body);
+    EXPECT_EQ(usage.malformed, 1u) << body;
+    EXPECT_EQ(usage.objects, 0u) << body;
+    EXPECT_FALSE(usage.output_tokens.has_value()) << body;
+    ExpectSameUnderEverySplit(AnswerFormat::kJson, body);
+  }
+  // Numbers with a sign, a fraction or an exponent are fine inside arrays, and still validated.
+  const std::string_view good = R"({"context":[1,-2,3.5,4e2,0,1E+3,-0.0],"eval_count":7})";
+  EXPECT_EQ(Read(AnswerFormat::kJson, good).output_tokens, 7);
+  ExpectSameUnderEverySplit(AnswerFormat::kJson, good);
+}
+
+TEST(AnswerUsageReader, KeysMatchWhetherReadInPlaceOrAcrossChunks) {
+  // A key is matched where it lies when the whole of it is in one chunk, else from its capture;
+  // an escaped key is always captured. Both must give the same member.
+  const std::string_view body =
+      R"({"eval_count":3,"prompt_eval\u005fcount":4,"a_key_much_longer_than_any_capture":1,)"
+      R"("usage":{"prompt_tokens":9,"completion_tokens":8},"done":true})";
+  const AnswerUsage usage = Read(AnswerFormat::kJson, body);
+  EXPECT_EQ(usage.input_tokens, 4);
+  EXPECT_EQ(usage.output_tokens, 3);
+  ExpectSameUnderEverySplit(AnswerFormat::kJson, body);
+}
+
 TEST(AnswerUsageReader, FirstTokenIsSignalledOnce) {
   AnswerUsageReader reader(AnswerFormat::kNdjson);
   EXPECT_TRUE(reader.Feed("{\"response\":\"a\"}\n"));
