@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -33,7 +34,55 @@ bool IsLabelName(std::string_view s) {
   return IsMetricName(s) && s.find(':') == std::string_view::npos && !s.starts_with("__");
 }
 
-size_t HashOf(std::string_view value) { return std::hash<std::string_view>{}(value); }
+// 64x64->128 multiply folded to 64 bits: one instruction pair, and every input bit reaches the
+// low bits the series table masks with.
+inline uint64_t Mum(uint64_t a, uint64_t b) {
+  const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
+inline uint64_t Load64(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
+}
+
+inline uint64_t Load32(const char* p) {
+  uint32_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
+}
+
+// Label values are short (a route, a model tag, a node name): read them a word at a time, inline,
+// instead of calling std::hash's byte-wise Murmur for each value of each Get. Not seeded: the
+// tables it feeds hold only declared or owner-set values, so a caller cannot flood one bucket.
+inline size_t HashOf(std::string_view value) {
+  constexpr uint64_t k0 = 0xa0761d6478bd642fULL;
+  constexpr uint64_t k1 = 0xe7037ed1a0b428dbULL;
+  const char* p = value.data();
+  size_t n = value.size();
+  uint64_t h = k0 ^ n;
+  if (n <= 8) {
+    uint64_t w = 0;
+    if (n >= 4) {
+      w = (Load32(p) << 32) | Load32(p + n - 4);
+    } else if (n > 0) {
+      w = (static_cast<uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
+          (static_cast<uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
+          static_cast<unsigned char>(p[n - 1]);
+    }
+    return Mum(h ^ w, k1);
+  }
+  while (n > 16) {
+    h = Mum(h ^ Load64(p), Load64(p + 8) ^ k1);
+    p += 16;
+    n -= 16;
+  }
+  // 1-16 bytes left, and at least 9 in the value: read whole words ending at its last byte, the
+  // second overlapping the first (or bytes already hashed) when fewer than 16 are left.
+  if (n > 8) return Mum(h ^ Load64(p), Load64(p + n - 8) ^ k1);
+  return Mum(h ^ Load64(p + n - 8), k1 ^ n);
+}
 
 std::vector<std::pair<size_t, std::string>> HashedSet(std::vector<std::string> values) {
   std::vector<std::pair<size_t, std::string>> out;
@@ -60,6 +109,12 @@ bool HashedContains(const std::vector<std::pair<size_t, std::string>>& set, std:
 
 std::atomic<uint64_t> next_domain_id{1};
 
+// Bumped by every LabelDomain::SetValues in the process, after the domain's own generation. A
+// series records the epoch at which its label values were last found in their domains; while the
+// epoch has not moved, a Get that names exactly those values needs no domain check. One load for
+// every family: domains change once per snapshot, and a change costs each series one full check.
+std::atomic<uint64_t> domain_epoch{1};
+
 // Each thread's copy of the owner's values of the domains it reads, so Contains never takes a
 // domain's mutex unless the owner set new values since this thread last looked. A few slots,
 // reused round robin: a process has a handful of domains; tests create and destroy many.
@@ -73,16 +128,38 @@ thread_local std::array<DomainCacheEntry, kDomainCacheSlots> domain_cache;
 thread_local size_t domain_cache_next = 0;
 
 // The series key's hash, from each value's own hash.
+constexpr size_t kCombineSeed = 0x9e3779b97f4a7c15ULL;
+// Each value's hash is already mixed through (HashOf): rotating keeps the order of the values in
+// the key and costs two instructions.
+inline size_t CombineHash(size_t h, size_t v) { return std::rotl(h, 23) ^ v; }
 size_t CombineHashes(std::span<const size_t> hashes) {
-  size_t h = 0x9e3779b97f4a7c15ULL;
-  for (size_t v : hashes) h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  size_t h = kCombineSeed;
+  for (size_t v : hashes) h = CombineHash(h, v);
   return h;
+}
+
+// Equality of short strings a word at a time, inline: a call to memcmp per label value cost more
+// than the compare itself.
+inline bool SameBytes(std::string_view a, std::string_view b) {
+  const size_t n = a.size();
+  if (n != b.size()) return false;
+  const char* p = a.data();
+  const char* q = b.data();
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      if (Load64(p + i) != Load64(q + i)) return false;
+    }
+    return Load64(p + n - 8) == Load64(q + n - 8);
+  }
+  if (n >= 4) return Load32(p) == Load32(q) && Load32(p + n - 4) == Load32(q + n - 4);
+  // 0-3 bytes: the first, middle and last cover them all.
+  return n == 0 || (p[0] == q[0] && p[n / 2] == q[n / 2] && p[n - 1] == q[n - 1]);
 }
 
 bool SameValues(const std::vector<std::string>& a, std::span<const std::string_view> b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i] != b[i]) return false;
+    if (!SameBytes(a[i], b[i])) return false;
   }
   return true;
 }
@@ -212,6 +289,7 @@ void LabelDomain::SetValues(std::vector<std::string> values) {
   std::lock_guard<std::mutex> lock(mu_);
   owned_ = std::move(sorted);
   generation_.fetch_add(1, std::memory_order_release);
+  domain_epoch.fetch_add(1, std::memory_order_release);
 }
 
 bool LabelDomain::Contains(std::string_view value) const {
@@ -314,7 +392,12 @@ FamilyImpl::FamilyImpl(MetricType type, std::string name, std::string help,
 
 FamilyImpl::~FamilyImpl() = default;
 
-Series* FamilyImpl::Find(std::span<const std::string_view> values, size_t hash) const {
+void FamilyImpl::WrongLabelCount() const {
+  DeclarationError(name_ + ": Get with the wrong number of label values");
+}
+
+[[gnu::always_inline]] inline Series* FamilyImpl::Find(std::span<const std::string_view> values,
+                                                       size_t hash) const {
   for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
     Series* s = slots_[i].load(std::memory_order_acquire);
     if (s == nullptr) return nullptr;
@@ -334,37 +417,62 @@ Series& FamilyImpl::Insert(std::span<const std::string_view> values, size_t hash
 }
 
 Series& FamilyImpl::GetSeries(std::span<const std::string_view> values) {
-  constexpr size_t kMaxLabels = 8;
-  if (values.size() != labels_.size() || values.size() > kMaxLabels) {
-    DeclarationError(name_ + ": Get with the wrong number of label values");
-  }
+  if (values.size() != labels_.size() || values.size() > kMaxLabels) WrongLabelCount();
+  // Loaded before any domain is read, so a series marked with this epoch was checked against
+  // values at least as new as it.
+  const uint64_t epoch = domain_epoch.load(std::memory_order_acquire);
+  size_t hash = kCombineSeed;
+  for (std::string_view v : values) hash = CombineHash(hash, HashOf(v));
+  // The common case: the values as given are a series checked since the last SetValues.
+  Series* s = Find(values, hash);
+  if (s != nullptr && s->checked_epoch.load(std::memory_order_relaxed) == epoch) return *s;
+  return GetSeriesChecked(values, hash, s, epoch);
+}
+
+// Out of line: the fast path above then needs few registers and no frame.
+[[gnu::noinline]] Series& FamilyImpl::GetSeriesChecked(std::span<const std::string_view> values,
+                                                       size_t raw_hash, Series* given,
+                                                       uint64_t epoch) {
   static const size_t other_hash = HashOf(kOther);
   std::array<std::string_view, kMaxLabels> folded_storage;
   std::array<size_t, kMaxLabels> hashes;
+  bool all_in_domain = true;
   for (size_t i = 0; i < values.size(); ++i) {
-    const size_t h = HashOf(values[i]);
-    if (labels_[i].domain.ContainsHashed(values[i], h)) {
+    hashes[i] = HashOf(values[i]);
+    if (labels_[i].domain.ContainsHashed(values[i], hashes[i])) {
       folded_storage[i] = values[i];
-      hashes[i] = h;
     } else {
       folded_storage[i] = kOther;
       hashes[i] = other_hash;
+      all_in_domain = false;
     }
   }
+  if (all_in_domain && given != nullptr) {
+    given->checked_epoch.store(epoch, std::memory_order_relaxed);
+    return *given;
+  }
   std::span<const std::string_view> folded(folded_storage.data(), values.size());
-  const size_t hash = CombineHashes(std::span<const size_t>(hashes.data(), values.size()));
-  if (Series* s = Find(folded, hash)) return *s;
+  const size_t hash = all_in_domain
+                          ? raw_hash
+                          : CombineHashes(std::span<const size_t>(hashes.data(), values.size()));
+  if (!all_in_domain) {
+    if (Series* found = Find(folded, hash)) return *found;
+  }
 
   std::lock_guard<std::mutex> lock(mu_);
-  if (Series* s = Find(folded, hash)) return *s;  // created since the lock-free look
-  if (series_.size() < max_series_) return Insert(folded, hash);
+  if (Series* found = Find(folded, hash)) return *found;  // created since the lock-free look
+  if (series_.size() < max_series_) {
+    Series& created = Insert(folded, hash);
+    if (all_in_domain) created.checked_epoch.store(epoch, std::memory_order_relaxed);
+    return created;
+  }
   // Full: the all-"other" series, which may exist beyond max_series_ (the table has room).
   overflowed_.fetch_add(1, std::memory_order_relaxed);
   folded_storage.fill(kOther);
   hashes.fill(other_hash);
   const size_t all_other_hash =
       CombineHashes(std::span<const size_t>(hashes.data(), values.size()));
-  if (Series* s = Find(folded, all_other_hash)) return *s;
+  if (Series* found = Find(folded, all_other_hash)) return *found;
   return Insert(folded, all_other_hash);
 }
 

@@ -23,11 +23,12 @@
 // Thread safety: Add* and AddCollectHook are called while the owner builds the registry, before
 // any other thread sees it. After that every method is safe from any thread:
 //   * Counter::Inc, Gauge::Set/Add, Histogram::Observe are relaxed atomic operations;
-//   * Family::Get takes no lock once its label set has a series: the label values are checked
-//     against their domains through a per-thread cache of each domain's values (a thread takes
-//     the domain's mutex once after each SetValues, to refresh its copy) and the series is found
-//     in an insert-only table of atomic pointers. Only the first Get of a label set takes the
-//     family's mutex, to create the series;
+//   * Family::Get takes no lock once its label set has a series: the series is found in an
+//     insert-only table of atomic pointers by the values as given, and if no SetValues ran since
+//     those values were last checked (one atomic load) that is all. Otherwise the values are
+//     checked against their domains through a per-thread cache of each domain's values (a
+//     thread takes the domain's mutex once after each SetValues, to refresh its copy). Only the
+//     first Get of a label set takes the family's mutex, to create the series;
 //   * LabelDomain::SetValues takes the domain's mutex (once per snapshot);
 //   * rendering takes each family's mutex briefly to list its series, never blocking Get on an
 //     existing series.
@@ -186,6 +187,9 @@ struct Series {
          std::span<const double> bounds);
   const std::vector<std::string> values;  // folded label values, in the family's label order
   const size_t hash;
+  // The process's domain epoch at which `values` were last all found in their domains (0: not
+  // yet): while it is current, a Get naming exactly these values skips the domain check.
+  std::atomic<uint64_t> checked_epoch{0};
   // On its own cache line: every Get reads the key above, and writers of the metric must not
   // take that line away from readers on other cores.
   alignas(64) std::variant<Counter, Gauge, Histogram> metric;
@@ -215,6 +219,13 @@ class FamilyImpl {
   uint64_t overflowed() const { return overflowed_.load(std::memory_order_relaxed); }
 
  private:
+  static constexpr size_t kMaxLabels = 8;
+
+  // GetSeries past the lock-free look: checks the values against their domains, folds them, and
+  // finds or creates the series. `given` is the series of the values as given, if any.
+  Series& GetSeriesChecked(std::span<const std::string_view> values, size_t raw_hash, Series* given,
+                           uint64_t epoch);
+  [[noreturn]] void WrongLabelCount() const;
   Series* Find(std::span<const std::string_view> values, size_t hash) const;
   Series& Insert(std::span<const std::string_view> values, size_t hash);  // REQUIRES: mu_ held
 

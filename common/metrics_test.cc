@@ -193,6 +193,75 @@ TEST(MetricsTest, AnotherThreadSeesTheOwnersNewValues) {
   EXPECT_EQ(answers, (std::vector<bool>{true, false, true}));
 }
 
+// Get skips the domain check for a label set checked since the last SetValues anywhere: a thread
+// that has been finding a series without checks must still see the owner drop and re-add a value.
+TEST(MetricsTest, AWarmGetOnAnotherThreadFollowsTheOwnersValues) {
+  TestMetrics m;
+  m.models.SetValues({"a:latest", "b:latest"});
+  Counter& a = m.requests.Get({"a:latest", "2xx"});
+  std::vector<const Counter*> found;
+  std::mutex mu;
+  std::condition_variable cv;
+  int step = 0;
+  auto wait_for = [&](int want) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return step == want; });
+  };
+  auto advance = [&](int to) {
+    std::lock_guard<std::mutex> lock(mu);
+    step = to;
+    cv.notify_all();
+  };
+  std::thread worker([&] {
+    for (int i = 0; i < 3; ++i) found.push_back(&m.requests.Get({"a:latest", "2xx"}));  // warm
+    advance(1);
+    wait_for(2);
+    found.push_back(&m.requests.Get({"a:latest", "2xx"}));
+    found.push_back(&m.requests.Get({"a:latest", "2xx"}));
+    advance(3);
+    wait_for(4);
+    found.push_back(&m.requests.Get({"a:latest", "2xx"}));
+  });
+  wait_for(1);
+  m.models.SetValues({"b:latest"});
+  advance(2);
+  wait_for(3);
+  m.models.SetValues({"a:latest"});
+  advance(4);
+  worker.join();
+  Counter& other = m.requests.Get({"other", "2xx"});
+  EXPECT_EQ(found, (std::vector<const Counter*>{&a, &a, &a, &other, &other, &a}));
+}
+
+// Values of every length up to a few words, and pairs differing in one byte anywhere, each get
+// their own series, found again by an equal value from another buffer.
+TEST(MetricsTest, ValuesOfEveryLengthKeepTheirOwnSeries) {
+  Registry registry;
+  LabelDomain& names = registry.AddDomain("name");
+  CounterFamily<1>& family = registry.AddCounter("test_names_total", "Names.", {{"name", names}});
+  std::vector<std::string> values;
+  for (size_t n = 0; n <= 40; ++n) {
+    const std::string base(n, 'x');
+    values.push_back(base);
+    for (size_t i = 0; i < n; ++i) {
+      std::string changed = base;
+      changed[i] = 'y';
+      values.push_back(changed);
+    }
+  }
+  names.SetValues(values);
+  std::vector<const Counter*> series;
+  for (const std::string& v : values) series.push_back(&family.Get({v}));
+  for (size_t i = 0; i < values.size(); ++i) {
+    const std::string copy = values[i];  // another buffer, same bytes
+    EXPECT_EQ(&family.Get({copy}), series[i]) << '"' << values[i] << '"';
+    for (size_t j = 0; j < i; ++j) {
+      ASSERT_NE(series[i], series[j]) << '"' << values[i] << "\" and \"" << values[j] << '"';
+    }
+  }
+  EXPECT_EQ(family.SortedSeries().size(), values.size());
+}
+
 TEST(MetricsTest, SeriesAreCappedAndTheRestFoldIntoTheAllOtherSeries) {
   Registry r;
   LabelDomain& nodes = r.AddDomain("node");
@@ -446,12 +515,24 @@ TEST(MetricsTest, ObservationCostFromTwoThreads) {
   const double counter_ns = run([&] {
     for (int i = 0; i < kIterations; ++i) m.requests.Get({"qwen2.5:7b", "2xx"}).Inc();
   });
+  // The widest label set of the proxy's request record: two fixed domains, two owner-set ones.
+  LabelDomain& routes = m.registry.AddDomain("route", {"chat", "generate", "embed", "tags"});
+  LabelDomain& nodes = m.registry.AddDomain("node", {"none"});
+  nodes.SetValues({"node-a", "node-b", "node-c"});
+  CounterFamily<4>& wide = m.registry.AddCounter(
+      "test_wide_total", "Requests by route, model, node and status class.",
+      {{"route", routes}, {"model", m.models}, {"node", nodes}, {"status_class", m.classes}});
+  const double wide_ns = run([&] {
+    for (int i = 0; i < kIterations; ++i) wide.Get({"chat", "qwen2.5:7b", "node-b", "2xx"}).Inc();
+  });
   std::printf(
       "metrics, 2 threads, one shared series, wall time per iteration per thread:\n"
       "  Histogram::Observe on a held series   %7.1f ns\n"
       "  Get(model) + Observe                  %7.1f ns\n"
-      "  Get(model, status class) + Inc        %7.1f ns\n",
-      held_ns, lookup_ns, counter_ns);
+      "  Get(model, status class) + Inc        %7.1f ns\n"
+      "  Get(route, model, node, status) + Inc %7.1f ns\n",
+      held_ns, lookup_ns, counter_ns, wide_ns);
+  EXPECT_EQ(wide.Get({"chat", "qwen2.5:7b", "node-b", "2xx"}).value(), 2u * kIterations);
   EXPECT_EQ(held.Read().count, 4u * kIterations);
 }
 
