@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/private_files.h"
+#include "common/token_hash.h"
 
 namespace corral::control {
 namespace {
@@ -40,10 +41,7 @@ TokenHash HashToken(std::string_view token) {
   return out;
 }
 
-std::string Sha256Hex(std::string_view data) {
-  const TokenHash h = HashToken(data);
-  return Hex(h.data(), h.size());
-}
+std::string Sha256Hex(std::string_view data) { return TokenSha256Hex(data); }
 
 absl::StatusOr<std::string> GenerateToken() {
   uint8_t random[32];

@@ -1,13 +1,13 @@
 #include "dataplane/front_door.h"
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "common/ascii.h"
+#include "common/token_hash.h"
 #include "dataplane/replies.h"
 #include "dataplane/request_id.h"
 
@@ -37,17 +37,6 @@ HeadVerdict Refuse(int status, std::string_view message, bool openai) {
   verdict.body = ErrorBody(status, message, openai);
   if (status == 503) verdict.headers.emplace_back("Retry-After", "1");
   return verdict;
-}
-
-// The lower-case hex SHA-256 of a token's text, as the snapshot stores it.
-void TokenHash(std::string_view token, char (&hex)[2 * SHA256_DIGEST_LENGTH]) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xf];
-  }
 }
 
 }  // namespace
@@ -136,13 +125,12 @@ bool FrontDoor::Authorize(const RequestHead& head, Admitted& admitted, HeadVerdi
   constexpr std::string_view kBearer = "Bearer ";
   if (header != nullptr && header->size() > kBearer.size() &&
       StartsWithIgnoreCase(*header, kBearer)) {
-    char hex[2 * SHA256_DIGEST_LENGTH];
-    TokenHash(std::string_view(*header).substr(kBearer.size()), hex);
+    const std::string hex = TokenSha256Hex(std::string_view(*header).substr(kBearer.size()));
     // Every stored hash is compared, each in constant time, so timing tells nothing about which
     // token came close.
     for (const auto& token : admitted.table->snapshot().tokens()) {
-      if (token.sha256_hex().size() == sizeof hex &&
-          CRYPTO_memcmp(hex, token.sha256_hex().data(), sizeof hex) == 0 &&
+      if (token.sha256_hex().size() == hex.size() &&
+          CRYPTO_memcmp(hex.data(), token.sha256_hex().data(), hex.size()) == 0 &&
           admitted.token == nullptr) {
         admitted.token = &token;
       }

@@ -6,7 +6,6 @@
 #include "dataplane/front_door.h"
 
 #include <gtest/gtest.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/token_hash.h"
 #include "dataplane/replies.h"
 
 namespace corral::dataplane {
@@ -45,19 +45,6 @@ RequestHead Head(std::string_view request_line, Fields fields = {}) {
   return *std::move(parsed.head);
 }
 
-// The lower-case hex SHA-256 of a token's text, as the control plane ships it.
-std::string Sha256Hex(std::string_view text) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char byte : digest) {
-    hex += kHex[byte >> 4];
-    hex += kHex[byte & 0xf];
-  }
-  return hex;
-}
-
 constexpr std::string_view kToken = "c0rral-token-for-everything";
 constexpr std::string_view kLlamaToken = "c0rral-token-for-llama3-only";
 const std::string kBlob = "/api/blobs/sha256:" + std::string(64, 'a');
@@ -79,10 +66,10 @@ corral::v1::Snapshot ClosedFleet() {
   corral::v1::Snapshot snapshot = OpenFleet();
   auto* all = snapshot.add_tokens();
   all->set_name("everything");
-  all->set_sha256_hex(Sha256Hex(kToken));
+  all->set_sha256_hex(corral::TokenSha256Hex(kToken));
   auto* llama = snapshot.add_tokens();
   llama->set_name("llama-only");
-  llama->set_sha256_hex(Sha256Hex(kLlamaToken));
+  llama->set_sha256_hex(corral::TokenSha256Hex(kLlamaToken));
   llama->add_models("llama3:latest");
   return snapshot;
 }
@@ -506,7 +493,7 @@ TEST(FrontDoorCheckTest, UpperCaseStoredHashMatchesOrIsRefused) {
   corral::v1::Snapshot snapshot = OpenFleet();
   auto* token = snapshot.add_tokens();
   token->set_name("upper");
-  std::string upper = Sha256Hex(kToken);
+  std::string upper = corral::TokenSha256Hex(kToken);
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   token->set_sha256_hex(upper);
   if (!proxy.store.Apply(snapshot, "test").ok()) return;  // refused: consistent

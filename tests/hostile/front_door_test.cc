@@ -12,7 +12,6 @@
 // Waits have deadlines; nothing sleeps for a fixed time (a trickling client paces its bytes,
 // which is the attack, not a wait).
 #include <gtest/gtest.h>
-#include <openssl/sha.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "common/token_hash.h"
 #include "tests/control/fleet.h"
 #include "tests/faults/harness.h"
 #include "tests/hostile/raw_client.h"
@@ -76,18 +76,6 @@ const std::string kChatBody =
 const std::string kMarkerHeader = "X-Front-Door-Marker";
 const std::string kBlobPath =
     "/api/blobs/sha256:29b966933827787e189bd9f467e53140aa55a3d2a1362c15d7b3f1f4db80a708";
-
-std::string Sha256Hex(const std::string& text) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char byte : digest) {
-    hex += kHex[byte >> 4];
-    hex += kHex[byte & 0xf];
-  }
-  return hex;
-}
 
 std::string Bearer(const std::string& token) { return "Authorization: Bearer " + token + "\r\n"; }
 
@@ -146,9 +134,9 @@ class FrontDoorTest : public ::testing::Test {
          json::array({corral::faults::SnapshotNode("node", node_.url(), {"llama3.2:latest"})})}};
     if (tokens) {
       snapshot["tokens"] =
-          json::array({{{"name", "all"}, {"sha256_hex", Sha256Hex(kFullToken)}},
+          json::array({{{"name", "all"}, {"sha256_hex", corral::TokenSha256Hex(kFullToken)}},
                        {{"name", "llama-only"},
-                        {"sha256_hex", Sha256Hex(kLimitedToken)},
+                        {"sha256_hex", corral::TokenSha256Hex(kLimitedToken)},
                         {"models", {"registry.ollama.ai/library/llama3.2:latest"}}}});
     }
     const std::string path = dir_ + "/snapshot.json";
