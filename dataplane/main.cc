@@ -67,7 +67,7 @@ constexpr const char* kUsage =
     "                       (default: a quarter of the memory the process may use, at most 4096)\n"
     "  --body-timeout-s N   longest a request body may take to arrive (default 600)\n"
     "  --max-client-connections N  open connections one client address may hold\n"
-    "                       (default: half of --max-streams; 0 = no cap)\n"
+    "                       (default: half of --max-streams, at least 64; 0 = no cap)\n"
     "  --allow-origins LIST comma-separated browser origins allowed; '*' allows any\n"
     "                       (default: Ollama's own: localhost, 127.0.0.1, 0.0.0.0, app://...)\n"
     "  --grace-s N          on SIGTERM, how long open streams may run on (default 30)\n"
@@ -91,7 +91,7 @@ struct Flags {
   int64_t max_body_mb = 256;
   int64_t body_budget_mb = 0;  // 0: from the memory available (DefaultBodyBudget)
   int64_t body_timeout_s = 600;
-  int64_t max_client_connections = -1;  // -1: half of max_streams
+  int64_t max_client_connections = -1;  // -1: half of max_streams, at least 64
   int64_t grace_s = 30;
   std::string allow_origins;
   std::string log_level = "info";
@@ -339,7 +339,9 @@ int main(int argc, char** argv) {
   ProxyListener listener(static_cast<size_t>(threads), 4096);
   const int64_t per_client = flags.max_client_connections >= 0
                                  ? flags.max_client_connections
-                                 : std::max<int64_t>(1, flags.max_streams / 2);
+                                 // A connection is not a stream (a client keeps idle ones
+                                 // open): a small --max-streams must not leave a client one.
+                                 : std::max<int64_t>(64, flags.max_streams / 2);
   listener.set_max_connections_per_client(static_cast<size_t>(per_client));
   listener.set_body_timeout(std::chrono::seconds(flags.body_timeout_s));
   proxy.Install(listener);
