@@ -113,14 +113,20 @@ TestPki* TlsTest::pki_ = nullptr;
 
 TEST_F(TlsTest, ProxyAndCorralctlWorkOverTls) {
   ASSERT_TRUE(StartControl({"--tls-cert", pki_->server_cert, "--tls-key", pki_->server_key}));
-  EXPECT_NE(control_->Log().find("(TLS, data dir"), std::string::npos) << control_->Log();
+  // The line may follow the port file by a moment: waited for, not read at once.
+  EXPECT_TRUE(WaitFor([&] { return control_->Log().find("(TLS, data dir") != std::string::npos; },
+                      seconds(10), "the log to say (TLS, data dir"))
+      << control_->Log();
   ASSERT_TRUE(StartProxy({"--control-tls-ca", pki_->ca_cert}));
 
   CtlResult added = Ctl({"--tls-ca", pki_->ca_cert, "node", "add", "gpu-tls", "127.0.0.1:9"});
   ASSERT_EQ(added.exit_code, 0) << added;
   // The node reached the proxy: the Watch stream runs over TLS.
   EXPECT_TRUE(WaitFor([&] { return ProxyHasNode("gpu-tls"); }, seconds(15), "node on the proxy"));
-  EXPECT_NE(proxy_->Log().find("(TLS)"), std::string::npos) << proxy_->Log();
+  // The line may follow the port file by a moment: waited for, not read at once.
+  EXPECT_TRUE(WaitFor([&] { return proxy_->Log().find("(TLS)") != std::string::npos; }, seconds(10),
+                      "the log to say (TLS)"))
+      << proxy_->Log();
 
   // The CA may come from the environment too.
   CtlResult listed = ctl_.CtlRaw(
@@ -157,7 +163,10 @@ TEST_F(TlsTest, PlaintextAndUntrustingClientsAreRefusedWithAClearError) {
 TEST_F(TlsTest, MutualTlsRefusesAClientWithoutACertificate) {
   ASSERT_TRUE(StartControl({"--tls-cert", pki_->server_cert, "--tls-key", pki_->server_key,
                             "--tls-client-ca", pki_->ca_cert}));
-  EXPECT_NE(control_->Log().find("(mTLS, data dir"), std::string::npos) << control_->Log();
+  // The line may follow the port file by a moment: waited for, not read at once.
+  EXPECT_TRUE(WaitFor([&] { return control_->Log().find("(mTLS, data dir") != std::string::npos; },
+                      seconds(10), "the log to say (mTLS, data dir"))
+      << control_->Log();
 
   CtlResult anonymous = Ctl({"--tls-ca", pki_->ca_cert, "node", "list"});
   EXPECT_EQ(anonymous.exit_code, 1) << anonymous;
@@ -175,7 +184,10 @@ TEST_F(TlsTest, MutualTlsRefusesAClientWithoutACertificate) {
   ASSERT_TRUE(StartProxy({"--control-tls-ca", pki_->ca_cert, "--control-tls-cert",
                           pki_->client_cert, "--control-tls-key", pki_->client_key}));
   EXPECT_TRUE(WaitFor([&] { return ProxyHasNode("gpu-m"); }, seconds(15), "node on the proxy"));
-  EXPECT_NE(proxy_->Log().find("(mTLS)"), std::string::npos) << proxy_->Log();
+  // The line may follow the port file by a moment: waited for, not read at once.
+  EXPECT_TRUE(WaitFor([&] { return proxy_->Log().find("(mTLS)") != std::string::npos; },
+                      seconds(10), "the log to say (mTLS)"))
+      << proxy_->Log();
 }
 
 TEST_F(TlsTest, BadTlsFilesStopTheControlPlaneWithTheReason) {
