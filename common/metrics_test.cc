@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -489,30 +488,26 @@ TEST(MetricsTest, RenderingWhileUpdatingIsSafe) {
   writer.join();
 }
 
-// Not a pass/fail figure (speed is not asserted): what one observation costs on the request path
-// when two threads share a series, printed so a change that adds a lock shows up in the log.
-TEST(MetricsTest, ObservationCostFromTwoThreads) {
+// Two threads sharing series, held and looked up each time, lose no observation (speed is a
+// benchmark's business, never a test's).
+TEST(MetricsTest, ObservationsFromTwoThreadsOnSharedSeriesAreAllCounted) {
   TestMetrics m;
   m.models.SetValues({"llama3:latest", "qwen2.5:7b"});
   constexpr int kIterations = 500000;
   auto run = [&](auto body) {
-    const auto start = std::chrono::steady_clock::now();
     std::thread a([&] { body(); });
     std::thread b([&] { body(); });
     a.join();
     b.join();
-    return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
-               .count() /
-           kIterations;
   };
   Histogram& held = m.latency.Get({"llama3:latest"});
-  const double held_ns = run([&] {
+  run([&] {
     for (int i = 0; i < kIterations; ++i) held.Observe(i * 1e-4);
   });
-  const double lookup_ns = run([&] {
+  run([&] {
     for (int i = 0; i < kIterations; ++i) m.latency.Get({"llama3:latest"}).Observe(i * 1e-4);
   });
-  const double counter_ns = run([&] {
+  run([&] {
     for (int i = 0; i < kIterations; ++i) m.requests.Get({"qwen2.5:7b", "2xx"}).Inc();
   });
   // The widest label set of the proxy's request record: two fixed domains, two owner-set ones.
@@ -522,18 +517,12 @@ TEST(MetricsTest, ObservationCostFromTwoThreads) {
   CounterFamily<4>& wide = m.registry.AddCounter(
       "test_wide_total", "Requests by route, model, node and status class.",
       {{"route", routes}, {"model", m.models}, {"node", nodes}, {"status_class", m.classes}});
-  const double wide_ns = run([&] {
+  run([&] {
     for (int i = 0; i < kIterations; ++i) wide.Get({"chat", "qwen2.5:7b", "node-b", "2xx"}).Inc();
   });
-  std::printf(
-      "metrics, 2 threads, one shared series, wall time per iteration per thread:\n"
-      "  Histogram::Observe on a held series   %7.1f ns\n"
-      "  Get(model) + Observe                  %7.1f ns\n"
-      "  Get(model, status class) + Inc        %7.1f ns\n"
-      "  Get(route, model, node, status) + Inc %7.1f ns\n",
-      held_ns, lookup_ns, counter_ns, wide_ns);
   EXPECT_EQ(wide.Get({"chat", "qwen2.5:7b", "node-b", "2xx"}).value(), 2u * kIterations);
   EXPECT_EQ(held.Read().count, 4u * kIterations);
+  EXPECT_EQ(m.requests.Get({"qwen2.5:7b", "2xx"}).value(), 2u * kIterations);
 }
 
 }  // namespace

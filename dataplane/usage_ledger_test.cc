@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -198,14 +197,13 @@ TEST(UsageLedgerTest, ConcurrentAddsAndDrainsLoseAndDoubleNothing) {
   EXPECT_GT(round, 1) << "the reporter should have drained while requests were counted";
 }
 
-// The cost of Add on the request path, one thread and eight at once (same keys, as a busy fleet
-// has). Printed for docs/observability.md; the bound only catches a gross regression.
-TEST(UsageLedgerTest, AddCost) {
+// Adds from one thread, then from eight at once on the same keys (as a busy fleet has), are all
+// counted. (What an Add costs is measured by hand with callgrind, never asserted in a test.)
+TEST(UsageLedgerTest, AddsFromOneAndFromEightThreadsAreAllCounted) {
   UsageLedger ledger;
   constexpr int kAdds = 200000;
   auto run = [&](int threads) {
     std::vector<std::thread> pool;
-    const auto start = std::chrono::steady_clock::now();
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&] {
         for (int i = 0; i < kAdds; ++i) {
@@ -214,17 +212,9 @@ TEST(UsageLedgerTest, AddCost) {
       });
     }
     for (auto& t : pool) t.join();
-    const double ns =
-        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
-    return ns / (static_cast<double>(kAdds) * threads);  // wall time per Add, all threads
   };
-  const double one = run(1);
-  const double eight = run(8);
-  std::printf(
-      "UsageLedger::Add: %.0f ns per call on 1 thread; %.0f ns per call overall with 8 "
-      "threads on %u cores\n",
-      one, eight, std::thread::hardware_concurrency());
-  EXPECT_LT(one, 5000.0);
+  run(1);
+  run(8);
   EXPECT_EQ(Total(ledger.Drain()).requests, 9u * kAdds);
 }
 
