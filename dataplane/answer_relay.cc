@@ -77,6 +77,50 @@ void SetBody(httplib::Response& res, std::string body, const std::string& conten
   }
 }
 
+// Hands the call's record to a relay that outlives the handler; null when the call has no
+// listener ticket to keep it alive (then the handler finishes it).
+RecordHandle* CarryRecord(ProxyCall& call, std::shared_ptr<void>* ticket) {
+  if (call.ticket == nullptr || *call.ticket == nullptr) return nullptr;
+  *ticket = *call.ticket;
+  call.record_carried = true;
+  call.record().streamed = true;
+  return &call.record_handle();
+}
+
+// The request's record, carried by a relay that outlives its handler to the answer's end: the
+// listener's ticket that holds it, what the relay learns, and how the answer ended when it did
+// not complete.
+struct CarriedRecord {
+  std::shared_ptr<void> ticket;
+  RecordHandle* record = nullptr;
+  int status = 0;
+  std::optional<AnswerUsageReader> usage;
+  RelayTap tap;
+  RequestOutcome end = RequestOutcome::kClientGone;
+  std::string end_error = "the client left mid-answer";
+
+  // Takes the call's record and starts reading token counts from an answer of `content_type`.
+  void Begin(ProxyCall& call, const std::string& content_type) {
+    status = call.res.status;
+    record = CarryRecord(call, &ticket);
+    if (const AnswerFormat format = AnswerFormatFor(call.route.endpoint, content_type);
+        format != AnswerFormat::kNone) {
+      tap.usage = &usage.emplace(format);
+    }
+  }
+  // Notes how the answer ended, should it not complete.
+  void Ended(RequestOutcome outcome, std::string error) {
+    end = outcome;
+    end_error = std::move(error);
+  }
+  // Finishes the record (when the call had one to carry): answered when `complete`.
+  void Finish(bool complete) {
+    if (record == nullptr) return;
+    FinishRelayed(*record, tap, status, complete ? RequestOutcome::kAnswered : end,
+                  complete ? std::string() : std::move(end_error));
+  }
+};
+
 // What a streamed answer needs after the handler returned: httplib calls the provider on the
 // same worker thread, and destroys this (through the releaser's captures) when done.
 struct StreamState {
@@ -92,27 +136,9 @@ struct StreamState {
   // The response head has gone to the client: the listener holds it back until the first body
   // bytes, so a node that sent its head alone gets it pushed out before the first wait.
   bool head_sent = false;
-  std::string tail;  // the last two bytes relayed, to start an error on a line of its own
-  // The request's record, carried to the stream's end: the listener's ticket that holds it,
-  // what the relay learns, and how the stream ended when it did not complete.
-  std::shared_ptr<void> ticket;
-  RecordHandle* record = nullptr;
-  int status = 0;
-  std::optional<AnswerUsageReader> usage;
-  RelayTap tap;
-  RequestOutcome end = RequestOutcome::kClientGone;
-  std::string end_error = "the client left mid-answer";
+  std::string tail;       // the last two bytes relayed, to start an error on a line of its own
+  CarriedRecord carried;  // the request's record, to the stream's end
 };
-
-// Hands the call's record to a relay that outlives the handler; null when the call has no
-// listener ticket to keep it alive (then the handler finishes it).
-RecordHandle* CarryRecord(ProxyCall& call, std::shared_ptr<void>* ticket) {
-  if (call.ticket == nullptr || *call.ticket == nullptr) return nullptr;
-  *ticket = *call.ticket;
-  call.record_carried = true;
-  call.record().streamed = true;
-  return &call.record_handle();
-}
 
 std::string IdleReason(const std::string& node, milliseconds idle) {
   return "node '" + node + "' sent nothing for " + std::to_string(idle.count() / 1000) + " s";
@@ -178,12 +204,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
   relay->sse = call.route.openai || IsStreamType(content_type);
   // On the serving thread this is one comparison (client_socket.h).
   relay->client_fd = call.ClientFd() >= 0 ? call.client_fd : -1;
-  relay->status = call.res.status;
-  relay->record = CarryRecord(call, &relay->ticket);
-  if (const AnswerFormat format = AnswerFormatFor(call.route.endpoint, content_type);
-      format != AnswerFormat::kNone) {
-    relay->tap.usage = &relay->usage.emplace(format);
-  }
+  relay->carried.Begin(call, content_type);
   const milliseconds idle(relay->policy.idle_ms);
   const milliseconds poll_slice = stream_poll_;
   auto provider = [this, relay, idle, poll_slice](size_t, httplib::DataSink& sink) -> bool {
@@ -193,8 +214,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
     auto fail = [&](const std::string& reason, RequestOutcome outcome) {
       CORRAL_LOG(kWarn, "proxy") << relay->path << ": stream from node " << node
                                  << " broke: " << reason;
-      relay->end = outcome;
-      relay->end_error = reason;
+      relay->carried.Ended(outcome, reason);
       router_.RecordFailure(node, relay->policy);
       // The error must stand on a line (or SSE event) of its own, even when the node died in the
       // middle of one.
@@ -217,7 +237,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
       if (up.has_body()) {
         const std::string piece = up.TakeBody();
         RememberTail(piece, &relay->tail);
-        relay->tap.Saw(piece);
+        relay->carried.tap.Saw(piece);
         if (!sink.write(piece.data(), piece.size())) {
           up.Close();  // the client left: closing makes the node stop generating
           return false;
@@ -253,7 +273,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
         carried.idle = idle;
         carried.client_timeout = kClientWriteTimeout;
         carried.tail = &relay->tail;
-        carried.tap = &relay->tap;
+        carried.tap = &relay->carried.tap;
         switch (relay_loop_.Carry(carried)) {
           case RelayLoop::End::kFinished:
             relay->finished = true;
@@ -298,11 +318,7 @@ void AnswerRelay::RelayStream(ProxyCall& call, Lease lease,
     } else if (relay->conn) {
       relay->conn->Close();
     }
-    if (relay->record != nullptr) {
-      FinishRelayed(*relay->record, relay->tap, relay->status,
-                    relay->finished ? RequestOutcome::kAnswered : relay->end,
-                    relay->finished ? std::string() : std::move(relay->end_error));
-    }
+    relay->carried.Finish(relay->finished);
   };
   call.res.set_chunked_content_provider(content_type, std::move(provider), std::move(releaser));
 }
@@ -318,14 +334,7 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
     EffectivePolicy policy;
     int client_fd = -1;
     uint64_t length = 0;
-    // The request's record, carried to the body's end (see StreamState).
-    std::shared_ptr<void> ticket;
-    RecordHandle* record = nullptr;
-    int status = 0;
-    std::optional<AnswerUsageReader> usage;
-    RelayTap tap;
-    RequestOutcome end = RequestOutcome::kClientGone;
-    std::string end_error = "the client left mid-answer";
+    CarriedRecord carried;  // the request's record, to the body's end
   };
   auto relay = std::make_shared<LargeBody>();
   relay->conn = std::move(conn);
@@ -334,13 +343,8 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
   relay->policy = call.table->policy();
   relay->client_fd = call.ClientFd() >= 0 ? call.client_fd : -1;
   relay->length = static_cast<uint64_t>(relay->conn->content_length());
-  relay->status = call.res.status;
-  relay->record = CarryRecord(call, &relay->ticket);
+  relay->carried.Begin(call, content_type);
   call.record().streamed = false;  // one long answer, not a stream
-  if (const AnswerFormat format = AnswerFormatFor(call.route.endpoint, content_type);
-      format != AnswerFormat::kNone) {
-    relay->tap.usage = &relay->usage.emplace(format);
-  }
   const milliseconds idle(relay->policy.idle_ms);
   // httplib calls the provider until the announced length is written; the node's bytes go out
   // as they arrive, so the proxy holds one read of them at a time. A node that fails inside the
@@ -352,7 +356,7 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
     while (true) {
       if (up.has_body()) {
         const std::string piece = up.TakeBody();
-        relay->tap.Saw(piece);
+        relay->carried.tap.Saw(piece);
         if (!sink.write(piece.data(), piece.size())) {
           up.Close();
           return false;
@@ -360,13 +364,12 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
         return true;
       }
       if (up.message_complete()) {
-        relay->end = RequestOutcome::kNodeFailed;
-        relay->end_error = "node '" + relay->node->name + "' ended its answer short";
+        relay->carried.Ended(RequestOutcome::kNodeFailed,
+                             "node '" + relay->node->name + "' ended its answer short");
         return false;
       }
       if (exchange_.aborting()) {
-        relay->end = RequestOutcome::kProxyStopping;
-        relay->end_error = "corral-proxy is shutting down";
+        relay->carried.Ended(RequestOutcome::kProxyStopping, "corral-proxy is shutting down");
         return false;
       }
       const WaitOutcome waited = up.Wait(stream_poll_, &relay->client_fd);
@@ -379,8 +382,7 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
           CORRAL_LOG(kWarn, "proxy") << "node " << relay->node->name << " sent nothing for "
                                      << idle.count() << " ms inside an answer";
           router_.RecordFailure(relay->node->name, relay->policy);
-          relay->end = RequestOutcome::kIdleTimeout;
-          relay->end_error = IdleReason(relay->node->name, idle);
+          relay->carried.Ended(RequestOutcome::kIdleTimeout, IdleReason(relay->node->name, idle));
           return false;
         }
         continue;
@@ -390,8 +392,8 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
         CORRAL_LOG(kWarn, "proxy")
             << "node " << relay->node->name << " failed inside an answer: " << up.error();
         router_.RecordFailure(relay->node->name, relay->policy);
-        relay->end = RequestOutcome::kNodeFailed;
-        relay->end_error = MidStreamFailure(relay->node->name, up.error());
+        relay->carried.Ended(RequestOutcome::kNodeFailed,
+                             MidStreamFailure(relay->node->name, up.error()));
         return false;
       }
       last = Clock::now();
@@ -399,12 +401,7 @@ void AnswerRelay::RelayLargeBody(ProxyCall& call, Lease lease,
   };
   auto releaser = [this, relay](bool) {
     exchange_.GiveBack(*relay->node, std::move(relay->conn));
-    if (relay->record != nullptr) {
-      const bool whole = relay->tap.bytes == relay->length;
-      FinishRelayed(*relay->record, relay->tap, relay->status,
-                    whole ? RequestOutcome::kAnswered : relay->end,
-                    whole ? std::string() : std::move(relay->end_error));
-    }
+    relay->carried.Finish(relay->carried.tap.bytes == relay->length);
   };
   call.res.set_content_provider(static_cast<size_t>(relay->conn->content_length()), content_type,
                                 std::move(provider), std::move(releaser));
