@@ -9,6 +9,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev libgmock-dev
   libhttp-parser-dev
   prometheus  # promtool: tests lint the /metrics text with Prometheus's own checker
+  openssl     # tests/tls makes its CA and certificates with the openssl command
   nodejs npm
 )
 if [[ "${1:-}" == "--bench" ]]; then
