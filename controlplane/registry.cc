@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "common/log.h"
 #include "common/node_name.h"
 #include "common/node_url.h"
+#include "common/placement_rules.h"
 #include "common/private_files.h"
 
 namespace corral::control {
@@ -34,7 +36,6 @@ using corral::v1::NodeInfo;
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxPriority = 1000000;
 constexpr int kMaxWeight = 1000000;
-constexpr int kMaxParallel = 1000000;
 constexpr size_t kMaxLabels = 64;
 
 // Ordered schema migrations: migration i (1-based) moves a database from user_version i-1 to i.
@@ -121,13 +122,23 @@ CREATE TABLE usage_batches (
 );
 CREATE INDEX usage_batches_updated ON usage_batches (updated_unix);
 )sql",
+    // 5: per-model parallel slots per node (0 = the default, 1), and the operator's routing rules:
+    // the wait queue's policy, placement rules, aliases and model memory rules, as JSON in the
+    // same row as the strategy they are set with.
+    R"sql(
+ALTER TABLE nodes ADD COLUMN num_parallel INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE config ADD COLUMN queue TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE config ADD COLUMN placement TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE config ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE config ADD COLUMN model_memory TEXT NOT NULL DEFAULT '[]';
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 constexpr char kNodeColumns[] =
     "name, url, admin_state, health, priority, weight, max_parallel, max_memory_gb, models, "
     "loaded, version, latency_ms, last_probe_at, last_error, created_at, updated_at, labels, "
-    "discovered";
+    "discovered, num_parallel";
 
 std::string NowRfc3339() {
   const auto now = std::chrono::system_clock::now();
@@ -356,7 +367,8 @@ absl::StatusOr<std::string> NormalizeUrl(const std::string& url) {
   return parsed->Normalized();
 }
 
-absl::Status ValidateLimits(int priority, int weight, int max_parallel, double max_memory_gb) {
+absl::Status ValidateLimits(int priority, int weight, int max_parallel, double max_memory_gb,
+                            int num_parallel) {
   if (priority < 0 || priority > kMaxPriority) {
     return absl::InvalidArgumentError(absl::StrCat("priority must be between 0 and ", kMaxPriority,
                                                    " (lower is preferred), got ", priority));
@@ -365,11 +377,12 @@ absl::Status ValidateLimits(int priority, int weight, int max_parallel, double m
     return absl::InvalidArgumentError(
         absl::StrCat("weight must be between 0 and ", kMaxWeight, " (0 means 1), got ", weight));
   }
-  if (max_parallel < 0 || max_parallel > kMaxParallel) {
+  if (max_parallel < 0 || max_parallel > kMaxNodeParallel) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_parallel must be 0 (no limit) or a positive number up to ", kMaxParallel,
-                     ", got ", max_parallel));
+        absl::StrCat("max_parallel must be 0 (no limit) or a positive number up to ",
+                     kMaxNodeParallel, ", got ", max_parallel));
   }
+  if (absl::Status s = ValidateNumParallel(num_parallel); !s.ok()) return s;
   if (!std::isfinite(max_memory_gb) || max_memory_gb < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_memory_gb must be 0 (not set) or a positive number of GB, got ", max_memory_gb));
@@ -383,20 +396,7 @@ absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string
         absl::StrCat("a node may carry at most ", kMaxLabels, " labels, got ", labels.size()));
   }
   for (const auto& [k, v] : labels) {
-    const bool key_ok = !k.empty() && k.size() <= 63 && std::all_of(k.begin(), k.end(), [](char c) {
-      return IsNodeNameChar(c) || c == '/';
-    });
-    if (!key_ok) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("label key \"", k, "\" must match [A-Za-z0-9_./-]{1,63}"));
-    }
-    const bool value_ok = v.size() <= 255 && std::none_of(v.begin(), v.end(), [](char c) {
-                            return static_cast<unsigned char>(c) < 0x20;
-                          });
-    if (!value_ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label \"", k, "\" value must be at most 255 characters without control characters"));
-    }
+    if (absl::Status s = ValidateLabel(k, v); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -477,6 +477,7 @@ NodeInfo ReadNode(Stmt& s) {
   info.set_updated_at(s.Text(15));
   LabelsFromJson(s.Text(16), n->mutable_labels());
   info.set_discovered(s.Int(17) != 0);
+  n->set_num_parallel(static_cast<int32_t>(s.Int(18)));
   return info;
 }
 
@@ -506,12 +507,24 @@ absl::StatusOr<uint64_t> LoadVersion(sqlite3* db) {
 }
 
 absl::StatusOr<corral::v1::StrategyConfig> LoadStrategy(sqlite3* db) {
-  Stmt s(db, "SELECT strategy, retry, timeouts FROM config WHERE id = 1");
+  Stmt s(db,
+         "SELECT strategy, retry, timeouts, queue, placement, aliases, model_memory FROM config "
+         "WHERE id = 1");
   if (s.Step() != SQLITE_ROW) return SqliteError(db, "read strategy");
   corral::v1::StrategyConfig config;
   config.set_strategy(static_cast<corral::v1::Strategy>(s.Int(0)));
   *config.mutable_retry() = FromJson<corral::v1::RetryPolicy>(s.Text(1));
   *config.mutable_timeouts() = FromJson<corral::v1::TimeoutPolicy>(s.Text(2));
+  *config.mutable_queue() = FromJson<corral::v1::QueuePolicy>(s.Text(3));
+  for (auto& r : FromJsonArray<corral::v1::PlacementRule>(s.Text(4))) {
+    *config.add_placement() = std::move(r);
+  }
+  for (auto& a : FromJsonArray<corral::v1::ModelAlias>(s.Text(5))) {
+    *config.add_aliases() = std::move(a);
+  }
+  for (auto& m : FromJsonArray<corral::v1::ModelMemoryRule>(s.Text(6))) {
+    *config.add_model_memory() = std::move(m);
+  }
   return config;
 }
 
@@ -756,8 +769,8 @@ absl::StatusOr<NodeInfo> Registry::CreateNode(const corral::v1::CreateNodeReques
   if (absl::Status s = ValidateName(req.name()); !s.ok()) return s;
   absl::StatusOr<std::string> url = NormalizeUrl(req.url());
   if (!url.ok()) return url.status();
-  if (absl::Status s =
-          ValidateLimits(req.priority(), req.weight(), req.max_parallel(), req.max_memory_gb());
+  if (absl::Status s = ValidateLimits(req.priority(), req.weight(), req.max_parallel(),
+                                      req.max_memory_gb(), req.num_parallel());
       !s.ok()) {
     return s;
   }
@@ -779,8 +792,8 @@ absl::StatusOr<NodeInfo> Registry::CreateNode(const corral::v1::CreateNodeReques
     const std::string now = NowRfc3339();
     Stmt s(db_,
            "INSERT INTO nodes (name, url, admin_state, health, priority, weight, max_parallel, "
-           "max_memory_gb, labels, discovered, created_at, updated_at) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+           "max_memory_gb, labels, discovered, created_at, updated_at, num_parallel) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.Bind(1, req.name())
         .Bind(2, *url)
         .Bind(3, static_cast<int>(corral::v1::ADMIN_STATE_ENABLED))
@@ -792,7 +805,8 @@ absl::StatusOr<NodeInfo> Registry::CreateNode(const corral::v1::CreateNodeReques
         .Bind(9, LabelsToJson(req.labels()))
         .Bind(10, discovered ? 1 : 0)
         .Bind(11, now)
-        .Bind(12, now);
+        .Bind(12, now)
+        .Bind(13, req.num_parallel());
     if (absl::Status st = s.Run("insert node"); !st.ok()) return st;
     absl::StatusOr<NodeInfo> loaded = LoadNode(db_, req.name());
     if (!loaded.ok()) return loaded.status();
@@ -832,11 +846,13 @@ absl::StatusOr<NodeInfo> Registry::UpdateNode(const corral::v1::UpdateNodeReques
     if (req.has_weight()) next.set_weight(req.weight() == 0 ? 1 : req.weight());
     if (req.has_max_parallel()) next.set_max_parallel(req.max_parallel());
     if (req.has_max_memory_gb()) next.set_max_memory_gb(req.max_memory_gb());
+    if (req.has_num_parallel()) next.set_num_parallel(req.num_parallel());
     for (const auto& [k, v] : req.set_labels()) (*next.mutable_labels())[k] = v;
     for (const auto& k : req.remove_labels()) next.mutable_labels()->erase(k);
-    if (absl::Status s = ValidateLimits(req.has_priority() ? req.priority() : next.priority(),
-                                        req.has_weight() ? req.weight() : next.weight(),
-                                        next.max_parallel(), next.max_memory_gb());
+    if (absl::Status s =
+            ValidateLimits(req.has_priority() ? req.priority() : next.priority(),
+                           req.has_weight() ? req.weight() : next.weight(), next.max_parallel(),
+                           next.max_memory_gb(), next.num_parallel());
         !s.ok()) {
       return s;
     }
@@ -856,6 +872,7 @@ absl::StatusOr<NodeInfo> Registry::UpdateNode(const corral::v1::UpdateNodeReques
                          next.weight() != before.weight() ||
                          next.max_parallel() != before.max_parallel() ||
                          next.max_memory_gb() != before.max_memory_gb() ||
+                         next.num_parallel() != before.num_parallel() ||
                          LabelsToJson(next.labels()) != LabelsToJson(before.labels());
     if (!changed) {
       updated = *std::move(current);
@@ -863,11 +880,12 @@ absl::StatusOr<NodeInfo> Registry::UpdateNode(const corral::v1::UpdateNodeReques
     }
     // A new address may be another machine: forget what the prober learned about the old one.
     Stmt s(db_, moved ? "UPDATE nodes SET url = ?, priority = ?, weight = ?, max_parallel = ?, "
-                        "max_memory_gb = ?, labels = ?, updated_at = ?, health = 0, models = '[]', "
-                        "loaded = '[]', version = '', latency_ms = 0, last_error = '' "
-                        "WHERE name = ?"
+                        "max_memory_gb = ?, labels = ?, updated_at = ?, num_parallel = ?, "
+                        "health = 0, models = '[]', loaded = '[]', version = '', latency_ms = 0, "
+                        "last_error = '' WHERE name = ?"
                       : "UPDATE nodes SET url = ?, priority = ?, weight = ?, max_parallel = ?, "
-                        "max_memory_gb = ?, labels = ?, updated_at = ? WHERE name = ?");
+                        "max_memory_gb = ?, labels = ?, updated_at = ?, num_parallel = ? "
+                        "WHERE name = ?");
     s.Bind(1, next.url())
         .Bind(2, next.priority())
         .Bind(3, next.weight())
@@ -875,7 +893,8 @@ absl::StatusOr<NodeInfo> Registry::UpdateNode(const corral::v1::UpdateNodeReques
         .Bind(5, next.max_memory_gb())
         .Bind(6, LabelsToJson(next.labels()))
         .Bind(7, NowRfc3339())
-        .Bind(8, req.name());
+        .Bind(8, next.num_parallel())
+        .Bind(9, req.name());
     if (absl::Status st = s.Run("update node"); !st.ok()) return st;
     absl::StatusOr<NodeInfo> loaded = LoadNode(db_, req.name());
     if (!loaded.ok()) return loaded.status();
@@ -993,12 +1012,29 @@ absl::StatusOr<corral::v1::StrategyConfig> Registry::SetStrategy(
     if (req.strategy() != corral::v1::STRATEGY_UNSPECIFIED) next.set_strategy(req.strategy());
     if (req.has_retry()) *next.mutable_retry() = req.retry();
     if (req.has_timeouts()) *next.mutable_timeouts() = req.timeouts();
+    if (req.has_queue()) *next.mutable_queue() = req.queue();
+    if (req.set_placement()) *next.mutable_placement() = req.placement();
+    if (req.set_aliases()) *next.mutable_aliases() = req.aliases();
+    if (req.set_model_memory()) *next.mutable_model_memory() = req.model_memory();
+    // The rules are checked as the set they become: an alias is valid or not against the others.
+    if (absl::Status s = ValidateRoutingRules(next.queue(), next.placement(), next.aliases(),
+                                              next.model_memory());
+        !s.ok()) {
+      return s;
+    }
     result = next;
-    if (next.SerializeAsString() == current->SerializeAsString()) return false;
-    Stmt s(db_, "UPDATE config SET strategy = ?, retry = ?, timeouts = ? WHERE id = 1");
+    // Field by field: a map's serialised order (placement labels) is not stable.
+    if (google::protobuf::util::MessageDifferencer::Equals(next, *current)) return false;
+    Stmt s(db_,
+           "UPDATE config SET strategy = ?, retry = ?, timeouts = ?, queue = ?, placement = ?, "
+           "aliases = ?, model_memory = ? WHERE id = 1");
     s.Bind(1, static_cast<int>(next.strategy()))
         .Bind(2, ToJson(next.retry()))
-        .Bind(3, ToJson(next.timeouts()));
+        .Bind(3, ToJson(next.timeouts()))
+        .Bind(4, ToJson(next.queue()))
+        .Bind(5, ToJsonArray<corral::v1::PlacementRule>(next.placement()))
+        .Bind(6, ToJsonArray<corral::v1::ModelAlias>(next.aliases()))
+        .Bind(7, ToJsonArray<corral::v1::ModelMemoryRule>(next.model_memory()));
     if (absl::Status st = s.Run("set strategy"); !st.ok()) return st;
     return true;
   });
@@ -1178,6 +1214,10 @@ absl::StatusOr<corral::v1::Snapshot> Registry::BuildSnapshot() {
     snapshot.set_strategy(rows->strategy.strategy());
     *snapshot.mutable_retry() = rows->strategy.retry();
     *snapshot.mutable_timeouts() = rows->strategy.timeouts();
+    *snapshot.mutable_queue() = rows->strategy.queue();
+    *snapshot.mutable_placement() = rows->strategy.placement();
+    *snapshot.mutable_aliases() = rows->strategy.aliases();
+    *snapshot.mutable_model_memory() = rows->strategy.model_memory();
     for (auto& info : rows->nodes) *snapshot.add_nodes() = std::move(*info.mutable_node());
     for (auto& t : *tokens) *snapshot.add_tokens() = std::move(t);
     snapshot.set_created_at(NowRfc3339());

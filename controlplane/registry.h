@@ -1,4 +1,5 @@
-// Registry: the fleet's durable state in SQLite (WAL) — nodes, strategy, discovery ranges,
+// Registry: the fleet's durable state in SQLite (WAL) — nodes, strategy and the routing rules set
+// with it (queue policy, placement rules, aliases, model memory rules), discovery ranges,
 // admin/inference tokens and the token policy, the snapshot version, and the hourly usage
 // rollups the proxies report. It also builds the routing snapshot, and logs when one opens or
 // closes the fleet.
@@ -73,6 +74,9 @@ class Registry {
 
   // ---- strategy ----
   absl::StatusOr<corral::v1::StrategyConfig> GetStrategy();
+  // Applies what the request carries (a strategy other than UNSPECIFIED, present policies, lists
+  // whose set_ flag is true) and checks the resulting rules as one set
+  // (common/placement_rules.h): InvalidArgument naming the entry, and nothing changes.
   absl::StatusOr<corral::v1::StrategyConfig> SetStrategy(const corral::v1::SetStrategyRequest& req);
 
   // ---- discovery ----

@@ -211,6 +211,207 @@ TEST_F(RegistryTest, StrategyValidationAndNoOpKeepsVersion) {
   EXPECT_EQ(snapshot->version(), 1u);
 }
 
+TEST_F(RegistryTest, NumParallelIsStoredValidatedAndInTheSnapshot) {
+  CreateNodeRequest req = NodeReq("gpu-1", "http://10.0.0.5:11434");
+  req.set_num_parallel(4);
+  req.set_max_parallel(8);
+  auto created = registry_->CreateNode(req);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->node().num_parallel(), 4);
+  EXPECT_EQ(registry_->version(), 1u);
+
+  CreateNodeRequest negative = NodeReq("gpu-2", "http://10.0.0.6:11434");
+  negative.set_num_parallel(-1);
+  auto refused = registry_->CreateNode(negative);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("num_parallel"), std::string::npos) << refused.status();
+  EXPECT_EQ(NodeCount(), 1u);
+
+  corral::v1::UpdateNodeRequest too_many;
+  too_many.set_name("gpu-1");
+  too_many.set_num_parallel(1000001);
+  EXPECT_EQ(registry_->UpdateNode(too_many).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->GetNode("gpu-1")->node().num_parallel(), 4);
+  EXPECT_EQ(registry_->version(), 1u);
+
+  // Naming the current value changes nothing; an update without it keeps it.
+  corral::v1::UpdateNodeRequest same;
+  same.set_name("gpu-1");
+  same.set_num_parallel(4);
+  ASSERT_TRUE(registry_->UpdateNode(same).ok());
+  EXPECT_EQ(registry_->version(), 1u);
+  corral::v1::UpdateNodeRequest weight;
+  weight.set_name("gpu-1");
+  weight.set_weight(3);
+  ASSERT_TRUE(registry_->UpdateNode(weight).ok());
+  EXPECT_EQ(registry_->GetNode("gpu-1")->node().num_parallel(), 4);
+  corral::v1::UpdateNodeRequest two;
+  two.set_name("gpu-1");
+  two.set_num_parallel(2);
+  ASSERT_TRUE(registry_->UpdateNode(two).ok());
+  EXPECT_EQ(registry_->version(), 3u);
+
+  registry_.reset();
+  registry_ = Open();
+  auto snapshot = registry_->BuildSnapshot();
+  ASSERT_TRUE(snapshot.ok());
+  ASSERT_EQ(snapshot->nodes_size(), 1);
+  EXPECT_EQ(snapshot->nodes(0).num_parallel(), 2);
+  EXPECT_EQ(snapshot->nodes(0).max_parallel(), 8);
+}
+
+corral::v1::SetStrategyRequest RoutingRules() {
+  corral::v1::SetStrategyRequest req;
+  req.mutable_queue()->set_max_length(64);
+  req.mutable_queue()->set_max_wait_ms(5000);
+  req.set_set_placement(true);
+  auto* hard = req.add_placement();
+  hard->set_pattern("llama3:70b*");
+  hard->add_nodes("gpu-big");
+  hard->set_hard(true);
+  auto* soft = req.add_placement();
+  soft->set_pattern("qwen*");
+  (*soft->mutable_labels())["gpu"] = "a100";
+  req.set_set_aliases(true);
+  auto* alias = req.add_aliases();
+  alias->set_alias("fast");
+  alias->set_target("llama3.2:1b");
+  req.set_set_model_memory(true);
+  auto* memory = req.add_model_memory();
+  memory->set_pattern("*:70b*");
+  memory->set_memory_gb(42.5);
+  return req;
+}
+
+TEST_F(RegistryTest, RoutingRulesSurviveARestartAndReachTheSnapshot) {
+  auto set = registry_->SetStrategy(RoutingRules());
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(registry_->version(), 1u);
+  // Setting the same rules again is no change.
+  ASSERT_TRUE(registry_->SetStrategy(RoutingRules()).ok());
+  EXPECT_EQ(registry_->version(), 1u);
+
+  registry_.reset();
+  registry_ = Open();
+  auto got = registry_->GetStrategy();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->queue().max_length(), 64);
+  EXPECT_EQ(got->queue().max_wait_ms(), 5000);
+  ASSERT_EQ(got->placement_size(), 2);
+  EXPECT_EQ(got->placement(0).pattern(), "llama3:70b*");  // order kept
+  EXPECT_TRUE(got->placement(0).hard());
+  EXPECT_EQ(got->placement(0).nodes(0), "gpu-big");
+  EXPECT_EQ(got->placement(1).labels().at("gpu"), "a100");
+  EXPECT_FALSE(got->placement(1).hard());
+  ASSERT_EQ(got->aliases_size(), 1);
+  EXPECT_EQ(got->aliases(0).target(), "llama3.2:1b");
+  ASSERT_EQ(got->model_memory_size(), 1);
+  EXPECT_EQ(got->model_memory(0).memory_gb(), 42.5);
+
+  auto snapshot = registry_->BuildSnapshot();
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->version(), 1u);
+  EXPECT_EQ(snapshot->queue().max_length(), 64);
+  ASSERT_EQ(snapshot->placement_size(), 2);
+  EXPECT_EQ(snapshot->placement(1).pattern(), "qwen*");
+  ASSERT_EQ(snapshot->aliases_size(), 1);
+  EXPECT_EQ(snapshot->aliases(0).alias(), "fast");
+  ASSERT_EQ(snapshot->model_memory_size(), 1);
+  EXPECT_EQ(snapshot->model_memory(0).pattern(), "*:70b*");
+  auto state = registry_->GetFleetState();
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->strategy().placement_size(), 2);
+}
+
+TEST_F(RegistryTest, EachListIsReplacedOnlyWhenItsFlagIsSet) {
+  ASSERT_TRUE(registry_->SetStrategy(RoutingRules()).ok());
+  // Strategy alone keeps every rule.
+  corral::v1::SetStrategyRequest strategy;
+  strategy.set_strategy(corral::v1::STRATEGY_ROUND_ROBIN);
+  strategy.add_aliases()->set_alias("ignored without set_aliases");
+  auto after = registry_->SetStrategy(strategy);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->placement_size(), 2);
+  EXPECT_EQ(after->aliases_size(), 1);
+  EXPECT_EQ(after->model_memory_size(), 1);
+  EXPECT_EQ(after->queue().max_length(), 64);
+  // An empty list with its flag clears that list only.
+  corral::v1::SetStrategyRequest clear;
+  clear.set_set_placement(true);
+  after = registry_->SetStrategy(clear);
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->placement().empty());
+  EXPECT_EQ(after->aliases_size(), 1);
+  EXPECT_EQ(after->strategy(), corral::v1::STRATEGY_ROUND_ROBIN);
+  EXPECT_TRUE(registry_->BuildSnapshot()->placement().empty());
+}
+
+TEST_F(RegistryTest, BadRoutingRulesChangeNothing) {
+  ASSERT_TRUE(registry_->SetStrategy(RoutingRules()).ok());
+  const uint64_t version = registry_->version();
+
+  struct Case {
+    corral::v1::SetStrategyRequest req;
+    std::string says;
+  };
+  std::vector<Case> cases;
+  {
+    corral::v1::SetStrategyRequest r;
+    r.set_strategy(corral::v1::STRATEGY_PRIORITY);  // valid, but goes with a bad queue
+    r.mutable_queue()->set_max_wait_ms(-1);
+    cases.push_back({r, "max_wait_ms"});
+  }
+  {
+    corral::v1::SetStrategyRequest r;
+    r.set_set_placement(true);
+    r.add_placement()->set_pattern("llama3*");
+    cases.push_back({r, "placement rule \"llama3*\" names no node"});
+  }
+  {
+    corral::v1::SetStrategyRequest r;
+    r.set_set_placement(true);
+    auto* rule = r.add_placement();
+    rule->set_pattern("Llama3*");
+    rule->add_nodes("gpu-1");
+    cases.push_back({r, "lower case"});
+  }
+  {
+    // A chain through the alias already stored: the new list replaces the old, so "fast" is
+    // gone; a chain inside the new list is refused.
+    corral::v1::SetStrategyRequest r;
+    r.set_set_aliases(true);
+    auto* a = r.add_aliases();
+    a->set_alias("quick");
+    a->set_target("fast");
+    auto* b = r.add_aliases();
+    b->set_alias("fast");
+    b->set_target("llama3");
+    cases.push_back({r, "itself an alias"});
+  }
+  {
+    corral::v1::SetStrategyRequest r;
+    r.set_set_model_memory(true);
+    auto* m = r.add_model_memory();
+    m->set_pattern("big*");
+    m->set_memory_gb(0);
+    cases.push_back({r, "memory_gb"});
+  }
+  for (const Case& c : cases) {
+    auto result = registry_->SetStrategy(c.req);
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << c.says;
+    EXPECT_NE(result.status().message().find(c.says), std::string::npos)
+        << result.status().message();
+    EXPECT_EQ(registry_->version(), version);
+  }
+  auto kept = registry_->GetStrategy();
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->strategy(), corral::v1::STRATEGY_LEAST_ACTIVE);
+  EXPECT_EQ(kept->queue().max_wait_ms(), 5000);
+  EXPECT_EQ(kept->placement_size(), 2);
+  EXPECT_EQ(kept->aliases_size(), 1);
+  EXPECT_EQ(kept->model_memory(0).memory_gb(), 42.5);
+}
+
 TEST_F(RegistryTest, RecordProbeBumpsOnlyForRoutingChanges) {
   ASSERT_TRUE(registry_->CreateNode(NodeReq("gpu-1", "http://10.0.0.5:11434")).ok());
   ProbeResult probe;
@@ -669,13 +870,35 @@ PRAGMA user_version = 1;
   // Migration 4: usage rollups start empty and take a batch.
   EXPECT_TRUE(r.GetUsage(Registry::UsageGrouping::kAll, 0)->empty());
 
-  // The file now says schema 4, and a newer schema than we know is refused.
+  // Migration 5: old nodes have the default per-model slots, the fleet no routing rules, and
+  // both can be set.
+  EXPECT_EQ(r.GetNode("old-1")->node().num_parallel(), 0);
+  auto rules = r.GetStrategy();
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  EXPECT_EQ(rules->queue().max_length(), 0);
+  EXPECT_TRUE(rules->placement().empty());
+  EXPECT_TRUE(rules->aliases().empty());
+  EXPECT_TRUE(rules->model_memory().empty());
+  corral::v1::UpdateNodeRequest slots;
+  slots.set_name("old-1");
+  slots.set_num_parallel(4);
+  ASSERT_TRUE(r.UpdateNode(slots).ok());
+  EXPECT_EQ(r.GetNode("old-1")->node().num_parallel(), 4);
+  corral::v1::SetStrategyRequest alias;
+  alias.set_set_aliases(true);
+  auto* a = alias.add_aliases();
+  a->set_alias("fast");
+  a->set_target("llama3");
+  ASSERT_TRUE(r.SetStrategy(alias).ok());
+  EXPECT_EQ(r.GetStrategy()->strategy(), corral::v1::STRATEGY_ROUND_ROBIN);  // kept
+
+  // The file now says schema 5, and a newer schema than we know is refused.
   registry->reset();
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), 4);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 5);
   sqlite3_finalize(stmt);
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
