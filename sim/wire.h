@@ -47,6 +47,9 @@ bool ParseKeepAlive(const Json& value, KeepAlive* out, std::string* error);
 // Go's time.ParseDuration, with its error texts.
 bool ParseGoDuration(std::string_view text, std::chrono::nanoseconds* out, std::string* error);
 
+// Standard base64 with padding (a request body that is not UTF-8, OpenAI base64 embeddings).
+std::string Base64(const std::string& bytes);
+
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(std::string_view data);
 
