@@ -151,7 +151,11 @@ grpc::Status AdminService::SetStrategy(grpc::ServerContext* context,
   if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
   absl::StatusOr<corral::v1::StrategyConfig> config = registry_->SetStrategy(*req);
   if (!config.ok()) return ToGrpcStatus(config.status());
-  CORRAL_LOG(kInfo, "admin") << "strategy is now " << corral::v1::Strategy_Name(config->strategy());
+  CORRAL_LOG(kInfo, "admin") << "strategy is now " << corral::v1::Strategy_Name(config->strategy())
+                             << (config->queue().disabled() ? ", queue off" : "") << ", "
+                             << config->placement_size() << " placement rules, "
+                             << config->aliases_size() << " aliases, "
+                             << config->model_memory_size() << " model memory rules";
   *resp = *std::move(config);
   return grpc::Status::OK;
 }

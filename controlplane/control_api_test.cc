@@ -276,6 +276,112 @@ TEST_F(ControlApiTest, NodeLifecycleThroughTheApi) {
   EXPECT_EQ(Census(), std::make_pair(0, uint64_t{6}));
 }
 
+TEST_F(ControlApiTest, NumParallelIsSetOnCreateAndUpdate) {
+  StartServer();
+  corral::v1::CreateNodeRequest create;
+  create.set_name("gpu-1");
+  create.set_url("http://10.0.0.5:11434");
+  create.set_num_parallel(4);
+  corral::v1::NodeInfo info;
+  ASSERT_TRUE(admin_->CreateNode(AdminCtx().get(), create, &info).ok());
+  EXPECT_EQ(info.node().num_parallel(), 4);
+
+  corral::v1::UpdateNodeRequest update;
+  update.set_name("gpu-1");
+  update.set_num_parallel(2);
+  ASSERT_TRUE(admin_->UpdateNode(AdminCtx().get(), update, &info).ok());
+  EXPECT_EQ(info.node().num_parallel(), 2);
+  update.set_num_parallel(-3);
+  grpc::Status refused = admin_->UpdateNode(AdminCtx().get(), update, &info);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("num_parallel"), std::string::npos)
+      << refused.error_message();
+
+  corral::v1::GetNodeRequest get;
+  get.set_name("gpu-1");
+  ASSERT_TRUE(admin_->GetNode(AdminCtx().get(), get, &info).ok());
+  EXPECT_EQ(info.node().num_parallel(), 2);
+  EXPECT_EQ(Census(), std::make_pair(1, uint64_t{2}));
+}
+
+// The queue policy, placement rules, aliases and model memory rules: set through SetStrategy
+// (each list only with its flag), read back through GetStrategy and the fleet state, refused with
+// the offending entry named, kept across a restart, and pushed to a watching proxy.
+TEST_F(ControlApiTest, RoutingRulesAreSetReadBackRefusedAndPushed) {
+  StartServer();
+  auto ctx = Ctx(server_->proxy_token());
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  corral::v1::WatchRequest watch;
+  watch.set_proxy_id("proxy-a");
+  auto reader = discovery_->Watch(ctx.get(), watch);
+  corral::v1::Snapshot snapshot;
+  ASSERT_TRUE(reader->Read(&snapshot));
+
+  corral::v1::SetStrategyRequest set;
+  set.mutable_queue()->set_max_length(16);
+  set.mutable_queue()->set_max_wait_ms(2000);
+  set.set_set_placement(true);
+  auto* rule = set.add_placement();
+  rule->set_pattern("llama3:70b*");
+  rule->add_nodes("gpu-big");
+  rule->set_hard(true);
+  set.set_set_aliases(true);
+  auto* alias = set.add_aliases();
+  alias->set_alias("fast");
+  alias->set_target("llama3.2:1b");
+  set.set_set_model_memory(true);
+  auto* memory = set.add_model_memory();
+  memory->set_pattern("*:70b*");
+  memory->set_memory_gb(40);
+  corral::v1::StrategyConfig config;
+  ASSERT_TRUE(admin_->SetStrategy(AdminCtx().get(), set, &config).ok());
+  EXPECT_EQ(config.placement_size(), 1);
+
+  while (snapshot.version() < 1) ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.queue().max_length(), 16);
+  ASSERT_EQ(snapshot.placement_size(), 1);
+  EXPECT_TRUE(snapshot.placement(0).hard());
+  ASSERT_EQ(snapshot.aliases_size(), 1);
+  EXPECT_EQ(snapshot.aliases(0).target(), "llama3.2:1b");
+  ASSERT_EQ(snapshot.model_memory_size(), 1);
+  EXPECT_EQ(snapshot.model_memory(0).memory_gb(), 40);
+  ctx->TryCancel();
+  reader->Finish();
+
+  // A bad alias list is refused whole; the stored rules stay.
+  corral::v1::SetStrategyRequest chain;
+  chain.set_set_aliases(true);
+  auto* a = chain.add_aliases();
+  a->set_alias("quick");
+  a->set_target("fast");
+  auto* b = chain.add_aliases();
+  b->set_alias("fast");
+  b->set_target("llama3");
+  grpc::Status refused = admin_->SetStrategy(AdminCtx().get(), chain, &config);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("alias \"quick\""), std::string::npos)
+      << refused.error_message();
+
+  // A strategy change alone keeps every rule.
+  corral::v1::SetStrategyRequest strategy;
+  strategy.set_strategy(corral::v1::STRATEGY_PRIORITY);
+  ASSERT_TRUE(admin_->SetStrategy(AdminCtx().get(), strategy, &config).ok());
+
+  server_.reset();
+  StartServer();
+  ASSERT_TRUE(admin_->GetStrategy(AdminCtx().get(), {}, &config).ok());
+  EXPECT_EQ(config.strategy(), corral::v1::STRATEGY_PRIORITY);
+  EXPECT_EQ(config.queue().max_wait_ms(), 2000);
+  ASSERT_EQ(config.aliases_size(), 1);
+  EXPECT_EQ(config.aliases(0).alias(), "fast");
+  EXPECT_EQ(config.placement(0).nodes(0), "gpu-big");
+  EXPECT_EQ(config.model_memory(0).pattern(), "*:70b*");
+  corral::v1::FleetState state;
+  ASSERT_TRUE(admin_->GetFleetState(AdminCtx().get(), {}, &state).ok());
+  EXPECT_EQ(state.strategy().aliases_size(), 1);
+  EXPECT_EQ(state.snapshot_version(), 2u);
+}
+
 TEST_F(ControlApiTest, HealthIsServingForBothServices) {
   StartServer();
   auto health = grpc::health::v1::Health::NewStub(channel_);
