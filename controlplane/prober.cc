@@ -164,6 +164,24 @@ void Prober::ProbeNow(const std::string& name) {
   scheduler_cv_.notify_all();
 }
 
+void Prober::ProbeSoon(const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nodes_.find(name);
+    if (it == nodes_.end() || it->second.removed) return;
+    NodeState& state = it->second;
+    if (state.in_round) {
+      state.probe_soon = true;
+      return;
+    }
+    const TimePoint soon = clock_->Now() + options_.probe_soon_delay;
+    if (state.next_due <= soon) return;  // already due by then: coalesced
+    state.next_due = soon;
+    wake_ = true;
+  }
+  scheduler_cv_.notify_all();
+}
+
 void Prober::Wake() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -366,7 +384,11 @@ void Prober::RunRound(const std::string& name, const std::string& url) {
         nodes_.erase(it);
       } else if (state.probe_again) {
         state.probe_again = false;
+        state.probe_soon = false;
         state.next_due = clock_->Now();
+      } else if (state.probe_soon) {
+        state.probe_soon = false;
+        state.next_due = clock_->Now() + options_.probe_soon_delay;
       } else {
         state.next_due = clock_->Now() + JitteredIntervalLocked();
       }

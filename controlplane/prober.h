@@ -60,6 +60,9 @@ struct ProberOptions {
   // nodes). ProbeNow and Wake re-read it at once, so this only bounds how long a change made
   // without them goes unseen; the list carries every model entry, so it is not read every tick.
   std::chrono::milliseconds refresh_interval{5000};
+  // How soon ProbeSoon's round comes: a short delay lets the reports of several proxies'
+  // cold loads on one node (a burst of first requests) share one round.
+  std::chrono::milliseconds probe_soon_delay{250};
   // Where each round's outcome and liveness round trip are counted (corral_probes_total,
   // corral_probe_duration_seconds); null = not counted. Not owned; must outlive the Prober.
   ControlMetrics* metrics = nullptr;
@@ -122,6 +125,11 @@ class Prober {
   // Probes `name` as soon as a worker is free (a node just created or re-addressed), re-reading
   // the node list first so a node created a moment ago is found.
   void ProbeNow(const std::string& name);
+  // Probes `name` within `probe_soon_delay` (a proxy reported a cold load there, so /api/ps
+  // has changed): the next round is brought forward, never pushed back, so reports of many
+  // cold loads in a burst cost one round. A round already running when this arrives may have
+  // read /api/ps before the load, so one more follows it. Unknown names are ignored.
+  void ProbeSoon(const std::string& name);
   // Makes the scheduler re-read the clock and the node list now (tests that move a ManualClock).
   void Wake();
 
@@ -137,6 +145,7 @@ class Prober {
     TimePoint next_due;
     bool in_round = false;
     bool probe_again = false;    // ProbeNow arrived during a round: run another at once
+    bool probe_soon = false;     // ProbeSoon arrived during a round: run another soon after
     bool removed = false;        // no longer listed; dropped when its round ends
     std::string list_warning{};  // the last round's ProbeResult::list_warning, logged on change
   };

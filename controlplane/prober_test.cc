@@ -362,6 +362,55 @@ TEST_F(ProberTest, ProbeNowProbesANodeCreatedAMomentAgo) {
   EXPECT_EQ(Node("c").node().models_size(), 1);
 }
 
+TEST_F(ProberTest, ProbeSoonBringsTheNextRoundForwardOnceForABurst) {
+  AddNode("a", kUrlA);
+  transport_.Always(kUrlA, ScriptedTransport::Up());
+  StartProber();
+  ASSERT_TRUE(FirstRounds(1));
+  std::optional<TimePoint> next;
+  ASSERT_TRUE(WaitFor([&] { return (next = prober_->NextProbeAt("a")).has_value(); }, seconds(10),
+                      "scheduled"));
+  ASSERT_GT(*next - clock_.Now(), options_.probe_soon_delay);
+
+  // A cold load of llama3.2 on "a", reported by three proxies: one round, probe_soon_delay on,
+  // and it records the model as loaded.
+  ProbeResult loaded = ScriptedTransport::Up();
+  corral::v1::LoadedModel model;
+  model.set_name("llama3.2:latest");
+  model.set_size_vram(1000);
+  loaded.loaded_models = std::vector<corral::v1::LoadedModel>{model};
+  transport_.Always(kUrlA, loaded);
+  for (int i = 0; i < 3; ++i) prober_->ProbeSoon("a");
+  prober_->ProbeSoon("no-such-node");
+  ASSERT_EQ(prober_->NextProbeAt("a"), clock_.Now() + options_.probe_soon_delay);
+  clock_.Advance(options_.probe_soon_delay);
+  prober_->ProbeSoon("a");  // due now already: not pushed back
+  prober_->Wake();
+  ASSERT_TRUE(WaitFor([&] { return prober_->completed_rounds() >= 2; }, seconds(10), "soon"));
+  EXPECT_EQ(transport_.calls(kUrlA), 2);
+  EXPECT_EQ(Node("a").node().loaded_models_size(), 1);
+  // Then the usual interval again.
+  ASSERT_TRUE(WaitFor([&] { return (next = prober_->NextProbeAt("a")).has_value(); }, seconds(10),
+                      "rescheduled"));
+  EXPECT_GT(*next - clock_.Now(), options_.probe_soon_delay);
+}
+
+TEST_F(ProberTest, ProbeSoonDuringARoundProbesAgainSoonAfterIt) {
+  AddNode("a", kUrlA);
+  transport_.Always(kUrlA, ScriptedTransport::Up());
+  transport_.Hold(kUrlA);
+  StartProber();
+  ASSERT_TRUE(WaitFor([&] { return transport_.waiting(kUrlA) == 1; }, seconds(10), "in round"));
+  // The round may have read /api/ps before the load the report is about.
+  prober_->ProbeSoon("a");
+  transport_.Release(kUrlA);
+  ASSERT_TRUE(FirstRounds(1));
+  std::optional<TimePoint> next;
+  ASSERT_TRUE(WaitFor([&] { return (next = prober_->NextProbeAt("a")).has_value(); }, seconds(10),
+                      "scheduled"));
+  EXPECT_EQ(*next, clock_.Now() + options_.probe_soon_delay);
+}
+
 TEST_F(ProberTest, KeepsTheLastModelListsWhenTagsOrPsFail) {
   AddNode("a", kUrlA);
   ProbeResult loaded = ScriptedTransport::Up({"llama3.2:latest"});
