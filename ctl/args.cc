@@ -33,12 +33,14 @@ constexpr char kNodeFlags[] =
     "  --weight N           share under the weighted strategy (0 or unset = 1)\n"
     "  --max-parallel N     most concurrent requests a proxy sends the node (0 = no limit)\n"
     "  --max-memory-gb G    memory budget of the node in GB (0 = not set)\n"
+    "  --num-parallel N     requests the node runs at once per loaded model, its\n"
+    "                       OLLAMA_NUM_PARALLEL (0 = default 1)\n"
     "  --label K=V          set a label; repeatable\n";
 
 const CommandSpec kCommands[] = {
     {"node add",
      "node add NAME URL [--priority N] [--weight N] [--max-parallel N] [--max-memory-gb G] "
-     "[--label K=V]...",
+     "[--num-parallel N] [--label K=V]...",
      "register an Ollama node",
      "NAME is [A-Za-z0-9_.-]{1,64}; URL is http://host:port (or host:port).\n"
      "The node is probed at once and reaches every proxy with the next snapshot.\n"},
@@ -46,7 +48,7 @@ const CommandSpec kCommands[] = {
     {"node get", "node get NAME", "show one node in full: limits, labels, models, last probe", ""},
     {"node update",
      "node update NAME [--url URL] [--priority N] [--weight N] [--max-parallel N] "
-     "[--max-memory-gb G] [--label K=V]... [--remove-label K]...",
+     "[--max-memory-gb G] [--num-parallel N] [--label K=V]... [--remove-label K]...",
      "change a node's settings; only the options given change",
      "  --url URL            move the node to a new address (its health is re-probed)\n"
      "  --remove-label K     drop a label; repeatable\n"},
@@ -55,19 +57,58 @@ const CommandSpec kCommands[] = {
      "let the node finish its in-flight requests and take no new ones", ""},
     {"node enable", "node enable NAME", "let the node take requests again", ""},
     {"node disable", "node disable NAME", "take the node out of routing at once", ""},
-    {"strategy get", "strategy get", "show the routing strategy, retry and timeout policy", ""},
+    {"strategy get", "strategy get",
+     "show the routing strategy, the retry, timeout and queue policy, and the routing rules' "
+     "counts",
+     ""},
     {"strategy set",
-     "strategy set NAME [--max-attempts N] [--connect-timeout-ms N] [--first-byte-timeout-ms N] "
-     "[--idle-timeout-ms N] [--eject-after N]",
-     "choose the routing strategy and, optionally, the retry and timeout policy",
-     "NAME is one of: least_active, lowest_latency, round_robin, weighted, priority.\n"
+     "strategy set [NAME] [--max-attempts N] [--connect-timeout-ms N] [--first-byte-timeout-ms N] "
+     "[--idle-timeout-ms N] [--eject-after N] [--queue-length N] [--queue-wait DURATION] "
+     "[--queue on|off]",
+     "choose the routing strategy and, optionally, the retry, timeout and queue policy",
+     "NAME is one of: least_active, lowest_latency, round_robin, weighted, priority; without it\n"
+     "the strategy stays and only the options given change.\n"
      "  --max-attempts N           nodes one request may try, the first included (0 = default 3)\n"
      "  --connect-timeout-ms N     TCP connect to a node (0 = default 2000)\n"
      "  --first-byte-timeout-ms N  request sent to response headers (0 = default 600000)\n"
      "  --idle-timeout-ms N        longest silence inside a response (0 = default 300000)\n"
      "  --eject-after N            consecutive failures before a proxy ejects a node "
      "(0 = default 3)\n"
+     "  --queue-length N           requests one proxy holds waiting for a free slot when every\n"
+     "                             node that could serve them is full (0 = default 1024)\n"
+     "  --queue-wait DURATION      longest wait in that queue before a 503 with Retry-After:\n"
+     "                             500ms, 30s, 2m (0 = default 30s; at most 1h)\n"
+     "  --queue on|off             off: answer 503 at once when every node is full\n"
      "Policy options not given keep their current values.\n"},
+    {"placement list", "placement list", "list the placement rules: where each model pattern runs",
+     ""},
+    {"placement add", "placement add PATTERN (--node NAME | --label K=V)... [--hard | --soft]",
+     "run models matching PATTERN on the nodes named or labelled",
+     "PATTERN is a glob over model names in lower case: * any run of characters, ? one\n"
+     "(llama3*, *:70b*, hf.co/*). It matches a model's full name\n"
+     "(registry.ollama.ai/library/llama3:8b) or its short form (llama3:8b).\n"
+     "  --node NAME   a node the models go to; repeatable\n"
+     "  --label K=V   nodes carrying this label; repeatable (a node must carry every one)\n"
+     "  --hard        only these nodes serve the models\n"
+     "  --soft        prefer these nodes, use others when they cannot serve (the default)\n"
+     "A rule for a PATTERN already listed is replaced where it stands. Rules apply in order: the\n"
+     "first matching hard rule decides.\n"},
+    {"placement remove", "placement remove PATTERN", "remove the placement rule for PATTERN", ""},
+    {"alias list", "alias list", "list the fleet-wide model aliases", ""},
+    {"alias set", "alias set ALIAS TARGET", "route requests for model ALIAS to model TARGET",
+     "Both are model names (llama3, llama3:8b, hf.co/ns/model:q4). The request body reaches the\n"
+     "node unchanged, so the nodes must hold TARGET. An alias may not point at another alias.\n"
+     "Setting an ALIAS already listed replaces its target.\n"},
+    {"alias remove", "alias remove ALIAS", "remove a model alias", ""},
+    {"model-memory list", "model-memory list",
+     "list the memory rules: what a model needs when loaded, by name pattern", ""},
+    {"model-memory set", "model-memory set PATTERN GB",
+     "say how much memory models matching PATTERN need when loaded",
+     "For models whose size the nodes do not report, or to override it. PATTERN is a glob as\n"
+     "in 'placement add'; the first matching rule wins. GB is above 0 and at most 4096.\n"
+     "Setting a PATTERN already listed replaces its size.\n"},
+    {"model-memory remove", "model-memory remove PATTERN", "remove the memory rule for PATTERN",
+     ""},
     {"state", "state",
      "every node: pool, health, latency, in-flight, models, loaded models; and the snapshot "
      "version",
@@ -130,7 +171,8 @@ const CommandSpec* FindSpec(const std::string& path) {
 }
 
 bool IsGroup(const std::string& word) {
-  return word == "node" || word == "strategy" || word == "discovery" || word == "token";
+  return word == "node" || word == "strategy" || word == "discovery" || word == "token" ||
+         word == "placement" || word == "alias" || word == "model-memory";
 }
 
 std::string CommandHelp(const CommandSpec& spec) {
@@ -323,11 +365,9 @@ std::string ParseRange(const std::string& text, corral::v1::DiscoveryRange* rang
   return "";
 }
 
-const std::vector<FlagSpec> kNodeAddFlags = {{"--priority", true},
-                                             {"--weight", true},
-                                             {"--max-parallel", true},
-                                             {"--max-memory-gb", true},
-                                             {"--label", true}};
+const std::vector<FlagSpec> kNodeAddFlags = {{"--priority", true},     {"--weight", true},
+                                             {"--max-parallel", true}, {"--max-memory-gb", true},
+                                             {"--num-parallel", true}, {"--label", true}};
 
 // The flags shared by `node add` and `node update`, applied through setters so one parser
 // serves both requests.
@@ -354,6 +394,11 @@ std::string ApplyNodeFlags(const ParsedFlags& flags, Request* req,
     double g = 0;
     if (!(err = ParseDouble("--max-memory-gb", *v, &g)).empty()) return err;
     req->set_max_memory_gb(g);
+  }
+  if (auto v = flags.Last("--num-parallel")) {
+    int32_t n = 0;
+    if (!(err = ParseInt(std::string("--num-parallel"), *v, &n)).empty()) return err;
+    req->set_num_parallel(n);
   }
   for (const auto& text : flags.All("--label")) {
     std::string key, value;
@@ -414,6 +459,9 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
       {"discovery get", CommandKind::kDiscoveryGet},
       {"discovery off", CommandKind::kDiscoveryOff},
       {"token list", CommandKind::kTokenList},
+      {"placement list", CommandKind::kPlacementList},
+      {"alias list", CommandKind::kAliasList},
+      {"model-memory list", CommandKind::kModelMemoryList},
   };
 
   if (auto it = kNoArgs.find(path); it != kNoArgs.end()) {
@@ -531,21 +579,25 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
                                          {"--connect-timeout-ms", true},
                                          {"--first-byte-timeout-ms", true},
                                          {"--idle-timeout-ms", true},
-                                         {"--eject-after", true}};
-    if (!expect(known, 1, 1, &flags, &err)) {
-      return UsageError(err == "missing arguments"
-                            ? absl::StrCat("missing NAME (", ValidStrategyNames(), ")")
-                            : err,
-                        path);
-    }
-    auto strategy = ParseStrategyName(flags.positionals[0]);
-    if (!strategy) {
-      return UsageError(absl::StrCat("unknown strategy '", flags.positionals[0],
-                                     "'; valid strategies: ", ValidStrategyNames()),
-                        path);
+                                         {"--eject-after", true},
+                                         {"--queue-length", true},
+                                         {"--queue-wait", true},
+                                         {"--queue", true}};
+    if (!expect(known, 0, 1, &flags, &err)) return UsageError(err, path);
+    if (flags.positionals.empty() && flags.flags.empty()) {
+      return UsageError(
+          absl::StrCat("missing NAME (", ValidStrategyNames(), ") or an option to change"), path);
     }
     ParseOutcome out = Run(global, CommandKind::kStrategySet);
-    out.invocation.strategy = *strategy;
+    if (!flags.positionals.empty()) {
+      auto strategy = ParseStrategyName(flags.positionals[0]);
+      if (!strategy) {
+        return UsageError(absl::StrCat("unknown strategy '", flags.positionals[0],
+                                       "'; valid strategies: ", ValidStrategyNames()),
+                          path);
+      }
+      out.invocation.strategy = *strategy;
+    }
     auto& o = out.invocation.strategy_overrides;
     auto int32_flag = [&](const char* name, std::optional<int32_t>* slot) {
       if (auto v = flags.Last(name)) {
@@ -567,9 +619,94 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
                                  int32_flag("--eject-after", &o.eject_after_failures),
                                  int64_flag("--connect-timeout-ms", &o.connect_ms),
                                  int64_flag("--first-byte-timeout-ms", &o.first_byte_ms),
-                                 int64_flag("--idle-timeout-ms", &o.idle_ms)}) {
+                                 int64_flag("--idle-timeout-ms", &o.idle_ms),
+                                 int32_flag("--queue-length", &o.queue_length)}) {
       if (!e.empty()) return UsageError(e, path);
     }
+    if (auto v = flags.Last("--queue-wait")) {
+      o.queue_wait_ms = ParseDurationMs(*v);
+      if (!o.queue_wait_ms) {
+        return UsageError(absl::StrCat("--queue-wait takes a duration like 500ms, 30s or 2m "
+                                       "(0 = the default), got '",
+                                       *v, "'"),
+                          path);
+      }
+    }
+    if (auto v = flags.Last("--queue")) {
+      if (*v != "on" && *v != "off") {
+        return UsageError(absl::StrCat("--queue takes on or off, got '", *v, "'"), path);
+      }
+      o.queue_disabled = *v == "off";
+    }
+    return out;
+  }
+  if (path == "placement add") {
+    const std::vector<FlagSpec> known = {
+        {"--node", true}, {"--label", true}, {"--hard", false}, {"--soft", false}};
+    if (!expect(known, 1, 1, &flags, &err)) {
+      return UsageError(err == "missing arguments" ? "missing PATTERN" : err, path);
+    }
+    if (flags.Has("--hard") && flags.Has("--soft")) {
+      return UsageError("--hard and --soft exclude each other", path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kPlacementAdd);
+    auto& rule = out.invocation.placement_rule;
+    rule.set_pattern(flags.positionals[0]);
+    for (const auto& node : flags.All("--node")) {
+      if (node.empty()) return UsageError("--node needs a node name", path);
+      rule.add_nodes(node);
+    }
+    for (const auto& text : flags.All("--label")) {
+      std::string key, value;
+      if (!(err = ParseLabel(text, &key, &value)).empty()) return UsageError(err, path);
+      (*rule.mutable_labels())[key] = value;
+    }
+    if (rule.nodes().empty() && rule.labels().empty()) {
+      return UsageError("give at least one --node NAME or --label K=V", path);
+    }
+    rule.set_hard(flags.Has("--hard"));
+    return out;
+  }
+  if (path == "alias set") {
+    if (!expect({}, 2, 2, &flags, &err)) {
+      if (err == "missing arguments") {
+        err = flags.positionals.empty() ? "missing ALIAS and TARGET" : "missing TARGET";
+      }
+      return UsageError(err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kAliasSet);
+    out.invocation.alias.set_alias(flags.positionals[0]);
+    out.invocation.alias.set_target(flags.positionals[1]);
+    return out;
+  }
+  if (path == "model-memory set") {
+    if (!expect({}, 2, 2, &flags, &err)) {
+      if (err == "missing arguments") {
+        err = flags.positionals.empty() ? "missing PATTERN and GB" : "missing GB";
+      }
+      return UsageError(err, path);
+    }
+    ParseOutcome out = Run(global, CommandKind::kModelMemorySet);
+    double gb = 0;
+    if (!(err = ParseDouble("GB", flags.positionals[1], &gb)).empty()) {
+      return UsageError(err, path);
+    }
+    out.invocation.memory_rule.set_pattern(flags.positionals[0]);
+    out.invocation.memory_rule.set_memory_gb(gb);
+    return out;
+  }
+  static const std::map<std::string, std::pair<CommandKind, const char*>> kRemoves = {
+      {"placement remove", {CommandKind::kPlacementRemove, "PATTERN"}},
+      {"alias remove", {CommandKind::kAliasRemove, "ALIAS"}},
+      {"model-memory remove", {CommandKind::kModelMemoryRemove, "PATTERN"}},
+  };
+  if (auto it = kRemoves.find(path); it != kRemoves.end()) {
+    if (!expect({}, 1, 1, &flags, &err)) {
+      return UsageError(
+          err == "missing arguments" ? absl::StrCat("missing ", it->second.second) : err, path);
+    }
+    ParseOutcome out = Run(global, it->second.first);
+    out.invocation.rule_key = flags.positionals[0];
     return out;
   }
   if (path == "pull") {
@@ -614,6 +751,28 @@ ParseOutcome ParseCommand(const GlobalOptions& global, const std::string& path,
 }
 
 }  // namespace
+
+std::optional<int64_t> ParseDurationMs(const std::string& text) {
+  if (text == "0") return 0;
+  size_t unit_start = text.find_first_not_of("0123456789");
+  if (unit_start == 0 || unit_start == std::string::npos || unit_start > 9) return std::nullopt;
+  const std::string unit = text.substr(unit_start);
+  int64_t scale = 0;
+  if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "s") {
+    scale = 1000;
+  } else if (unit == "m") {
+    scale = 60 * 1000;
+  } else if (unit == "h") {
+    scale = 3600 * 1000;
+  } else {
+    return std::nullopt;
+  }
+  const int64_t n = std::stoll(text.substr(0, unit_start));
+  if (n <= 0) return std::nullopt;
+  return n * scale;
+}
 
 std::optional<int64_t> ParseDurationSeconds(const std::string& text) {
   if (text.size() < 2) return std::nullopt;

@@ -52,6 +52,15 @@ enum class CommandKind {
   kTokenRevoke,
   kTokenRequire,
   kUsage,
+  kPlacementList,
+  kPlacementAdd,
+  kPlacementRemove,
+  kAliasList,
+  kAliasSet,
+  kAliasRemove,
+  kModelMemoryList,
+  kModelMemorySet,
+  kModelMemoryRemove,
 };
 
 // Options that apply to every command; accepted before or after the command words.
@@ -73,8 +82,13 @@ struct StrategyOverrides {
   std::optional<int64_t> connect_ms;
   std::optional<int64_t> first_byte_ms;
   std::optional<int64_t> idle_ms;
+  std::optional<int32_t> queue_length;   // --queue-length
+  std::optional<int64_t> queue_wait_ms;  // --queue-wait
+  std::optional<bool> queue_disabled;    // --queue on|off
+  bool queue_empty() const { return !queue_length && !queue_wait_ms && !queue_disabled; }
   bool empty() const {
-    return !max_attempts && !eject_after_failures && !connect_ms && !first_byte_ms && !idle_ms;
+    return !max_attempts && !eject_after_failures && !connect_ms && !first_byte_ms && !idle_ms &&
+           queue_empty();
   }
 };
 
@@ -93,6 +107,12 @@ struct Invocation {
   std::string token_name;                                            // token revoke
   bool require_tokens = false;                                       // token require on|off
   corral::v1::GetUsageRequest usage;                                 // usage
+  // placement add, alias set, model-memory set: the entry to add or replace. The list edits
+  // are read-modify-writes of the StrategyConfig (commands.h).
+  corral::v1::PlacementRule placement_rule;
+  corral::v1::ModelAlias alias;
+  corral::v1::ModelMemoryRule memory_rule;
+  std::string rule_key;  // placement remove / model-memory remove: PATTERN; alias remove: ALIAS
 };
 
 struct ParseOutcome {
@@ -106,6 +126,10 @@ struct ParseOutcome {
 
 // Parses the arguments after the program name.
 ParseOutcome ParseArgs(const std::vector<std::string>& args);
+
+// A duration as `strategy set --queue-wait` takes it: "0" (the default), or a positive whole
+// number and a unit, ms, s, m or h ("500ms", "30s", "2m"); nullopt otherwise. In milliseconds.
+std::optional<int64_t> ParseDurationMs(const std::string& text);
 
 // A duration as `usage --since` takes it: a positive whole number and a unit, s, m, h, d or w
 // ("30m", "24h", "7d"); nullopt otherwise. In seconds.

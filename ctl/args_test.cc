@@ -136,6 +136,112 @@ TEST(ArgsTest, StrategySetPolicyFlags) {
   EXPECT_EQ(o.eject_after_failures, 5);
 }
 
+TEST(ArgsTest, NumParallelOnAddAndUpdate) {
+  Invocation add = MustRun({"node", "add", "gpu1", "http://h:1", "--num-parallel", "4"});
+  EXPECT_EQ(add.create.num_parallel(), 4);
+  Invocation update = MustRun({"node", "update", "gpu1", "--num-parallel=0"});
+  EXPECT_TRUE(update.update.has_num_parallel());  // 0 is a value: back to the default
+  EXPECT_EQ(update.update.num_parallel(), 0);
+  EXPECT_FALSE(MustRun({"node", "update", "gpu1", "--weight", "2"}).update.has_num_parallel());
+  ExpectUsage({"node", "add", "n", "http://h:1", "--num-parallel", "two"},
+              "--num-parallel needs a whole number, got 'two'");
+}
+
+TEST(ArgsTest, StrategySetQueueFlagsWithOrWithoutAName) {
+  Invocation inv =
+      MustRun({"strategy", "set", "--queue-length", "64", "--queue-wait", "2m", "--queue", "off"});
+  EXPECT_EQ(inv.kind, CommandKind::kStrategySet);
+  EXPECT_EQ(inv.strategy, corral::v1::STRATEGY_UNSPECIFIED);  // the strategy stays
+  const StrategyOverrides& o = inv.strategy_overrides;
+  EXPECT_EQ(o.queue_length, 64);
+  EXPECT_EQ(o.queue_wait_ms, 120000);
+  EXPECT_EQ(o.queue_disabled, true);
+  EXPECT_FALSE(o.empty());
+  EXPECT_FALSE(o.queue_empty());
+
+  Invocation named = MustRun({"strategy", "set", "weighted", "--queue=on"});
+  EXPECT_EQ(named.strategy, corral::v1::STRATEGY_WEIGHTED);
+  EXPECT_EQ(named.strategy_overrides.queue_disabled, false);
+  EXPECT_FALSE(named.strategy_overrides.queue_length.has_value());
+  EXPECT_EQ(MustRun({"strategy", "set", "--queue-wait", "0"}).strategy_overrides.queue_wait_ms, 0);
+
+  ExpectUsage({"strategy", "set", "--queue", "maybe"}, "--queue takes on or off, got 'maybe'");
+  ExpectUsage({"strategy", "set", "--queue-wait", "30"},
+              "--queue-wait takes a duration like 500ms, 30s or 2m");
+  ExpectUsage({"strategy", "set", "--queue-length", "lots"}, "--queue-length needs a whole number");
+}
+
+TEST(ArgsTest, QueueWaitDurations) {
+  EXPECT_EQ(ParseDurationMs("500ms"), 500);
+  EXPECT_EQ(ParseDurationMs("30s"), 30000);
+  EXPECT_EQ(ParseDurationMs("2m"), 120000);
+  EXPECT_EQ(ParseDurationMs("1h"), 3600000);
+  EXPECT_EQ(ParseDurationMs("0"), 0);
+  for (const char* bad : {"", "30", "s", "-5s", "0s", "1.5s", "5d", "5 s", "1234567890s"}) {
+    EXPECT_FALSE(ParseDurationMs(bad).has_value()) << bad;
+  }
+}
+
+TEST(ArgsTest, PlacementListAddRemove) {
+  EXPECT_EQ(MustRun({"placement", "list"}).kind, CommandKind::kPlacementList);
+  Invocation add = MustRun({"placement", "add", "llama3:70b*", "--node", "gpu-big", "--node",
+                            "gpu-big2", "--label", "gpu=a100", "--hard"});
+  EXPECT_EQ(add.kind, CommandKind::kPlacementAdd);
+  EXPECT_EQ(add.placement_rule.pattern(), "llama3:70b*");
+  ASSERT_EQ(add.placement_rule.nodes_size(), 2);
+  EXPECT_EQ(add.placement_rule.nodes(1), "gpu-big2");
+  EXPECT_EQ(add.placement_rule.labels().at("gpu"), "a100");
+  EXPECT_TRUE(add.placement_rule.hard());
+  // Soft is the default, and --soft says so explicitly.
+  EXPECT_FALSE(
+      MustRun({"placement", "add", "qwen*", "--label", "tier=fast"}).placement_rule.hard());
+  EXPECT_FALSE(MustRun({"placement", "add", "q*", "--node", "a", "--soft"}).placement_rule.hard());
+  Invocation remove = MustRun({"placement", "remove", "qwen*"});
+  EXPECT_EQ(remove.kind, CommandKind::kPlacementRemove);
+  EXPECT_EQ(remove.rule_key, "qwen*");
+
+  ExpectUsage({"placement"}, "missing placement command");
+  ExpectUsage({"placement", "add"}, "missing PATTERN");
+  ExpectUsage({"placement", "add", "q*"}, "give at least one --node NAME or --label K=V");
+  ExpectUsage({"placement", "add", "q*", "--node", "a", "--hard", "--soft"},
+              "--hard and --soft exclude each other");
+  ExpectUsage({"placement", "add", "q*", "--label", "novalue"}, "--label wants KEY=VALUE");
+  ExpectUsage({"placement", "add", "q*", "--node="}, "--node needs a node name");
+  ExpectUsage({"placement", "remove"}, "missing PATTERN");
+  ExpectUsage({"placement", "list", "x"}, "unexpected argument 'x'");
+}
+
+TEST(ArgsTest, AliasListSetRemove) {
+  EXPECT_EQ(MustRun({"alias", "list"}).kind, CommandKind::kAliasList);
+  Invocation set = MustRun({"alias", "set", "fast", "llama3.2:1b"});
+  EXPECT_EQ(set.kind, CommandKind::kAliasSet);
+  EXPECT_EQ(set.alias.alias(), "fast");
+  EXPECT_EQ(set.alias.target(), "llama3.2:1b");
+  Invocation remove = MustRun({"alias", "remove", "fast"});
+  EXPECT_EQ(remove.kind, CommandKind::kAliasRemove);
+  EXPECT_EQ(remove.rule_key, "fast");
+  ExpectUsage({"alias", "set"}, "missing ALIAS and TARGET");
+  ExpectUsage({"alias", "set", "fast"}, "missing TARGET");
+  ExpectUsage({"alias", "set", "a", "b", "c"}, "unexpected argument 'c'");
+  ExpectUsage({"alias", "remove"}, "missing ALIAS");
+}
+
+TEST(ArgsTest, ModelMemoryListSetRemove) {
+  EXPECT_EQ(MustRun({"model-memory", "list"}).kind, CommandKind::kModelMemoryList);
+  Invocation set = MustRun({"model-memory", "set", "*:70b*", "42.5"});
+  EXPECT_EQ(set.kind, CommandKind::kModelMemorySet);
+  EXPECT_EQ(set.memory_rule.pattern(), "*:70b*");
+  EXPECT_DOUBLE_EQ(set.memory_rule.memory_gb(), 42.5);
+  // The control plane judges the size (and names the rule); the CLI only checks it is a number.
+  EXPECT_DOUBLE_EQ(MustRun({"model-memory", "set", "x", "-1"}).memory_rule.memory_gb(), -1);
+  Invocation remove = MustRun({"model-memory", "remove", "*:70b*"});
+  EXPECT_EQ(remove.kind, CommandKind::kModelMemoryRemove);
+  EXPECT_EQ(remove.rule_key, "*:70b*");
+  ExpectUsage({"model-memory", "set", "x"}, "missing GB");
+  ExpectUsage({"model-memory", "set", "x", "big"}, "GB needs a number, got 'big'");
+  ExpectUsage({"model-memory", "remove"}, "missing PATTERN");
+}
+
 TEST(ArgsTest, FleetViews) {
   EXPECT_EQ(MustRun({"state"}).kind, CommandKind::kState);
   EXPECT_EQ(MustRun({"models"}).kind, CommandKind::kModels);
@@ -269,6 +375,7 @@ TEST(ArgsTest, HelpForEverythingGroupsAndEachCommand) {
   ASSERT_EQ(top.kind, Kind::kHelp);
   for (const char* word :
        {"node add", "strategy set", "state", "models", "proxies", "pull", "discovery set",
+        "placement add", "alias set", "model-memory set", "--num-parallel", "--queue-wait",
         "--control", "--token", "--json", "--tls-ca", "--tls-cert", "--tls-key", "CORRAL_TLS_CA"}) {
     EXPECT_NE(top.text.find(word), std::string::npos) << word;
   }
@@ -300,7 +407,16 @@ TEST(ArgsTest, HelpForEverythingGroupsAndEachCommand) {
                                                           {"token", "create"},
                                                           {"token", "list"},
                                                           {"token", "revoke"},
-                                                          {"token", "require"}};
+                                                          {"token", "require"},
+                                                          {"placement", "list"},
+                                                          {"placement", "add"},
+                                                          {"placement", "remove"},
+                                                          {"alias", "list"},
+                                                          {"alias", "set"},
+                                                          {"alias", "remove"},
+                                                          {"model-memory", "list"},
+                                                          {"model-memory", "set"},
+                                                          {"model-memory", "remove"}};
   for (auto args : commands) {
     std::string path;
     for (const auto& a : args) path += (path.empty() ? "" : " ") + a;

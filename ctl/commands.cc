@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_limits.h"
 #include "common/grpc_tls.h"
+#include "common/model_name.h"
 #include "corral/v1/control.grpc.pb.h"
 #include "ctl/format.h"
 
@@ -131,12 +132,108 @@ int StrategySet(AdminCall& call, const Invocation& inv) {
       if (o.first_byte_ms) timeouts->set_first_byte_ms(*o.first_byte_ms);
       if (o.idle_ms) timeouts->set_idle_ms(*o.idle_ms);
     }
+    if (!o.queue_empty()) {
+      v1::QueuePolicy* queue = req.mutable_queue();
+      *queue = current.queue();
+      if (o.queue_length) queue->set_max_length(*o.queue_length);
+      if (o.queue_wait_ms) queue->set_max_wait_ms(*o.queue_wait_ms);
+      if (o.queue_disabled) queue->set_disabled(*o.queue_disabled);
+    }
   }
   v1::StrategyConfig reply;
   auto ctx = call.Context();
   grpc::Status status = call.stub().SetStrategy(ctx.get(), req, &reply);
   if (!status.ok()) return call.Fail(status);
   return call.Print(reply, FormatStrategy);
+}
+
+// Whether two model names denote the same model (an alias is found however it was spelled).
+bool SameModel(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  std::optional<std::string> ka = CanonicalModelKey(a), kb = CanonicalModelKey(b);
+  return ka && kb && *ka == *kb;
+}
+
+// One edit of a routing-rule list: reads the StrategyConfig, changes one list, writes that list
+// back with its set_ flag (the other lists and policies stay as they are), prints the list the
+// control plane answers with. Two operators editing the same list at the same moment can lose
+// one edit: the API replaces a list whole.
+int EditRules(AdminCall& call, const Invocation& inv) {
+  v1::StrategyConfig current;
+  {
+    auto ctx = call.Context();
+    grpc::Status status = call.stub().GetStrategy(ctx.get(), v1::GetStrategyRequest(), &current);
+    if (!status.ok()) return call.Fail(status);
+  }
+  v1::SetStrategyRequest req;
+  auto not_found = [&](const char* what, const char* group) {
+    return call.Fail(grpc::Status(
+        grpc::StatusCode::NOT_FOUND,
+        absl::StrCat("no ", what, " \"", inv.rule_key, "\" (see corralctl ", group, " list)")));
+  };
+  // Replaces the entry `same` finds in `list`, or appends `entry`; removes when `entry` is null.
+  // Returns false when a removal found nothing.
+  auto edit = [](auto* list, const auto* entry, auto same) {
+    for (int i = 0; i < list->size(); ++i) {
+      if (!same(list->Get(i))) continue;
+      if (entry != nullptr) {
+        *list->Mutable(i) = *entry;
+      } else {
+        list->erase(list->begin() + i);
+      }
+      return true;
+    }
+    if (entry == nullptr) return false;
+    *list->Add() = *entry;
+    return true;
+  };
+  switch (inv.kind) {
+    case CommandKind::kPlacementAdd:
+    case CommandKind::kPlacementRemove: {
+      const bool add = inv.kind == CommandKind::kPlacementAdd;
+      const std::string& pattern = add ? inv.placement_rule.pattern() : inv.rule_key;
+      *req.mutable_placement() = current.placement();
+      if (!edit(req.mutable_placement(), add ? &inv.placement_rule : nullptr,
+                [&](const v1::PlacementRule& r) { return r.pattern() == pattern; })) {
+        return not_found("placement rule for pattern", "placement");
+      }
+      req.set_set_placement(true);
+      break;
+    }
+    case CommandKind::kAliasSet:
+    case CommandKind::kAliasRemove: {
+      const bool set = inv.kind == CommandKind::kAliasSet;
+      const std::string& alias = set ? inv.alias.alias() : inv.rule_key;
+      *req.mutable_aliases() = current.aliases();
+      if (!edit(req.mutable_aliases(), set ? &inv.alias : nullptr,
+                [&](const v1::ModelAlias& a) { return SameModel(a.alias(), alias); })) {
+        return not_found("alias", "alias");
+      }
+      req.set_set_aliases(true);
+      break;
+    }
+    case CommandKind::kModelMemorySet:
+    case CommandKind::kModelMemoryRemove: {
+      const bool set = inv.kind == CommandKind::kModelMemorySet;
+      const std::string& pattern = set ? inv.memory_rule.pattern() : inv.rule_key;
+      *req.mutable_model_memory() = current.model_memory();
+      if (!edit(req.mutable_model_memory(), set ? &inv.memory_rule : nullptr,
+                [&](const v1::ModelMemoryRule& m) { return m.pattern() == pattern; })) {
+        return not_found("model memory rule for pattern", "model-memory");
+      }
+      req.set_set_model_memory(true);
+      break;
+    }
+    default:
+      return call.Fail(grpc::Status(grpc::StatusCode::INTERNAL, "not a rule edit"));
+  }
+  v1::StrategyConfig reply;
+  auto ctx = call.Context();
+  grpc::Status status = call.stub().SetStrategy(ctx.get(), req, &reply);
+  if (!status.ok()) return call.Fail(status);
+  if (req.set_placement()) return call.Print(reply, FormatPlacement);
+  if (req.set_aliases()) return call.Print(reply, FormatAliases);
+  return call.Print(reply, FormatModelMemory);
 }
 
 // Streams progress; one line per message (NDJSON with --json). Exit 1 when any node failed or
@@ -252,6 +349,23 @@ int RunCommand(const Invocation& inv, const Connection& conn, std::ostream& out,
     }
     case CommandKind::kStrategySet:
       return StrategySet(call, inv);
+    case CommandKind::kPlacementList:
+    case CommandKind::kAliasList:
+    case CommandKind::kModelMemoryList: {
+      v1::StrategyConfig reply;
+      status = stub.GetStrategy(ctx.get(), v1::GetStrategyRequest(), &reply);
+      if (!status.ok()) return call.Fail(status);
+      if (inv.kind == CommandKind::kPlacementList) return call.Print(reply, FormatPlacement);
+      if (inv.kind == CommandKind::kAliasList) return call.Print(reply, FormatAliases);
+      return call.Print(reply, FormatModelMemory);
+    }
+    case CommandKind::kPlacementAdd:
+    case CommandKind::kPlacementRemove:
+    case CommandKind::kAliasSet:
+    case CommandKind::kAliasRemove:
+    case CommandKind::kModelMemorySet:
+    case CommandKind::kModelMemoryRemove:
+      return EditRules(call, inv);
     case CommandKind::kState: {
       v1::FleetState reply;
       status = stub.GetFleetState(ctx.get(), v1::GetFleetStateRequest(), &reply);

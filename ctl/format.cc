@@ -33,6 +33,11 @@ std::string LoadedNames(const corral::v1::Node& node) {
 
 std::string Limit(int64_t value) { return value == 0 ? "-" : absl::StrCat(value); }
 
+// Requests a node runs at once per loaded model: 0 stands for Ollama's default, 1.
+int32_t NumParallel(const corral::v1::Node& node) {
+  return node.num_parallel() == 0 ? 1 : node.num_parallel();
+}
+
 // A policy value with the default it stands for when 0, as the proto defines them.
 std::string WithDefault(int64_t value, int64_t def, const char* unit) {
   if (value == 0) return absl::StrCat(def, unit, " (default)");
@@ -147,12 +152,12 @@ std::string FormatNodeList(const corral::v1::ListNodesResponse& list) {
     const auto& n = info.node();
     rows.push_back({n.name(), n.url(), AdminStateName(n.admin_state()), HealthName(n.health()),
                     absl::StrCat(n.priority()), absl::StrCat(n.weight() == 0 ? 1 : n.weight()),
-                    Limit(n.max_parallel()), absl::StrCat(n.models_size()),
-                    absl::StrCat(n.loaded_models_size()), FormatLatency(n.latency_ms()),
-                    absl::StrCat(info.in_flight())});
+                    Limit(n.max_parallel()), absl::StrCat(NumParallel(n)),
+                    absl::StrCat(n.models_size()), absl::StrCat(n.loaded_models_size()),
+                    FormatLatency(n.latency_ms()), absl::StrCat(info.in_flight())});
   }
-  return RenderTable({"NAME", "URL", "STATE", "HEALTH", "PRIORITY", "WEIGHT", "MAX_PAR", "MODELS",
-                      "LOADED", "LATENCY", "INFLIGHT"},
+  return RenderTable({"NAME", "URL", "STATE", "HEALTH", "PRIORITY", "WEIGHT", "MAX_PAR", "NUM_PAR",
+                      "MODELS", "LOADED", "LATENCY", "INFLIGHT"},
                      rows);
 }
 
@@ -173,6 +178,8 @@ std::string FormatNodeDetail(const NodeInfo& info) {
       {"priority", absl::StrCat(n.priority())},
       {"weight", absl::StrCat(n.weight() == 0 ? 1 : n.weight())},
       {"max parallel", n.max_parallel() == 0 ? "no limit" : absl::StrCat(n.max_parallel())},
+      {"num parallel",
+       n.num_parallel() == 0 ? "1 (default)" : absl::StrCat(n.num_parallel(), " per model")},
       {"max memory", n.max_memory_gb() == 0 ? "not set" : absl::StrCat(n.max_memory_gb(), " GB")},
       {"labels", labels.empty() ? "-" : absl::StrJoin(labels, ", ")},
       {"discovered", info.discovered() ? "yes" : "no"},
@@ -223,7 +230,45 @@ std::string FormatStrategy(const corral::v1::StrategyConfig& config) {
       {"connect timeout", WithDefault(t.connect_ms(), 2000, " ms")},
       {"first byte timeout", WithDefault(t.first_byte_ms(), 600000, " ms")},
       {"idle timeout", WithDefault(t.idle_ms(), 300000, " ms")},
+      {"queue", config.queue().disabled() ? "off (503 at once when every node is full)" : "on"},
+      {"queue length", WithDefault(config.queue().max_length(), 1024, " requests")},
+      {"queue wait", WithDefault(config.queue().max_wait_ms(), 30000, " ms")},
+      {"placement rules", absl::StrCat(config.placement_size())},
+      {"aliases", absl::StrCat(config.aliases_size())},
+      {"model memory rules", absl::StrCat(config.model_memory_size())},
   });
+}
+
+std::string FormatPlacement(const corral::v1::StrategyConfig& config) {
+  if (config.placement().empty()) return "no placement rules: every model may run on any node\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& rule : config.placement()) {
+    std::map<std::string, std::string> sorted(rule.labels().begin(), rule.labels().end());
+    std::vector<std::string> labels;
+    for (const auto& [k, v] : sorted) labels.push_back(absl::StrCat(k, "=", v));
+    rows.push_back({rule.pattern(), rule.hard() ? "hard" : "soft",
+                    rule.nodes().empty() ? "-" : absl::StrJoin(rule.nodes(), ","),
+                    labels.empty() ? "-" : absl::StrJoin(labels, ",")});
+  }
+  return RenderTable({"PATTERN", "MODE", "NODES", "LABELS"}, rows);
+}
+
+std::string FormatAliases(const corral::v1::StrategyConfig& config) {
+  if (config.aliases().empty()) return "no model aliases\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& a : config.aliases()) rows.push_back({a.alias(), a.target()});
+  return RenderTable({"ALIAS", "TARGET"}, rows);
+}
+
+std::string FormatModelMemory(const corral::v1::StrategyConfig& config) {
+  if (config.model_memory().empty()) {
+    return "no model memory rules: models' sizes come from the nodes\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : config.model_memory()) {
+    rows.push_back({m.pattern(), absl::StrCat(m.memory_gb(), " GB")});
+  }
+  return RenderTable({"PATTERN", "MEMORY"}, rows);
 }
 
 std::string FormatFleetState(const corral::v1::FleetState& state) {

@@ -32,13 +32,22 @@ std::string PoolName(const corral::v1::Node& node);        // "active" or "stand
 std::string FormatLatency(double ms);                      // "12.3ms", "-" when not measured
 std::string FormatBytes(int64_t bytes);                    // "4.7 GB", "-" when 0
 
-// node list: NAME URL STATE HEALTH PRIORITY WEIGHT MAX_PAR MODELS LOADED LATENCY INFLIGHT.
+// node list: NAME URL STATE HEALTH PRIORITY WEIGHT MAX_PAR NUM_PAR MODELS LOADED LATENCY
+// INFLIGHT.
 std::string FormatNodeList(const corral::v1::ListNodesResponse& list);
 // node get: every field of one node, labels and models included.
 std::string FormatNodeDetail(const corral::v1::NodeInfo& info);
 // node add/update/drain/enable/disable: one line, e.g. `node "gpu1" drained: draining, healthy`.
 std::string FormatNodeChange(const std::string& verb, const corral::v1::NodeInfo& info);
+// strategy get/set: the strategy, the retry, timeout and queue policy (defaults named), and how
+// many placement rules, aliases and memory rules are set.
 std::string FormatStrategy(const corral::v1::StrategyConfig& config);
+// placement list/add/remove: PATTERN MODE NODES LABELS, in the order they apply.
+std::string FormatPlacement(const corral::v1::StrategyConfig& config);
+// alias list/set/remove: ALIAS TARGET.
+std::string FormatAliases(const corral::v1::StrategyConfig& config);
+// model-memory list/set/remove: PATTERN MEMORY, in the order they apply.
+std::string FormatModelMemory(const corral::v1::StrategyConfig& config);
 // state: the snapshot version and strategy, then one row per node with its pool.
 std::string FormatFleetState(const corral::v1::FleetState& state);
 std::string FormatModels(const corral::v1::ListModelsResponse& models);

@@ -100,7 +100,7 @@ TEST(FormatTest, NodeListHasTheDesignedColumns) {
   std::string header = out.substr(0, out.find('\n'));
   size_t pos = 0;
   for (const char* col : {"NAME", "URL", "STATE", "HEALTH", "PRIORITY", "WEIGHT", "MAX_PAR",
-                          "MODELS", "LOADED", "LATENCY", "INFLIGHT"}) {
+                          "NUM_PAR", "MODELS", "LOADED", "LATENCY", "INFLIGHT"}) {
     size_t at = header.find(col, pos);
     ASSERT_NE(at, std::string::npos) << col << " in " << header;
     pos = at + 1;
@@ -118,6 +118,10 @@ TEST(FormatTest, NodeDetailShowsLimitsLabelsAndModels) {
   EXPECT_NE(out.find("healthy (active pool)"), std::string::npos) << out;
   EXPECT_NE(out.find("zone=a"), std::string::npos);
   EXPECT_NE(out.find("max parallel:     4"), std::string::npos) << out;
+  EXPECT_NE(out.find("num parallel:     1 (default)"), std::string::npos) << out;
+  v1::NodeInfo four = MakeNode("gpu1", v1::HEALTH_HEALTHY);
+  four.mutable_node()->set_num_parallel(4);
+  EXPECT_NE(FormatNodeDetail(four).find("num parallel:     4 per model"), std::string::npos);
   EXPECT_NE(out.find("llama3.2:latest  2.0 GB  a80c4f17acd5  loaded"), std::string::npos) << out;
 }
 
@@ -143,6 +147,76 @@ TEST(FormatTest, StrategyShowsDefaultsForZero) {
   EXPECT_NE(out.find("strategy:           priority"), std::string::npos) << out;
   EXPECT_NE(out.find("max attempts:       2\n"), std::string::npos) << out;
   EXPECT_NE(out.find("first byte timeout: 600000 ms (default)"), std::string::npos) << out;
+}
+
+TEST(FormatTest, NodeListShowsNumParallelBesideMaxParallel) {
+  v1::ListNodesResponse list;
+  *list.add_nodes() = MakeNode("gpu1", v1::HEALTH_HEALTHY);  // max 4, num_parallel unset = 1
+  v1::NodeInfo two = MakeNode("gpu2", v1::HEALTH_HEALTHY);
+  two.mutable_node()->set_num_parallel(2);
+  *list.add_nodes() = two;
+  std::string out = FormatNodeList(list);
+  EXPECT_NE(out.find("MAX_PAR  NUM_PAR"), std::string::npos) << out;
+  EXPECT_NE(out.find("4        1        2"), std::string::npos) << out;  // gpu1: 2 models
+  EXPECT_NE(out.find("4        2        2"), std::string::npos) << out;
+}
+
+TEST(FormatTest, StrategyShowsTheQueueAndRuleCounts) {
+  v1::StrategyConfig config;
+  std::string out = FormatStrategy(config);
+  EXPECT_NE(out.find("queue:              on\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("queue length:       1024 requests (default)"), std::string::npos) << out;
+  EXPECT_NE(out.find("queue wait:         30000 ms (default)"), std::string::npos) << out;
+  EXPECT_NE(out.find("placement rules:    0"), std::string::npos) << out;
+  config.mutable_queue()->set_disabled(true);
+  config.mutable_queue()->set_max_length(16);
+  config.add_aliases()->set_alias("fast");
+  out = FormatStrategy(config);
+  EXPECT_NE(out.find("queue:              off"), std::string::npos) << out;
+  EXPECT_NE(out.find("queue length:       16 requests\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("aliases:            1"), std::string::npos) << out;
+}
+
+TEST(FormatTest, PlacementAliasAndMemoryLists) {
+  v1::StrategyConfig config;
+  EXPECT_EQ(FormatPlacement(config), "no placement rules: every model may run on any node\n");
+  EXPECT_EQ(FormatAliases(config), "no model aliases\n");
+  EXPECT_EQ(FormatModelMemory(config),
+            "no model memory rules: models' sizes come from the nodes\n");
+  auto* hard = config.add_placement();
+  hard->set_pattern("llama3:70b*");
+  hard->add_nodes("gpu-big");
+  hard->add_nodes("gpu-big2");
+  hard->set_hard(true);
+  auto* soft = config.add_placement();
+  soft->set_pattern("qwen*");
+  (*soft->mutable_labels())["zone"] = "b";
+  (*soft->mutable_labels())["gpu"] = "a100";
+  EXPECT_EQ(FormatPlacement(config),
+            "PATTERN      MODE  NODES             LABELS\n"
+            "llama3:70b*  hard  gpu-big,gpu-big2  -\n"
+            "qwen*        soft  -                 gpu=a100,zone=b\n");
+  auto* alias = config.add_aliases();
+  alias->set_alias("fast");
+  alias->set_target("llama3.2:1b");
+  EXPECT_EQ(FormatAliases(config), "ALIAS  TARGET\nfast   llama3.2:1b\n");
+  auto* memory = config.add_model_memory();
+  memory->set_pattern("*:70b*");
+  memory->set_memory_gb(42.5);
+  EXPECT_EQ(FormatModelMemory(config), "PATTERN  MEMORY\n*:70b*   42.5 GB\n");
+
+  // --json is the StrategyConfig the API answers with: every list under its proto name, and the
+  // policies, which the control plane always fills in.
+  config.mutable_queue();
+  auto json = nlohmann::json::parse(ToJson(config));
+  EXPECT_EQ(json["placement"][0]["pattern"], "llama3:70b*");
+  EXPECT_EQ(json["placement"][0]["hard"], true);
+  EXPECT_EQ(json["placement"][1]["labels"]["gpu"], "a100");
+  EXPECT_EQ(json["aliases"][0]["target"], "llama3.2:1b");
+  EXPECT_EQ(json["model_memory"][0]["memory_gb"], 42.5);
+  EXPECT_EQ(json["queue"]["max_length"], 0);
+  EXPECT_EQ(json["queue"]["max_wait_ms"], "0");
+  EXPECT_EQ(json["queue"]["disabled"], false);
 }
 
 TEST(FormatTest, ModelsProxiesDiscoveryAndPull) {
@@ -246,6 +320,7 @@ TEST(FormatTest, JsonKeepsProtoFieldNamesAndPrintsDefaults) {
   EXPECT_EQ(json["node"]["admin_state"], "ADMIN_STATE_ENABLED");
   EXPECT_EQ(json["node"]["health"], "HEALTH_HEALTHY");
   EXPECT_EQ(json["node"]["max_parallel"], 4);
+  EXPECT_EQ(json["node"]["num_parallel"], 0);
   EXPECT_EQ(json["node"]["weight"], 0);  // printed although default
   EXPECT_EQ(json["last_error"], "");     // printed although empty
   EXPECT_EQ(json["in_flight"], "3");     // int64 is a string in protobuf's JSON
