@@ -3,8 +3,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace corral::control {
@@ -45,13 +47,16 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
                            public SnapshotSubscriber {
  public:
   WatchReactor(SnapshotPublisher* publisher, ProxyTracker* tracker,
-               std::shared_ptr<WireCache> wire_cache, std::string proxy_id, std::string peer)
+               std::shared_ptr<WireCache> wire_cache, std::shared_ptr<SlotAllocator> allocator,
+               std::string proxy_id, std::string peer)
       : publisher_(publisher),
         tracker_(tracker),
         wire_cache_(std::move(wire_cache)),
+        allocator_(std::move(allocator)),
         proxy_id_(std::move(proxy_id)),
         peer_(std::move(peer)) {
     stream_id_ = tracker_->WatchStarted(proxy_id_, peer_);
+    allocator_->Connected(proxy_id_);
     CORRAL_LOG(kInfo, "discovery") << "proxy " << proxy_id_ << " (" << peer_ << ") is watching";
   }
 
@@ -145,6 +150,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     CORRAL_LOG(kInfo, "discovery")
         << "proxy " << proxy_id_ << " (" << peer_ << ") stopped watching";
     tracker_->WatchEnded(proxy_id_, stream_id_);
+    allocator_->Disconnected(proxy_id_);
     publisher_->Unsubscribe(this);
     Unref();  // gRPC's reference
   }
@@ -166,6 +172,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   SnapshotPublisher* const publisher_;
   ProxyTracker* const tracker_;
   const std::shared_ptr<WireCache> wire_cache_;
+  const std::shared_ptr<SlotAllocator> allocator_;
   const std::string proxy_id_;
   const std::string peer_;
   uint64_t stream_id_ = 0;
@@ -191,15 +198,41 @@ class RejectedWatch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void OnDone() override { delete this; }
 };
 
+// A number from the Report's metadata; 0 when absent or not a number.
+uint64_t MetadataNumber(const grpc::CallbackServerContext& context, const char* key) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return 0;
+  uint64_t value = 0;
+  for (char c : std::string_view(it->second.data(), it->second.size())) {
+    if (c < '0' || c > '9' || value > (UINT64_MAX - 9) / 10) return 0;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return value;
+}
+
 }  // namespace
 
 DiscoveryService::DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker,
-                                   const Authenticator* auth, Registry* registry)
+                                   const Authenticator* auth, Registry* registry, Prober* prober,
+                                   SlotAllocatorOptions slots)
     : publisher_(publisher),
       tracker_(tracker),
       auth_(auth),
       registry_(registry),
-      wire_cache_(std::make_shared<WireCache>()) {}
+      prober_(prober),
+      wire_cache_(std::make_shared<WireCache>()),
+      allocator_(std::make_shared<SlotAllocator>(SteadyClock::Instance(), slots)) {}
+
+std::shared_ptr<const LimitTable> DiscoveryService::CurrentLimits() {
+  std::shared_ptr<const corral::v1::Snapshot> snapshot = publisher_->current();
+  std::lock_guard<std::mutex> lock(limits_mu_);
+  if (limits_ == nullptr || snapshot != limits_source_) {
+    limits_source_ = snapshot;
+    limits_ = std::make_shared<const LimitTable>(snapshot ? LimitsOf(*snapshot) : LimitTable{});
+  }
+  return limits_;
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* DiscoveryService::Watch(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
@@ -217,7 +250,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* DiscoveryService::Watch(
                                           "Watch: not a WatchRequest: " + parsed.error_message()));
   }
   const std::string id = request.proxy_id().empty() ? context->peer() : request.proxy_id();
-  auto* reactor = new WatchReactor(publisher_, tracker_, wire_cache_, id, context->peer());
+  auto* reactor =
+      new WatchReactor(publisher_, tracker_, wire_cache_, allocator_, id, context->peer());
   reactor->Begin();
   return reactor;
 }
@@ -241,6 +275,15 @@ grpc::ServerUnaryReactor* DiscoveryService::Report(grpc::CallbackServerContext* 
         << ": " << request->rejected_reason();
   }
   tracker_->Report(*request, context->peer());
+  allocator_->Report(request->proxy_id(), MetadataNumber(*context, kReportSeqKey),
+                     MetadataNumber(*context, kGrantsAppliedKey), request->nodes(),
+                     *CurrentLimits(), response);
+  if (prober_ != nullptr) {
+    // The prober coalesces: several proxies reporting loads on one node cost one round.
+    for (const corral::v1::NodeLoad& load : request->nodes()) {
+      if (load.cold_loads_size() > 0) prober_->ProbeSoon(load.node());
+    }
+  }
   if (request->has_usage() && registry_ != nullptr) {
     // One short SQLite transaction on gRPC's thread: Reports come every few seconds per proxy.
     // Not acknowledged when it fails, so the proxy sends the same batch again.

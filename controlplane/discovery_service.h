@@ -6,7 +6,14 @@
 // (bounded memory) and never holds up other proxies. Report records acks, nacks and per-node load
 // in the ProxyTracker, and adds the usage batch it carries to the Registry's hourly rollups
 // (applied once per proxy instance and sequence; the answer acknowledges the sequence once it is
-// committed). Both need the proxy (or admin) token.
+// committed). Its answer also carries the proxy's share of every node's limits (SlotAllocator,
+// docs/limits.md), and a node where the proxy reports a cold load is re-probed soon
+// (Prober::ProbeSoon), so the next snapshot lists the model as loaded. Both need the proxy (or
+// admin) token.
+//
+// Grant acknowledgements ride in the Report call's metadata until ReportRequest has fields for
+// them: `corral-report-seq` numbers a proxy's Reports (1, 2, ...) and `corral-grants-applied`
+// names the Report whose answer the proxy applied last.
 //
 // Thread safety: gRPC calls the handlers from its own threads; the service holds no mutable state
 // of its own. The publisher, tracker and authenticator must outlive the server.
@@ -19,8 +26,10 @@
 #include <mutex>
 
 #include "controlplane/auth.h"
+#include "controlplane/prober.h"
 #include "controlplane/proxy_tracker.h"
 #include "controlplane/registry.h"
+#include "controlplane/slot_allocator.h"
 #include "controlplane/snapshot_publisher.h"
 #include "corral/v1/control.grpc.pb.h"
 
@@ -48,6 +57,10 @@ class WireCache {
   std::shared_ptr<const WireSnapshot> wire_;            // guarded by mu_
 };
 
+// Metadata keys of a Report that carry grant acknowledgements (see DiscoveryService).
+inline constexpr char kReportSeqKey[] = "corral-report-seq";
+inline constexpr char kGrantsAppliedKey[] = "corral-grants-applied";
+
 // Watch is served raw (its snapshots written as ready-made bytes, see WireCache); Report as a
 // plain callback method.
 class DiscoveryService final
@@ -55,8 +68,13 @@ class DiscoveryService final
           corral::v1::Discovery::WithCallbackMethod_Report<corral::v1::Discovery::Service>> {
  public:
   // `registry` keeps the usage Reports carry; null drops it (and acknowledges nothing).
+  // `prober` re-probes nodes where proxies report cold loads; null = not re-probed.
   DiscoveryService(SnapshotPublisher* publisher, ProxyTracker* tracker, const Authenticator* auth,
-                   Registry* registry = nullptr);
+                   Registry* registry = nullptr, Prober* prober = nullptr,
+                   SlotAllocatorOptions slots = {});
+
+  // Who holds which share of each node's limits (tests, state views).
+  const SlotAllocator& allocator() const { return *allocator_; }
 
   // corral::v1::Discovery (Watch raw: a WatchRequest in, Snapshots out)
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(grpc::CallbackServerContext* context,
@@ -69,8 +87,16 @@ class DiscoveryService final
   SnapshotPublisher* const publisher_;
   ProxyTracker* const tracker_;
   const Authenticator* const auth_;
+  // The limits of the newest snapshot, rebuilt when it changes.
+  std::shared_ptr<const LimitTable> CurrentLimits();
+
   Registry* const registry_;
+  Prober* const prober_;
   const std::shared_ptr<WireCache> wire_cache_;
+  const std::shared_ptr<SlotAllocator> allocator_;  // shared with the Watch reactors
+  std::mutex limits_mu_;
+  std::shared_ptr<const corral::v1::Snapshot> limits_source_;  // guarded by limits_mu_
+  std::shared_ptr<const LimitTable> limits_;                   // guarded by limits_mu_
 };
 
 }  // namespace corral::control

@@ -77,13 +77,13 @@ SlotAllocator::SlotAllocator(const Clock& clock, SlotAllocatorOptions options)
 
 void SlotAllocator::Connected(const std::string& proxy_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  proxies_[proxy_id].connected = true;
+  ++proxies_[proxy_id].streams;
 }
 
 void SlotAllocator::Disconnected(const std::string& proxy_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = proxies_.find(proxy_id);
-  if (it != proxies_.end()) it->second.connected = false;
+  if (it != proxies_.end() && it->second.streams > 0) --it->second.streams;
   PruneLocked(clock_.Now());
 }
 
@@ -278,7 +278,7 @@ void SlotAllocator::PruneLocked(TimePoint now) {
     // A proxy that never reported is whole until it does; one whose stream ended leaves once
     // nothing it was given still holds (docs/limits.md: a proxy cut off from the control plane
     // but still serving then uses the equal split on its own).
-    if (!p.connected && (!live || !p.reported)) {
+    if (p.streams == 0 && (!live || !p.reported)) {
       it = proxies_.erase(it);
     } else {
       ++it;

@@ -69,8 +69,9 @@ class SlotAllocator {
   explicit SlotAllocator(const Clock& clock = SteadyClock::Instance(),
                          SlotAllocatorOptions options = {});
 
-  // The proxy's Watch stream opened / its last one ended. A disconnected proxy keeps its share
-  // until its lease runs out, then leaves the allocation.
+  // One of the proxy's Watch streams opened / ended (a reconnect may overlap the old stream's
+  // end). A proxy with no stream open keeps its share until its lease runs out, then leaves the
+  // allocation.
   void Connected(const std::string& proxy_id);
   void Disconnected(const std::string& proxy_id);
 
@@ -117,7 +118,7 @@ class SlotAllocator {
     kIssued,   // applied `acked`
   };
   struct Proxy {
-    bool connected = false;
+    int streams = 0;  // open Watch streams
     bool reported = false;
     uint64_t last_report_seq = 0;
     Base base = Base::kWhole;

@@ -49,6 +49,11 @@ void ToProto(const UsageBatch& batch, corral::v1::UsageBatch* out) {
   }
 }
 
+// The Report metadata that acknowledges grants; the control plane's names for them are
+// kReportSeqKey and kGrantsAppliedKey in controlplane/discovery_service.h.
+constexpr char kReportSeqKey[] = "corral-report-seq";
+constexpr char kGrantsAppliedKey[] = "corral-grants-applied";
+
 }  // namespace
 
 ControlClient::ControlClient(ControlClientOptions options, ApplyFn apply, LoadFn load)
@@ -204,40 +209,104 @@ void ControlClient::HandleSnapshot(const corral::v1::Snapshot& snapshot) {
   }
 }
 
+void ControlClient::ReportSoon() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    report_due_ = true;
+  }
+  cv_.notify_all();
+}
+
 void ControlClient::ReportLoop() {
+  using Clock = std::chrono::steady_clock;
   std::unique_lock<std::mutex> lock(mu_);
-  auto next = std::chrono::steady_clock::now() + options_.report_interval;
+  auto next = Clock::now() + options_.report_interval;
+  bool was_waiting = false;
   while (true) {
-    cv_.wait_until(lock, next, [this] { return stopping_ || report_due_; });
+    auto until = next;
+    if (options_.waiting && !was_waiting) {
+      until = std::min(until, Clock::now() + options_.waiting_poll);
+    }
+    cv_.wait_until(lock, until, [this] { return stopping_ || report_due_; });
     if (stopping_) return;
+    bool due = report_due_ || Clock::now() >= next;
+    if (!due && options_.waiting && !was_waiting) {
+      // Requests just started waiting: the control plane hears of it now, not an interval on.
+      lock.unlock();
+      due = options_.waiting() > 0;
+      lock.lock();
+      if (stopping_) return;
+    }
+    if (!due) continue;
     report_due_ = false;
     lock.unlock();
-    SendReport();
+    was_waiting = SendReport();
     lock.lock();
-    next = std::chrono::steady_clock::now() + options_.report_interval;
+    next = Clock::now() + (was_waiting ? options_.busy_report_interval : options_.report_interval);
   }
 }
 
-void ControlClient::SendReport() {
+bool ControlClient::ApplyGrants(const corral::v1::ReportResponse& response) {
+  if (options_.grants == nullptr || response.lease_ms() <= 0) return false;
+  options_.grants->Apply(response);
+  ++grants_applied_;
+  bool lowered = false;
+  std::map<std::string, AppliedGrant> now;
+  for (const corral::v1::SlotGrant& grant : response.grants()) {
+    AppliedGrant& g = now[grant.node()];
+    g.max_parallel = grant.max_parallel();
+    g.default_model_slots = grant.default_model_slots();
+    for (const auto& m : grant.models()) g.models[m.model()] = m.num_parallel();
+    auto before = applied_grants_.find(grant.node());
+    if (before == applied_grants_.end()) continue;
+    const AppliedGrant& b = before->second;
+    if (g.max_parallel < b.max_parallel || g.default_model_slots < b.default_model_slots) {
+      lowered = true;
+    }
+    for (const auto& [model, slots] : b.models) {
+      auto it = g.models.find(model);
+      if ((it != g.models.end() ? it->second : g.default_model_slots) < slots) lowered = true;
+    }
+  }
+  applied_grants_ = std::move(now);
+  return lowered;
+}
+
+bool ControlClient::SendReport() {
   corral::v1::ReportRequest request;
   request.set_proxy_id(options_.proxy_id);
+  bool waiting = false;
   if (load_) {
-    for (corral::v1::NodeLoad& load : load_()) *request.add_nodes() = std::move(load);
+    for (corral::v1::NodeLoad& load : load_()) {
+      if (load.waiting() > 0) waiting = true;
+      *request.add_nodes() = std::move(load);
+    }
   }
+  if (options_.waiting && options_.waiting() > 0) waiting = true;
   uint64_t usage_sequence = 0;
-  if (options_.usage != nullptr) {
+  const auto started = std::chrono::steady_clock::now();
+  // A batch waiting for its acknowledgement goes with every Report; a new one at most every
+  // usage_interval, so faster Reports do not mean more, smaller batches to store.
+  if (options_.usage != nullptr &&
+      (usage_pending_ != 0 || started - last_usage_ >= options_.usage_interval)) {
     const UsageBatch batch = options_.usage->Drain();
     if (!batch.empty()) {
       usage_sequence = batch.sequence;
+      usage_pending_ = batch.sequence;
       ToProto(batch, request.mutable_usage());
+    } else {
+      last_usage_ = started;
     }
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.report_timeout);
   AddAuth(&ctx);
+  const uint64_t seq = ++report_seq_;
+  ctx.AddMetadata(kReportSeqKey, std::to_string(seq));
+  ctx.AddMetadata(kGrantsAppliedKey, std::to_string(applied_seq_));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
+    if (stopping_) return waiting;
     // Read together so an ack and a nack never describe two different moments.
     request.set_applied_version(applied_version_.load());
     if (rejected_version_.load() > applied_version_.load()) {
@@ -248,6 +317,7 @@ void ControlClient::SendReport() {
   }
   corral::v1::ReportResponse response;
   const grpc::Status status = stub_->Report(&ctx, request, &response);
+  const auto took = std::chrono::steady_clock::now() - started;
   {
     std::lock_guard<std::mutex> lock(mu_);
     report_ctx_ = nullptr;
@@ -255,17 +325,34 @@ void ControlClient::SendReport() {
   if (!status.ok()) {
     CORRAL_LOG(kDebug, "control-client")
         << "report to " << options_.address << " failed: " << status.error_message();
-    return;
+    return waiting;
+  }
+  if (options_.grants != nullptr && response.lease_ms() > 0) {
+    if (took <= options_.max_grant_delay) {
+      const bool lowered = ApplyGrants(response);
+      applied_seq_ = seq;
+      if (options_.on_grants) options_.on_grants();
+      // The control plane gives the slots to others only once it hears they were given up.
+      if (lowered) ReportSoon();
+    } else {
+      CORRAL_LOG(kDebug, "control-client")
+          << "report answer took "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+          << " ms: its slot grants are not applied";
+    }
   }
   if (usage_sequence != 0) {
     if (response.usage_acked_sequence() == usage_sequence) {
       options_.usage->Ack(usage_sequence);
+      usage_pending_ = 0;
+      last_usage_ = started;
     } else {
       // An older control plane, or the batch could not be stored: it stays pending and goes again.
       CORRAL_LOG(kDebug, "control-client")
           << "usage batch " << usage_sequence << " not acknowledged by " << options_.address;
     }
   }
+  return waiting;
 }
 
 }  // namespace corral::dataplane

@@ -208,6 +208,7 @@ ControlClientOptions OptionsFor(const std::string& address) {
   options.report_interval = milliseconds(100);
   options.backoff_initial = milliseconds(100);
   options.backoff_max = milliseconds(400);
+  options.usage_interval = milliseconds(100);
   return options;
 }
 
@@ -412,6 +413,107 @@ TEST(ControlClientTest, UsageReachesTheControlPlaneExactlyOnceAcrossItsRestart) 
   EXPECT_EQ((*by_token)[1].requests(), 4u);
   EXPECT_EQ((*by_token)[1].errors(), 1u);
   client.Stop();
+}
+
+// A Report goes out as soon as requests start waiting, not an interval later, and then every
+// busy_report_interval while they wait.
+TEST(ControlClientTest, ReportsAtOnceWhenRequestsStartWaiting) {
+  DiscoveryServer server;
+  server.service().Publish(SnapshotVersion(1));
+  ControlClientOptions options = OptionsFor(server.address());
+  options.report_interval = seconds(60);
+  options.busy_report_interval = milliseconds(50);
+  std::atomic<int64_t> waiting{0};
+  options.waiting = [&] { return waiting.load(); };
+  ControlClient client(
+      options, [](const auto&) { return absl::OkStatus(); }, nullptr);
+  client.Start();
+  ASSERT_TRUE(
+      WaitFor([&] { return server.service().reports().size() == 1; }, seconds(10), "the ack"));
+  waiting = 3;
+  ASSERT_TRUE(WaitFor([&] { return server.service().reports().size() >= 4; }, seconds(30),
+                      "reports while requests wait (the interval is a minute)"));
+  waiting = 0;
+  client.Stop();
+}
+
+// The real control plane divides a node's max_parallel between two proxies: idle, each holds
+// half; when one has requests waiting and the other is idle, the busy one gets the whole node
+// once the idle one has acknowledged its smaller share; their grants never add up to more.
+TEST(ControlClientTest, ABusyProxyGetsTheWholeNodeFromAnIdleOne) {
+  const std::string dir = corral::testing::MakeTempDir("grants");
+  corral::control::ControlServerOptions server_options;
+  server_options.listen = "127.0.0.1:0";
+  server_options.data_dir = dir;
+  server_options.enable_prober = false;
+  server_options.enable_scanner = false;
+  auto control = corral::control::ControlServer::Start(server_options);
+  ASSERT_TRUE(control.ok()) << control.status();
+  corral::v1::CreateNodeRequest node;
+  node.set_name("gpu1");
+  node.set_url("http://127.0.0.1:9");
+  node.set_max_parallel(4);
+  node.set_num_parallel(4);
+  ASSERT_TRUE((*control)->registry().CreateNode(node).ok());
+
+  struct Proxy {
+    SlotGrants grants;
+    std::atomic<int64_t> in_flight{0};
+    std::atomic<int64_t> waiting{0};
+    std::unique_ptr<ControlClient> client;
+  };
+  Proxy a, b;
+  auto start = [&](Proxy& p, const std::string& id) {
+    ControlClientOptions options = OptionsFor("127.0.0.1:" + std::to_string((*control)->port()));
+    options.proxy_id = id;
+    options.token = (*control)->proxy_token();
+    options.report_interval = milliseconds(200);
+    options.busy_report_interval = milliseconds(100);
+    options.grants = &p.grants;
+    options.waiting = [&p] { return p.waiting.load(); };
+    p.client = std::make_unique<ControlClient>(
+        options, [](const auto&) { return absl::OkStatus(); },
+        [&p] {
+          corral::v1::NodeLoad load;
+          load.set_node("gpu1");
+          load.set_in_flight(p.in_flight.load());
+          load.set_waiting(p.waiting.load());
+          corral::v1::ModelLoad* model = load.add_models();
+          model->set_model("llama3:latest");
+          model->set_in_flight(p.in_flight.load());
+          model->set_waiting(p.waiting.load());
+          return std::vector<corral::v1::NodeLoad>{load};
+        });
+    p.client->Start();
+  };
+  start(a, "proxy-a");
+  start(b, "proxy-b");
+  auto limit = [](Proxy& p) { return p.grants.NodeLimit("gpu1", 4); };
+  ASSERT_TRUE(WaitFor([&] { return limit(a) == 2 && limit(b) == 2; }, seconds(20),
+                      "two idle proxies hold two slots each"));
+
+  b.in_flight = 2;
+  b.waiting = 6;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        EXPECT_LE(limit(a) + limit(b), 4);
+        return limit(b) == 4 && limit(a) == 0;
+      },
+      seconds(20), "the busy proxy holds the whole node"));
+  EXPECT_EQ(b.grants.ModelLimit("gpu1", "llama3:latest", 4), 4);
+
+  // Demand moves back: both busy, each gets a fair half (b's requests beyond its new share
+  // have finished: slots still in use are never given to another proxy).
+  a.waiting = 3;
+  b.in_flight = 2;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        EXPECT_LE(limit(a) + limit(b), 4);
+        return limit(a) == 2 && limit(b) == 2;
+      },
+      seconds(20), "fair halves"));
+  a.client->Stop();
+  b.client->Stop();
 }
 
 TEST(ControlClientTest, SendsTheServedVersionAndDoesNotReapplyIt) {
