@@ -2,6 +2,7 @@
 // Behaviour lives in sim_server.cc; docs/sim.md describes every flag.
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -28,9 +29,11 @@ constexpr char kUsage[] = R"(usage: corral-sim [flags]
   --token-interval-ms MS    time between tokens (default 20)
   --jitter-ms MS            +/- random jitter on each interval (default 0)
   --load-delay-ms MS        cold-load delay before headers (default 500)
+  --load-ms-per-gb MS       added to each cold load per GiB of the model's size (default 0)
   --num-parallel N          parallel generations per loaded model (default 1)
-  --max-queue N             waiting requests before 503 (default 512)
-  --vram-gb G               memory budget for loaded models; 0 = unlimited (default 0)
+  --max-queue N             waiting requests before 503; 0 = no limit (default 512)
+  --vram-gb G               memory budget for loaded models, evicting idle ones least
+                            recently used first; 0 = unlimited (default 0)
   --fast                    no delays at all (benchmarks)
   --threads N               HTTP worker threads (default 512)
   --fail MODE               none, error-500, busy-503, hang, die-mid-stream,
@@ -101,10 +104,12 @@ int main(int argc, char** argv) {
       int_value(&config.num_parallel);
     } else if (flag == "--max-queue") {
       int_value(&config.max_queue);
-    } else if (flag == "--vram-gb") {
+    } else if (flag == "--vram-gb" || flag == "--load-ms-per-gb") {
       value(&text);
-      if (!absl::SimpleAtod(text, &config.vram_gb) || config.vram_gb < 0) {
-        std::cerr << "corral-sim: --vram-gb needs a non-negative number\n";
+      double* out = flag == "--vram-gb" ? &config.vram_gb : &config.load_ms_per_gb;
+      if (!absl::SimpleAtod(text, out) || !std::isfinite(*out) || *out < 0) {
+        std::cerr << "corral-sim: " << flag << " needs a non-negative number, got \"" << text
+                  << "\"\n";
         return 2;
       }
     } else if (flag == "--fast") {

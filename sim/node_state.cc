@@ -333,6 +333,19 @@ Json NodeState::StatsJson() {
   out["pending"] = scheduler_.Pending();
   out["loaded"] = scheduler_.LoadedNames();
   out["gate"] = GateJson(gate);
+  // What a GPU node's work cost, for benchmarks. "requests" above is older (by path), so the
+  // scheduler's count of requests is "inference_requests".
+  const SchedulerStats gpu = scheduler_.Stats();
+  out["loads"] = gpu.loads;
+  out["load_seconds"] = gpu.load_seconds;
+  out["evictions"] = gpu.evictions;
+  out["inference_requests"] = gpu.requests;
+  out["max_running"] = gpu.max_running;
+  Json models = Json::object();
+  for (const auto& [name, m] : gpu.models) {
+    models[name] = Json{{"loads", m.loads}, {"requests", m.requests}};
+  }
+  out["models"] = models;
   return out;
 }
 
@@ -358,6 +371,7 @@ void NodeState::Reset() {
   gate_.SetGated(false);
   scheduler_.SetLimits(LimitsOf(startup_config_));
   scheduler_.UnloadIdle();
+  scheduler_.ResetStats();
 }
 
 }  // namespace corral::sim

@@ -1,6 +1,7 @@
 #include "sim/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace corral::sim {
 namespace {
@@ -10,22 +11,37 @@ constexpr auto kCancelPoll = std::chrono::milliseconds(20);
 
 }  // namespace
 
+std::chrono::nanoseconds LoadTime(const SchedulerLimits& limits, int64_t model_size) {
+  const double per_size_ms =
+      limits.load_ms_per_gib * static_cast<double>(std::max<int64_t>(0, model_size)) / kBytesPerGib;
+  return limits.load_delay +
+         std::chrono::nanoseconds(static_cast<int64_t>(std::llround(per_size_ms * 1e6)));
+}
+
 void Scheduler::SetLimits(const SchedulerLimits& limits) {
   std::lock_guard<std::mutex> lock(mu_);
   limits_ = limits;
   cv_.notify_all();
 }
 
-int64_t Scheduler::MemoryOf(const SimModel& model, int num_ctx) {
-  // Weights plus a KV cache of about 128 KiB per context token (an 8B model at 4096 tokens).
-  const int64_t per_token = model.Has("embedding") ? 4096 : 131072;
-  return model.size + static_cast<int64_t>(num_ctx) * per_token;
+int64_t Scheduler::MemoryOf(const SimModel& model) {
+  // The model's size, nothing for the KV cache: a benchmark that gives a node room for N models
+  // of known sizes gets exactly that.
+  return model.size;
 }
 
 int64_t Scheduler::UsedMemoryLocked() const {
   int64_t used = 0;
-  for (const auto& [key, entry] : loaded_) used += MemoryOf(entry.model, entry.num_ctx);
+  for (const auto& [key, entry] : loaded_) used += MemoryOf(entry.model);
   return used;
+}
+
+int Scheduler::RunningLocked() const {
+  int running = 0;
+  for (const auto& [key, entry] : loaded_) {
+    if (!entry.loading) running += entry.active;
+  }
+  return running;
 }
 
 void Scheduler::ExpireLocked(WallTime now) {
@@ -48,17 +64,22 @@ void Scheduler::SetExpiryLocked(Loaded& entry, const KeepAlive& keep_alive, Wall
 
 bool Scheduler::MakeRoomLocked(int64_t need) {
   if (limits_.vram_bytes <= 0) return true;
+  int64_t busy = 0;
+  for (const auto& [key, e] : loaded_) {
+    if (e.loading || e.active > 0) busy += MemoryOf(e.model);
+  }
+  // Evict nothing while the busy models alone leave too little room: the load waits for them.
+  // With nothing busy, a model larger than the whole budget loads partly on the CPU.
+  if (busy > 0 && busy + need > limits_.vram_bytes) return false;
   while (UsedMemoryLocked() + need > limits_.vram_bytes) {
     auto victim = loaded_.end();
     for (auto it = loaded_.begin(); it != loaded_.end(); ++it) {
       if (it->second.loading || it->second.active > 0) continue;
       if (victim == loaded_.end() || it->second.last_used < victim->second.last_used) victim = it;
     }
-    if (victim == loaded_.end()) {
-      // Nothing idle to evict. With nothing loaded at all the model loads partly on the CPU.
-      return loaded_.empty();
-    }
+    if (victim == loaded_.end()) break;
     loaded_.erase(victim);
+    ++stats_.evictions;
   }
   return true;
 }
@@ -68,31 +89,48 @@ Scheduler::Result Scheduler::Acquire(const SimModel& model, int num_ctx,
                                      Lease* lease) {
   std::unique_lock<std::mutex> lock(mu_);
   if (shutdown_) return Result::kShutdown;
-  if (pending_ >= limits_.max_queue) return Result::kBusy;
+  if (limits_.max_queue > 0 && pending_ >= limits_.max_queue) return Result::kBusy;
   ++pending_;
+  ++stats_.requests;
+  ++stats_.models[model.name].requests;
   *lease = Lease{model.key, {}};
+  const uint64_t ticket = next_ticket_++;
+  // Leaves the wait: the place in the queue and, if it had one, the place among room waiters.
+  const auto leave = [&] {
+    --pending_;
+    room_waiters_.erase(ticket);
+    cv_.notify_all();
+  };
   while (true) {
     if (shutdown_) {
-      --pending_;
-      cv_.notify_all();
+      leave();
       return Result::kShutdown;
     }
     const WallTime now = std::chrono::system_clock::now();
     ExpireLocked(now);
     auto it = loaded_.find(model.key);
-    if (it != loaded_.end() && !it->second.loading) {
+    // Ollama takes pending requests in order: while an older request waits for memory to load
+    // its model, later ones wait behind it, so a busy model cannot starve a cold one.
+    const bool behind_a_load = !room_waiters_.empty() && *room_waiters_.begin() < ticket;
+    if (behind_a_load) {
+      // wait below
+    } else if (it != loaded_.end() && !it->second.loading) {
       Loaded& entry = it->second;
       if (entry.num_ctx == num_ctx && entry.active < std::max(1, limits_.num_parallel)) {
         ++entry.active;
         entry.unload_when_idle = false;
-        --pending_;
+        leave();
+        stats_.max_running = std::max(stats_.max_running, RunningLocked());
         return Result::kReady;
       }
       if (entry.num_ctx != num_ctx && entry.active == 0 && !loading_) {
         loaded_.erase(it);  // other runner options: reload
         continue;
       }
-    } else if (it == loaded_.end() && !loading_ && MakeRoomLocked(MemoryOf(model, num_ctx))) {
+    } else if (it == loaded_.end() && !loading_ && !MakeRoomLocked(MemoryOf(model))) {
+      room_waiters_.insert(ticket);
+    } else if (it == loaded_.end() && !loading_) {
+      room_waiters_.erase(ticket);
       loading_ = true;
       Loaded& entry = loaded_[model.key];
       entry.model = model;
@@ -100,8 +138,12 @@ Scheduler::Result Scheduler::Acquire(const SimModel& model, int num_ctx,
       entry.active = 1;  // the loading request's own slot
       entry.last_used = std::chrono::steady_clock::now();
       SetExpiryLocked(entry, keep_alive, now);
+      ++stats_.loads;
+      ++stats_.models[model.name].loads;
       const auto started = std::chrono::steady_clock::now();
-      const auto done_at = started + limits_.load_delay;
+      const auto done_at =
+          started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        LoadTime(limits_, model.size));
       bool gave_up = false;
       while (!shutdown_ && std::chrono::steady_clock::now() < done_at) {
         cv_.wait_until(lock, std::min(done_at, std::chrono::steady_clock::now() + kCancelPoll));
@@ -111,14 +153,16 @@ Scheduler::Result Scheduler::Acquire(const SimModel& model, int num_ctx,
         if (gave_up) break;
       }
       loading_ = false;
-      --pending_;
-      cv_.notify_all();
+      leave();
+      const auto loaded_in = std::chrono::steady_clock::now() - started;
+      stats_.load_seconds += std::chrono::duration<double>(loaded_in).count();
       if (gave_up || shutdown_) {
         loaded_.erase(model.key);
         return gave_up ? Result::kCancelled : Result::kShutdown;
       }
       loaded_[model.key].loading = false;
-      lease->load_duration = std::chrono::steady_clock::now() - started;
+      lease->load_duration = loaded_in;
+      stats_.max_running = std::max(stats_.max_running, RunningLocked());
       return Result::kReady;
     }
     cv_.wait_for(lock, kCancelPoll);
@@ -126,8 +170,7 @@ Scheduler::Result Scheduler::Acquire(const SimModel& model, int num_ctx,
     const bool gone = cancelled();
     lock.lock();
     if (gone) {
-      --pending_;
-      cv_.notify_all();
+      leave();
       return Result::kCancelled;
     }
   }
@@ -201,7 +244,7 @@ Json Scheduler::PsJson() {
       secs = ns / 1000000000;
       nanos = static_cast<int>(ns % 1000000000);
     }
-    const int64_t memory = MemoryOf(e.model, e.num_ctx);
+    const int64_t memory = MemoryOf(e.model);
     int64_t vram = memory;
     if (limits_.vram_bytes > 0) vram = std::min(memory, limits_.vram_bytes);
     rows.push_back({secs, nanos,
@@ -220,6 +263,17 @@ Json Scheduler::PsJson() {
   Json models = Json::array();
   for (Row& r : rows) models.push_back(std::move(r.json));
   return Json{{"models", models}};
+}
+
+SchedulerStats Scheduler::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Scheduler::ResetStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_ = SchedulerStats{};
+  stats_.max_running = RunningLocked();
 }
 
 int Scheduler::Active() const {

@@ -85,12 +85,12 @@ bool ApplyConfigJson(const Json& patch, SimConfig* config, std::string* error) {
         return false;
       }
       c.version = v.get<std::string>();
-    } else if (key == "vram_gb") {
+    } else if (key == "vram_gb" || key == "load_ms_per_gb") {
       if (!v.is_number() || v.get<double>() < 0) {
-        *error = "vram_gb must be a non-negative number";
+        *error = key + " must be a non-negative number";
         return false;
       }
-      c.vram_gb = v.get<double>();
+      (key == "vram_gb" ? c.vram_gb : c.load_ms_per_gb) = v.get<double>();
     } else if (key == "fail") {
       if (!v.is_string() || !ParseFailMode(v.get<std::string>(), &c.fail)) {
         *error = "fail must be one of";
@@ -120,6 +120,7 @@ Json ConfigJson(const SimConfig& c) {
               {"token_interval_ms", c.token_interval_ms},
               {"jitter_ms", c.jitter_ms},
               {"load_delay_ms", c.load_delay_ms},
+              {"load_ms_per_gb", c.load_ms_per_gb},
               {"num_parallel", c.num_parallel},
               {"max_queue", c.max_queue},
               {"fast", c.fast},
@@ -137,9 +138,10 @@ Json ConfigJson(const SimConfig& c) {
 SchedulerLimits LimitsOf(const SimConfig& c) {
   SchedulerLimits limits;
   limits.load_delay = std::chrono::milliseconds(c.fast ? 0 : std::max(0, c.load_delay_ms));
+  limits.load_ms_per_gib = c.fast ? 0 : std::max(0.0, c.load_ms_per_gb);
   limits.num_parallel = std::max(1, c.num_parallel);
   limits.max_queue = std::max(0, c.max_queue);
-  limits.vram_bytes = static_cast<int64_t>(c.vram_gb * 1024.0 * 1024.0 * 1024.0);
+  limits.vram_bytes = static_cast<int64_t>(c.vram_gb * kBytesPerGib);
   return limits;
 }
 

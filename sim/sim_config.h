@@ -39,8 +39,9 @@ struct SimConfig {
   int token_interval_ms = 20;  // between tokens; the first token also waits this long
   int jitter_ms = 0;           // +/- uniform jitter on each interval
   int load_delay_ms = 500;     // cold load, before headers
+  double load_ms_per_gb = 0;   // added to a cold load per GiB of the model's size
   int num_parallel = 1;        // generations per loaded model
-  int max_queue = 512;         // waiting requests before 503
+  int max_queue = 512;         // waiting requests before 503; 0: no limit
   bool fast = false;           // no delays at all (benchmarks)
   double vram_gb = 0;          // 0: unlimited
   FailMode fail = FailMode::kNone;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -709,6 +710,106 @@ TEST_F(SimTest, ColdLoadIsReportedOnceAndSigtermStopsCleanly) {
   ASSERT_NE(status, -1);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// --- the GPU node: load time by size, memory and eviction, /api/ps, statistics --------------
+
+TEST_F(SimTest, GpuNodeLoadsBySizeEvictsLeastRecentlyUsedAndCountsItAll) {
+  constexpr int64_t kGib = int64_t{1} << 30;
+  Start({"--vram-gb", "2", "--load-delay-ms", "0", "--load-ms-per-gb", "40", "--num-parallel", "2",
+         "--max-queue", "0", "--models", "a=1073741824,b=1073741824,c=1073741824", "--tokens", "1",
+         "--token-interval-ms", "1"});
+  for (const char* model : {"a", "b", "c"}) {
+    auto res =
+        Post("/api/generate", json{{"model", model}, {"prompt", "x"}, {"stream", false}}.dump());
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_GE(json::parse(res->body)["load_duration"].get<int64_t>(), 40000000) << model;
+  }
+  // Room for two: loading c evicted a, the least recently used.
+  const json ps = json::parse(cli_->Get("/api/ps")->body)["models"];
+  ASSERT_EQ(ps.size(), 2u) << ps.dump();
+  std::vector<std::string> names;
+  for (const json& m : ps) {
+    names.push_back(m["name"]);
+    EXPECT_EQ(m["size"], kGib);
+    EXPECT_EQ(m["size_vram"], kGib);
+    EXPECT_FALSE(m["expires_at"].get<std::string>().empty());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"b:latest", "c:latest"}));
+
+  // Two generations at once on one model (num_parallel 2), held by the gate.
+  Configure({{"gated", true}});
+  {
+    Stream s1(port_, "/api/generate", R"({"model":"c","prompt":"x"})");
+    Stream s2(port_, "/api/generate", R"({"model":"c","prompt":"x"})");
+    ASSERT_TRUE(WaitFor([&] { return GateWaiting() == 2; }, seconds(10), "two running"));
+    Configure({{"gated", false}});
+    ASSERT_TRUE(WaitFor([&] { return s1.finished() && s2.finished(); }, seconds(10)));
+  }
+  json stats = Stats();
+  EXPECT_EQ(stats["loads"], 3);
+  EXPECT_GE(stats["load_seconds"].get<double>(), 0.12);
+  EXPECT_EQ(stats["evictions"], 1);
+  EXPECT_EQ(stats["inference_requests"], 5);
+  EXPECT_EQ(stats["max_running"], 2);
+  EXPECT_EQ(stats["models"]["a:latest"], (json{{"loads", 1}, {"requests", 1}}));
+  EXPECT_EQ(stats["models"]["c:latest"], (json{{"loads", 1}, {"requests", 3}}));
+
+  ASSERT_EQ(Post("/_sim/reset", "")->status, 200);
+  stats = Stats();
+  EXPECT_EQ(stats["loads"], 0);
+  EXPECT_EQ(stats["load_seconds"], 0.0);
+  EXPECT_EQ(stats["evictions"], 0);
+  EXPECT_EQ(stats["inference_requests"], 0);
+  EXPECT_EQ(stats["max_running"], 0);
+  EXPECT_EQ(stats["models"], json::object());
+}
+
+TEST_F(SimTest, PsListsAModelWhileItLoadsAndForgetsACancelledLoad) {
+  // A 60 s load: the test watches it in progress, then its client leaves.
+  Start({"--load-delay-ms", "0", "--load-ms-per-gb", "60000", "--models", "big=1073741824"});
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string body = R"({"model":"big","prompt":"x"})";
+  const std::string request =
+      "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+
+  json loading;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const json ps = json::parse(cli_->Get("/api/ps")->body)["models"];
+        if (ps.size() != 1) return false;
+        loading = ps[0];
+        return true;
+      },
+      seconds(10), "the loading model in /api/ps"));
+  EXPECT_EQ(loading["name"], "big:latest");
+  EXPECT_EQ(loading["size"], int64_t{1} << 30);
+  EXPECT_EQ(loading["size_vram"], int64_t{1} << 30);
+  EXPECT_TRUE(loading.contains("expires_at"));
+  EXPECT_EQ(Stats()["loads"], 1);
+
+  ::close(fd);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const json stats = Stats();
+        return stats["pending"] == 0 && stats["active"] == 0 && stats["cancelled"] == 1;
+      },
+      seconds(10), "the load cancelled"));
+  EXPECT_EQ(cli_->Get("/api/ps")->body, R"({"models":[]})");
+  const json stats = Stats();
+  EXPECT_EQ(stats["loads"], 1);
+  EXPECT_GT(stats["load_seconds"].get<double>(), 0.0);
+  EXPECT_LT(stats["load_seconds"].get<double>(), 60.0);
 }
 
 }  // namespace
