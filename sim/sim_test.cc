@@ -753,6 +753,7 @@ TEST_F(SimTest, GpuNodeLoadsBySizeEvictsLeastRecentlyUsedAndCountsItAll) {
   EXPECT_GE(stats["load_seconds"].get<double>(), 0.12);
   EXPECT_EQ(stats["evictions"], 1);
   EXPECT_EQ(stats["inference_requests"], 5);
+  EXPECT_EQ(stats["requests_by_path"]["/api/generate"], 5);
   EXPECT_EQ(stats["max_running"], 2);
   EXPECT_EQ(stats["models"]["a:latest"], (json{{"loads", 1}, {"requests", 1}}));
   EXPECT_EQ(stats["models"]["c:latest"], (json{{"loads", 1}, {"requests", 3}}));
