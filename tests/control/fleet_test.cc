@@ -525,6 +525,69 @@ TEST(CorralctlTest, ExitCodes) {
   EXPECT_EQ(fleet.CtlRaw({"node", "add", "--help"}).exit_code, 0);
 }
 
+// num_parallel and the routing rules through corralctl: each list edit is a read-modify-write
+// of one list, the others stay, and --json is the API's StrategyConfig.
+TEST(CorralctlTest, RoutingRulesWithJson) {
+  Fleet fleet;
+  ASSERT_TRUE(fleet.StartControl());
+  CtlResult added =
+      fleet.Ctl({"--json", "node", "add", "gpu1", "http://127.0.0.1:9", "--num-parallel", "4"});
+  ASSERT_EQ(added.exit_code, 0) << added;
+  EXPECT_EQ(added.Json()["node"]["num_parallel"], 4);
+  ASSERT_EQ(fleet.Ctl({"node", "update", "gpu1", "--num-parallel", "2"}).exit_code, 0);
+  EXPECT_EQ(fleet.Ctl({"--json", "node", "get", "gpu1"}).Json()["node"]["num_parallel"], 2);
+  EXPECT_NE(fleet.Ctl({"node", "list"}).out.find("NUM_PAR"), std::string::npos);
+
+  CtlResult queue =
+      fleet.Ctl({"--json", "strategy", "set", "--queue-length", "64", "--queue-wait", "2s"});
+  ASSERT_EQ(queue.exit_code, 0) << queue;
+  EXPECT_EQ(queue.Json()["strategy"], "STRATEGY_LEAST_ACTIVE");  // no NAME: the strategy stays
+  EXPECT_EQ(queue.Json()["queue"]["max_length"], 64);
+  EXPECT_EQ(queue.Json()["queue"]["max_wait_ms"], "2000");
+  ASSERT_EQ(fleet.Ctl({"strategy", "set", "weighted"}).exit_code, 0);  // the old form
+  CtlResult shown = fleet.Ctl({"strategy", "get"});
+  EXPECT_NE(shown.out.find("strategy:           weighted"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("queue length:       64 requests"), std::string::npos) << shown;
+
+  ASSERT_EQ(fleet.Ctl({"placement", "add", "llama3*", "--node", "gpu1", "--hard"}).exit_code, 0);
+  CtlResult placed = fleet.Ctl({"--json", "placement", "add", "qwen*", "--label", "gpu=a100"});
+  ASSERT_EQ(placed.exit_code, 0) << placed;
+  ASSERT_EQ(placed.Json()["placement"].size(), 2u) << placed;
+  EXPECT_EQ(placed.Json()["placement"][1]["labels"]["gpu"], "a100");
+  // The same pattern again replaces its rule where it stands.
+  CtlResult soft = fleet.Ctl({"--json", "placement", "add", "llama3*", "--node", "gpu1"});
+  ASSERT_EQ(soft.Json()["placement"].size(), 2u) << soft;
+  EXPECT_EQ(soft.Json()["placement"][0]["pattern"], "llama3*");
+  EXPECT_EQ(soft.Json()["placement"][0]["hard"], false);
+  CtlResult table = fleet.Ctl({"placement", "list"});
+  EXPECT_NE(table.out.find("PATTERN  MODE  NODES  LABELS\n"), std::string::npos) << table;
+  EXPECT_NE(table.out.find("qwen*    soft  -      gpu=a100\n"), std::string::npos) << table;
+  ASSERT_EQ(fleet.Ctl({"placement", "remove", "qwen*"}).exit_code, 0);
+  CtlResult missing = fleet.Ctl({"placement", "remove", "qwen*"});
+  EXPECT_EQ(missing.exit_code, 1) << missing;
+  EXPECT_NE(missing.err.find("no placement rule for pattern \"qwen*\""), std::string::npos)
+      << missing;
+
+  ASSERT_EQ(fleet.Ctl({"alias", "set", "fast", "llama3.2:1b"}).exit_code, 0);
+  CtlResult retarget = fleet.Ctl({"--json", "alias", "set", "FAST:latest", "qwen2.5:7b"});
+  ASSERT_EQ(retarget.Json()["aliases"].size(), 1u) << retarget;  // the same model name
+  EXPECT_EQ(retarget.Json()["aliases"][0]["target"], "qwen2.5:7b");
+  ASSERT_EQ(fleet.Ctl({"model-memory", "set", "*:70b*", "42.5"}).exit_code, 0);
+  CtlResult memory = fleet.Ctl({"--json", "model-memory", "list"});
+  ASSERT_EQ(memory.Json()["model_memory"].size(), 1u) << memory;
+  EXPECT_EQ(memory.Json()["model_memory"][0]["memory_gb"], 42.5);
+
+  // Every list kept the others' edits.
+  json all = fleet.Ctl({"--json", "strategy", "get"}).Json();
+  EXPECT_EQ(all["strategy"], "STRATEGY_WEIGHTED");
+  EXPECT_EQ(all["queue"]["max_length"], 64);
+  EXPECT_EQ(all["placement"].size(), 1u);
+  EXPECT_EQ(all["aliases"].size(), 1u);
+  EXPECT_EQ(all["model_memory"].size(), 1u);
+  ASSERT_EQ(fleet.Ctl({"alias", "remove", "fast"}).exit_code, 0);
+  EXPECT_EQ(fleet.Ctl({"alias", "list"}).out, "no model aliases\n");
+}
+
 // ---- bad input: a clear error, and nothing changes ----
 
 // What the operator owns of each node (the prober rewrites latency and probe times on its own).
@@ -633,6 +696,22 @@ TEST_F(BadInputTest, BadLabels) {
   EXPECT_EQ(r.exit_code, 2) << r;
   EXPECT_NE(r.err.find("KEY=VALUE"), std::string::npos) << r;
   EXPECT_EQ(fleet_.SnapshotVersion(), before);
+}
+
+TEST_F(BadInputTest, BadRoutingRules) {
+  ExpectRejected({"node", "add", "n2", fleet_.sim_url(spare_), "--num-parallel", "-1"},
+                 {"num_parallel"});
+  ExpectRejected({"strategy", "set", "--queue-length", "100001"}, {"max_length", "100000"});
+  ExpectRejected({"strategy", "set", "--queue-wait", "2h"}, {"max_wait_ms", "one hour"});
+  ExpectRejected({"placement", "add", "Llama3*", "--node", "n1"}, {"\"Llama3*\"", "lower case"});
+  ExpectRejected({"placement", "add", "llama3*", "--node", "bad node!"}, {"\"bad node!\""});
+  ExpectRejected({"alias", "set", "fast", "fast:latest"}, {"\"fast\"", "itself"});
+  ExpectRejected({"alias", "set", "bad name", "llama3"}, {"\"bad name\"", "model name"});
+  ExpectRejected({"model-memory", "set", "big*", "0"}, {"\"big*\"", "memory_gb"});
+  ExpectRejected({"model-memory", "set", "big*", "5000"}, {"4096"});
+  ExpectRejected({"alias", "remove", "nothing"}, {"no alias \"nothing\""});
+  ASSERT_EQ(fleet_.Ctl({"alias", "set", "fast", "llama3"}).exit_code, 0);
+  ExpectRejected({"alias", "set", "quick", "fast"}, {"\"quick\"", "itself an alias"});
 }
 
 TEST_F(BadInputTest, BadStrategyAndDiscovery) {
