@@ -164,8 +164,13 @@ std::string_view ShortModelKey(std::string_view canonical_key) {
 
 bool ModelPatternMatches(std::string_view pattern, std::string_view canonical_key) {
   if (GlobMatch(pattern, canonical_key)) return true;
+  constexpr std::string_view kDefaultHost = "registry.ollama.ai/";
+  if (canonical_key.substr(0, kDefaultHost.size()) != kDefaultHost) return false;
+  // "library/llama3:8b" as well as "llama3:8b": the forms an operator may copy from elsewhere.
+  const std::string_view without_host = canonical_key.substr(kDefaultHost.size());
+  if (GlobMatch(pattern, without_host)) return true;
   const std::string_view short_key = ShortModelKey(canonical_key);
-  return short_key.size() != canonical_key.size() && GlobMatch(pattern, short_key);
+  return short_key.size() != without_host.size() && GlobMatch(pattern, short_key);
 }
 
 absl::Status ValidateLabel(std::string_view key, std::string_view value) {

@@ -44,7 +44,8 @@ bool GlobMatch(std::string_view pattern, std::string_view text);
 std::string_view ShortModelKey(std::string_view canonical_key);
 
 // Whether `pattern` (a placement or memory rule's) matches a model: against its canonical key,
-// or against ShortModelKey of it.
+// and for the default registry also against the key without the host ("library/llama3:8b") and
+// against ShortModelKey of it ("llama3:8b").
 bool ModelPatternMatches(std::string_view pattern, std::string_view canonical_key);
 
 // A node label, as the registry accepts it: key [A-Za-z0-9_./-]{1,63}, value at most 255

@@ -93,6 +93,9 @@ TEST(ModelPatternMatches, ShortPatternsMatchKeysOfTheDefaultRegistry) {
   EXPECT_TRUE(ModelPatternMatches("hf.co/*", "hf.co/bartowski/x:q4_k_m"));
   EXPECT_FALSE(ModelPatternMatches("bartowski/*", "hf.co/bartowski/x:q4_k_m"));
   EXPECT_FALSE(ModelPatternMatches("qwen*", "registry.ollama.ai/library/llama3:8b"));
+  EXPECT_TRUE(ModelPatternMatches("library/llama3:*", "registry.ollama.ai/library/llama3:8b"));
+  EXPECT_TRUE(ModelPatternMatches("*/llama3:8b", "registry.ollama.ai/library/llama3:8b"));
+  EXPECT_FALSE(ModelPatternMatches("llama3", "registry.ollama.ai/library/llama3:latest"));
   EXPECT_EQ(ShortModelKey("registry.ollama.ai/library/llama3:8b"), "llama3:8b");
   EXPECT_EQ(ShortModelKey("registry.ollama.ai/ns/m:t"), "ns/m:t");
   EXPECT_EQ(ShortModelKey("hf.co/ns/m:t"), "hf.co/ns/m:t");
