@@ -16,8 +16,9 @@ bool InferenceRoutes::RunEmbedding(const SimModel& model, int num_ctx, const Kee
                                    bool has_input, bool openai, ConnectionWatch& watch,
                                    Scheduler::Lease* lease, httplib::Response& res) {
   const SimConfig config = node_.Config();
-  if (node_.FailBeforeAnswer(node_.TakeFailure(true, false), openai, watch, config, res))
+  if (node_.FailBeforeAnswer(node_.TakeFailure(true, false), openai, watch, config, res)) {
     return false;
+  }
   if (!node_.AcquireSlot(model, num_ctx, keep_alive, openai, watch, lease, res)) return false;
   const bool computed = !has_input || config.fast || config.token_interval_ms <= 0 ||
                         node_.Sleep(milliseconds(config.token_interval_ms), watch);
@@ -172,8 +173,9 @@ void InferenceRoutes::HandleEmbeddings(const httplib::Request& req, httplib::Res
   const std::string name = StringField(body, "model");
   if (name.empty()) return NativeError(res, 400, "model is required");
   std::optional<SimModel> model = node_.FindModel(name);
-  if (!model)
+  if (!model) {
     return NativeError(res, 404, "model \"" + name + "\" not found, try pulling it first");
+  }
   const std::string prompt = StringField(body, "prompt");
   Scheduler::Lease lease;
   if (!RunEmbedding(*model, common.num_ctx, common.keep_alive, !prompt.empty(), false, watch,

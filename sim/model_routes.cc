@@ -12,6 +12,11 @@ namespace corral::sim {
 
 using std::chrono::milliseconds;
 
+bool ModelRoutes::FailedBeforeAnswer(ConnectionWatch& watch, const SimConfig& config,
+                                     httplib::Response& res) {
+  return node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, watch, config, res);
+}
+
 void ModelRoutes::HandleTags(const httplib::Request&, httplib::Response& res) {
   std::vector<SimModel> models = node_.Models();
   std::sort(models.begin(), models.end(), [](const SimModel& a, const SimModel& b) {
@@ -40,8 +45,7 @@ void ModelRoutes::HandleShow(const httplib::Request& req, httplib::Response& res
   std::optional<ModelRef> ref = ParseModelName(name);
   if (!ref) return NativeError(res, 400, "invalid model name");
   ConnectionWatch watch(req);
-  if (node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, watch, node_.Config(), res))
-    return;
+  if (FailedBeforeAnswer(watch, node_.Config(), res)) return;
   std::optional<SimModel> model = node_.FindModel(name);
   if (!model) return NativeError(res, 404, "model '" + DisplayName(*ref) + "' not found");
   const std::string family = model->family;
@@ -213,7 +217,7 @@ void ModelRoutes::HandlePull(const httplib::Request& req, httplib::Response& res
   std::optional<ModelRef> ref = ParseModelName(name);
   if (!ref) return NativeError(res, 400, "invalid model name");
   const SimConfig config = node_.Config();
-  if (node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, *watch, config, res)) return;
+  if (FailedBeforeAnswer(*watch, config, res)) return;
 
   std::optional<SimModel> installed = node_.FindModel(name);
   std::vector<Json> lines;
@@ -243,7 +247,7 @@ void ModelRoutes::HandlePush(const httplib::Request& req, httplib::Response& res
   std::optional<ModelRef> ref = ParseModelName(name);
   if (!ref) return NativeError(res, 400, "invalid model name");
   const SimConfig config = node_.Config();
-  if (node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, *watch, config, res)) return;
+  if (FailedBeforeAnswer(*watch, config, res)) return;
   std::vector<Json> lines{Json{{"status", "retrieving manifest"}}};
   if (std::optional<SimModel> model = node_.FindModel(name)) {
     AppendLayerLines(*model, true, "pushing", &lines);
@@ -272,7 +276,7 @@ void ModelRoutes::HandleCreate(const httplib::Request& req, httplib::Response& r
     return NativeError(res, 400, "neither 'from' or 'files' was specified");
   }
   const SimConfig config = node_.Config();
-  if (node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, *watch, config, res)) return;
+  if (FailedBeforeAnswer(*watch, config, res)) return;
 
   std::vector<Json> lines;
   std::optional<SimModel> created;
@@ -337,8 +341,7 @@ void ModelRoutes::HandleCopy(const httplib::Request& req, httplib::Response& res
   if (!ParseModelName(source)) return NativeError(res, 400, "source \"" + source + "\" is invalid");
   if (!dst) return NativeError(res, 400, "destination \"" + destination + "\" is invalid");
   ConnectionWatch watch(req);
-  if (node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, watch, node_.Config(), res))
-    return;
+  if (FailedBeforeAnswer(watch, node_.Config(), res)) return;
   std::optional<SimModel> model = node_.FindModel(source);
   if (!model) return NativeError(res, 404, "model \"" + source + "\" not found");
   Rename(&*model, *dst);
@@ -353,8 +356,7 @@ void ModelRoutes::HandleDelete(const httplib::Request& req, httplib::Response& r
   const std::string name = FirstNonEmptyString(*body, {"model", "name"});
   if (!ParseModelName(name)) return NativeError(res, 400, "name \"" + name + "\" is invalid");
   ConnectionWatch watch(req);
-  if (node_.FailBeforeAnswer(node_.TakeFailure(false, false), false, watch, node_.Config(), res))
-    return;
+  if (FailedBeforeAnswer(watch, node_.Config(), res)) return;
   std::optional<SimModel> model = node_.FindModel(name);
   if (!model) return NativeError(res, 404, "model '" + name + "' not found");
   node_.RemoveModel(model->key);

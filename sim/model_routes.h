@@ -36,6 +36,9 @@ class ModelRoutes {
   void HandleBlob(const httplib::Request& req, httplib::Response& res);
 
  private:
+  // The configured failure, when it applies to management routes (fail_all_routes), acted out
+  // before the answer. True when the response is settled.
+  bool FailedBeforeAnswer(ConnectionWatch& watch, const SimConfig& config, httplib::Response& res);
   // Answers a pull/push/create: a stream of status lines (one every pull_interval_ms), or with
   // stream:false one object ({"status":"success"} or a 500 error). `install` runs just before
   // the success line is sent, so a client that saw "success" finds the model at once.

@@ -149,6 +149,25 @@ class SimTest : public ::testing::Test {
     ASSERT_TRUE(res && res->status == 200);
   }
   int GateWaiting() { return Stats()["gate"].value("waiting", -1); }
+  // Sends POST /api/generate with `body` over a plain socket, for a test that reads the raw bytes
+  // or closes the connection itself. Returns the socket, or -1.
+  int SendRawGenerate(const std::string& body) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const std::string request =
+        "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
 
   std::string dir_;
   std::unique_ptr<ChildProcess> sim_;
@@ -555,18 +574,8 @@ TEST_F(SimTest, HangAndSlowHeadersSendNothingUntilTheClientLeaves) {
 
 TEST_F(SimTest, GarbageAnswersTwoHundredWithBrokenFraming) {
   Start({"--fast", "--fail", "garbage"});
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = SendRawGenerate(R"({"model":"llama3.2","prompt":"x"})");
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port_));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const std::string body = R"({"model":"llama3.2","prompt":"x"})";
-  const std::string request =
-      "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\n\r\n" + body;
-  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
   std::string received;
   char buf[4096];
   ssize_t n;
@@ -771,18 +780,8 @@ TEST_F(SimTest, GpuNodeLoadsBySizeEvictsLeastRecentlyUsedAndCountsItAll) {
 TEST_F(SimTest, PsListsAModelWhileItLoadsAndForgetsACancelledLoad) {
   // A 60 s load: the test watches it in progress, then its client leaves.
   Start({"--load-delay-ms", "0", "--load-ms-per-gb", "60000", "--models", "big=1073741824"});
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = SendRawGenerate(R"({"model":"big","prompt":"x"})");
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port_));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const std::string body = R"({"model":"big","prompt":"x"})";
-  const std::string request =
-      "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\n\r\n" + body;
-  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
 
   json loading;
   ASSERT_TRUE(WaitFor(
