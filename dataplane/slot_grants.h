@@ -5,7 +5,11 @@
 // reports (demand: in flight and waiting) and answers each Report with this proxy's grants and a
 // lease. A proxy that never received grants (a static snapshot file, no control plane) uses each
 // limit whole; a proxy whose lease ran out without a newer answer uses an equal split of each
-// limit among the proxies last known to be connected (docs/routing.md "Limits across proxies").
+// limit among the proxies last known to be connected, at least one slot (docs/limits.md).
+//
+// A grant may be 0: the node's slots are other proxies' for now, and a request must wait (or
+// go elsewhere) until a Report's answer gives this proxy some. So a 0 from NodeLimit means "no
+// limit" only when `configured` is 0, and a 0 from ModelLimit always means "no slot now".
 //
 // Thread safety: every method is safe from any thread. The limit lookups are on the request
 // path and take no lock that Apply holds for long (the grants are swapped as one immutable
@@ -30,11 +34,13 @@ class SlotGrants {
   void Apply(const corral::v1::ReportResponse& response);
 
   // The node-wide slots this proxy may use on `node`, whose configured max_parallel is
-  // `configured` (0 = no limit, which stays 0: no limit).
+  // `configured` (0 = no limit, which stays 0: no limit). With `configured` > 0 the answer is
+  // in [0, configured], and 0 means no slot now (the node is full for this proxy).
   int64_t NodeLimit(const std::string& node, int64_t configured) const;
 
   // The slots this proxy may use for `model_key` on `node`, whose configured per-model limit
-  // (num_parallel with the default applied) is `configured` (always at least 1).
+  // (num_parallel with the default applied) is `configured` (always at least 1). The answer is
+  // in [0, configured]; 0 means no slot now.
   int64_t ModelLimit(const std::string& node, const std::string& model_key,
                      int64_t configured) const;
 
