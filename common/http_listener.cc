@@ -86,23 +86,33 @@ const char* ReasonPhrase(int status) {
   }
 }
 
+// What httplib reads of a request's headers when it is handed only what frames the exchange:
+// the body's length or chunking, whether the connection stays open, and a `100 Continue`.
+bool FramesExchange(std::string_view name) {
+  return EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
+         EqualsIgnoreCase(name, "Connection") || EqualsIgnoreCase(name, "Expect");
+}
+
 // The head httplib is handed for `head`: the same bytes, except that a '%' in a header value
-// becomes "%25", which httplib's percent-decoding of header values turns back into '%'. Empty
-// when the head has no '%' in a value (httplib then reads the client's bytes as they are).
-std::string HeadForHttplib(const RequestHead& head) {
-  bool escape = false;
+// becomes "%25", which httplib's percent-decoding of header values turns back into '%', and,
+// with `framing_only`, without the headers that do not frame the exchange. Empty when the
+// client's bytes can go as they are (no '%' in a value and nothing dropped).
+std::string HeadForHttplib(const RequestHead& head, bool framing_only) {
+  bool rewrite = false;
   for (const HeaderField& field : head.headers) {
-    if (field.value.find('%') != std::string::npos) {
-      escape = true;
+    if (field.value.find('%') != std::string::npos ||
+        (framing_only && !FramesExchange(field.name))) {
+      rewrite = true;
       break;
     }
   }
-  if (!escape) return "";
+  if (!rewrite) return "";
   std::string out;
-  out.reserve(256);
+  out.reserve(128 + head.target.size());
   out.append(head.method).append(" ").append(head.target);
   out.append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   for (const HeaderField& field : head.headers) {
+    if (framing_only && !FramesExchange(field.name)) continue;
     out.append(field.name).append(": ");
     for (char c : field.value) {
       if (c == '%') {
@@ -319,8 +329,8 @@ class ConnectionStream final : public httplib::Stream {
   // Hands the head just read to httplib, in a form it reads as the listener did (see
   // http_listener.h), and starts the body's phase: its reads are held to the body's pace and
   // deadline, and a chunked body is re-framed through a ChunkedDecoder.
-  void HandOver(const RequestHead& head) {
-    const std::string rewritten = HeadForHttplib(head);
+  void HandOver(const RequestHead& head, bool framing_only) {
+    const std::string rewritten = HeadForHttplib(head, framing_only);
     if (!rewritten.empty()) {
       buffer_.erase(buffer_.begin() + static_cast<std::ptrdiff_t>(start_),
                     buffer_.begin() + static_cast<std::ptrdiff_t>(start_ + head_size_));
@@ -748,7 +758,7 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
         }
         continue;
       }
-      stream.HandOver(head);
+      stream.HandOver(head, framing_only_);
       ServedRequest current(head, std::move(verdict.ticket));
       bool connection_closed = false;
       stream.BeginAnswer();

@@ -146,6 +146,12 @@ class HttpListener : public httplib::Server {
   void set_head_check(HeadCheck check) { head_check_ = std::move(check); }
   // Open connections one client address may hold; 0 = no cap. Set before Run.
   void set_max_connections_per_client(size_t n) { max_per_client_ = n; }
+  // Hand httplib only the headers that frame the exchange (Content-Length, Transfer-Encoding,
+  // Connection, Expect), for a server whose handlers read every other header from
+  // ServedRequestHead: httplib then parses, looks up and acts on nothing else (no Range slicing
+  // of an answer, no multipart body, no compression chosen from Accept-Encoding), and a request
+  // costs less. Set before Run.
+  void set_framing_headers_only(bool on) { framing_only_ = on; }
   // The longest a request body may take from its head's end to its last byte. Set before Run.
   void set_body_timeout(std::chrono::milliseconds t) { body_timeout_ = t; }
   // Serves until Stop(). Returns false if the server failed.
@@ -162,6 +168,7 @@ class HttpListener : public httplib::Server {
   RefusalWriter refusal_writer_;
   HeadCheck head_check_;
   bool busy_poll_ = false;
+  bool framing_only_ = false;
   size_t max_per_client_ = 0;
   std::chrono::milliseconds body_timeout_{std::chrono::minutes(10)};
   std::mutex clients_mu_;

@@ -1,5 +1,7 @@
 #include "common/model_name.h"
 
+#include <array>
+
 #include "common/ascii.h"
 
 namespace corral {
@@ -173,9 +175,27 @@ std::string DisplayName(const ModelRef& ref) {
 }
 
 std::optional<std::string> CanonicalModelKey(std::string_view name) {
-  std::optional<ModelRef> ref = ParseModelName(name);
-  if (!ref) return std::nullopt;
-  return CanonicalKey(*ref);
+  // A proxy thread sees the same few spellings request after request, and parsing one costs
+  // about 2,500 instructions: each thread remembers its last few answers (the function is
+  // pure, so a remembered answer is the answer). Long names are not remembered.
+  struct Remembered {
+    std::string name;
+    std::optional<std::string> key;
+  };
+  static constexpr size_t kRemembered = 4;
+  static constexpr size_t kLongestRemembered = 128;
+  thread_local std::array<Remembered, kRemembered> remembered;
+  thread_local size_t next = 0;
+  for (const Remembered& r : remembered) {
+    if (!r.name.empty() && r.name == name) return r.key;
+  }
+  std::optional<std::string> key;
+  if (std::optional<ModelRef> ref = ParseModelName(name)) key = CanonicalKey(*ref);
+  if (!name.empty() && name.size() <= kLongestRemembered) {
+    remembered[next] = {std::string(name), key};
+    next = (next + 1) % kRemembered;
+  }
+  return key;
 }
 
 }  // namespace corral

@@ -33,15 +33,18 @@ void SetNodeHead(ProxyCall& call, int status,
   httplib::Response& res = call.res;
   res.status = status;
   const std::vector<std::string> connection = ResponseConnectionOptions(headers);
+  // Straight into the map rather than through set_header: the node's head was parsed by
+  // http_parser, which takes no CR or LF into a name or value, and the proxy's own values are
+  // node names and digits, so set_header's check would find nothing.
   for (const auto& [k, v] : headers) {
     if (!IsDroppedResponseHeader(k, connection) && !EqualsIgnoreCase(k, kNodeHeader) &&
         !EqualsIgnoreCase(k, kAttemptsHeader) && !EqualsIgnoreCase(k, kRequestIdHeader)) {
-      res.set_header(k, v);
+      res.headers.emplace(k, v);
     }
   }
-  res.set_header(kNodeHeader, node);
-  res.set_header(kAttemptsHeader,
-                 std::to_string(std::max<size_t>(1, call.record().attempts.size())));
+  res.headers.emplace(kNodeHeader, node);
+  res.headers.emplace(kAttemptsHeader,
+                      std::to_string(std::max<size_t>(1, call.record().attempts.size())));
 }
 
 // Reads the token usage of a whole answer into the request's record.

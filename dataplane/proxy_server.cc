@@ -68,6 +68,8 @@ void ProxyServer::Install(HttpListener& server) {
   server.set_head_check([this](const RequestHead& head, const std::string& client) {
     return front_door_.Check(head, client);
   });
+  // Every handler reads the client's headers from the front door's parse.
+  server.set_framing_headers_only(true);
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(1000);
   server.set_keep_alive_timeout(5);
@@ -113,13 +115,8 @@ Admitted* ProxyServer::Prepare(const httplib::Request& req, httplib::Response& r
                   IsOpenAIPath(req.path));
     return nullptr;
   }
-  // httplib compresses a response when the client accepts gzip and the content type looks
-  // compressible, and then holds a stream back until it ends. The request object is httplib's
-  // own non-const local; dropping the header here keeps every answer byte-for-byte as relayed.
-  if (req.has_header("Accept-Encoding")) {
-    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
-  }
-  if (admitted->record) res.set_header(kRequestIdHeader, admitted->record->record().request_id);
+  // The id passed the front door's head rules (no control character) or was made here.
+  if (admitted->record) res.headers.emplace(kRequestIdHeader, admitted->record->record().request_id);
   // The front door refused origins it does not allow.
   const std::string* origin = ServedRequestHead()->Find("Origin");
   if (origin != nullptr && !origin->empty()) {
