@@ -349,6 +349,42 @@ TEST_F(HttpListenerTest, HandlerReadsPercentSignsAsSentWhateverFollowsThem) {
   EXPECT_EQ(reply.body, "100% %25 %zz %|100% %25 %zz %");
 }
 
+// With framing headers only, httplib is handed nothing but what frames the exchange: it does
+// not slice an answer by Range, read a multipart body or see any other header, while the
+// handler still reads every header from the listener's own parse.
+TEST_F(HttpListenerTest, FramingOnlyHandsHttplibNothingButTheFraming) {
+  listener_.set_framing_headers_only(true);
+  listener_.Post("/seen", [](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& reader) {
+    std::string body;
+    reader([&](const char* data, size_t size) {
+      body.append(data, size);
+      return true;
+    });
+    std::string names;
+    for (const auto& [name, value] : req.headers) {
+      // httplib adds the connection's addresses itself.
+      if (name.find("_ADDR") == std::string::npos && name.find("_PORT") == std::string::npos) {
+        names += name + ",";
+      }
+    }
+    const std::string* type = ServedRequestHead()->Find("Content-Type");
+    res.set_content(names + "|" + (type == nullptr ? "" : *type) + "|" + body, "text/plain");
+  });
+  Start();
+  RawClient client(port_);
+  ASSERT_TRUE(client.connected());
+  const std::string body = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b--\r\n";
+  ASSERT_TRUE(client.Send(Request("POST", "/seen",
+                                  "Content-Type: multipart/form-data; boundary=b\r\n"
+                                  "Range: bytes=0-1\r\nAccept-Encoding: gzip\r\n",
+                                  body)));
+  const Reply reply = client.Read();
+  ASSERT_TRUE(reply.complete) << Summary(reply);
+  EXPECT_EQ(reply.status, 200) << "not sliced by Range";
+  EXPECT_EQ(reply.body, "Content-Length,|multipart/form-data; boundary=b|" + body);
+}
+
 // A header line of kMaxHeaderLine bytes (CRLF included) with `percent_every` bytes a '%'
 // (none when 0).
 std::string HeaderValueAtTheLimit(size_t percent_every) {
