@@ -95,9 +95,12 @@ Scheduler::Result Scheduler::Acquire(const SimModel& model, int num_ctx,
   ++stats_.models[model.name].requests;
   *lease = Lease{model.key, {}};
   const uint64_t ticket = next_ticket_++;
-  // Leaves the wait: the place in the queue and, if it had one, the place among room waiters.
+  model_waiters_[model.key].insert(ticket);
+  // Leaves the wait: the place in the queue, among this model's waiters and among room waiters.
   const auto leave = [&] {
     --pending_;
+    model_waiters_[model.key].erase(ticket);
+    if (model_waiters_[model.key].empty()) model_waiters_.erase(model.key);
     room_waiters_.erase(ticket);
     cv_.notify_all();
   };
@@ -110,9 +113,11 @@ Scheduler::Result Scheduler::Acquire(const SimModel& model, int num_ctx,
     ExpireLocked(now);
     auto it = loaded_.find(model.key);
     // Ollama takes pending requests in order: while an older request waits for memory to load
-    // its model, later ones wait behind it, so a busy model cannot starve a cold one.
+    // its model, later ones wait behind it, so a busy model cannot starve a cold one; and the
+    // requests for one model get its slots first come, first served (its semaphore is FIFO).
     const bool behind_a_load = !room_waiters_.empty() && *room_waiters_.begin() < ticket;
-    if (behind_a_load) {
+    const bool behind_same_model = *model_waiters_.at(model.key).begin() < ticket;
+    if (behind_a_load || behind_same_model) {
       // wait below
     } else if (it != loaded_.end() && !it->second.loading) {
       Loaded& entry = it->second;

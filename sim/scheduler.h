@@ -5,14 +5,15 @@
 //
 // It mirrors what a proxy can observe of Ollama's scheduler: a request for a model that is not
 // loaded waits for the load (one load at a time per node; load_delay + size in GiB x
-// load_per_gib); at most `num_parallel` generations run per loaded model and the rest wait
-// (before any response header is sent), without limit when `max_queue` is 0 (Ollama's
-// semaphore), else past `max_queue` waiting requests the node answers 503; a model stays loaded
-// for its keep_alive after its last request; a request with other runner options (num_ctx)
-// forces a reload once the model is idle. A model's memory is its size. Loading a model that
-// does not fit evicts idle models, least recently used first; when the busy ones leave too
-// little room the load waits for them to finish (it never fails), except on an empty node,
-// where it loads partly on the CPU as Ollama does.
+// load_ms_per_gib); at most `num_parallel` generations run per loaded model and the rest wait
+// (before any response header is sent; first come, first served), without limit when
+// `max_queue` is 0 (Ollama's semaphore), else past `max_queue` waiting requests the node answers
+// 503; a model stays loaded for its keep_alive after its last request; a request with other
+// runner options (num_ctx) forces a reload once the model is idle. A model's memory is its size.
+// Loading a model that does not fit evicts idle models, least recently used first; when the busy
+// ones leave too little room the load waits for them to finish (it never fails), and requests
+// that came after it wait behind it; on an empty node a model larger than the budget loads
+// partly on the CPU, as Ollama does.
 //
 // Thread safety: every method may be called from any thread; one mutex guards all state.
 // Waiting methods poll a caller-supplied cancel check so a client that goes away frees its
@@ -127,6 +128,8 @@ class Scheduler {
   SchedulerStats stats_;                  // guarded by mu_
   uint64_t next_ticket_ = 0;              // arrival order of Acquire calls; guarded by mu_
   std::set<uint64_t> room_waiters_;       // tickets waiting for memory to load; guarded by mu_
+  // Tickets of the requests waiting, per model key (slots go to the oldest); guarded by mu_.
+  std::map<std::string, std::set<uint64_t>> model_waiters_;
 };
 
 }  // namespace corral::sim

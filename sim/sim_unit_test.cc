@@ -384,6 +384,37 @@ TEST(SchedulerTest, ZeroMaxQueueLetsAnyNumberWaitLikeOllamasSemaphore) {
   EXPECT_EQ(stats.max_running, 1);  // one slot per model, never more
 }
 
+TEST(SchedulerTest, WaitersForOneModelGetItsSlotsFirstComeFirstServed) {
+  Scheduler scheduler;
+  SchedulerLimits limits;
+  limits.num_parallel = 1;
+  limits.max_queue = 0;
+  scheduler.SetLimits(limits);
+  const SimModel model = ModelOfSize("m", kGib);
+  Scheduler::Lease first;
+  ASSERT_EQ(scheduler.Acquire(model, 4096, kFiveMinutes, Never, &first), Scheduler::Result::kReady);
+  std::mutex mu;
+  std::vector<int> order;  // guarded by mu
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 5; ++i) {
+    waiters.emplace_back([&, i] {
+      Scheduler::Lease lease;
+      ASSERT_EQ(scheduler.Acquire(model, 4096, kFiveMinutes, Never, &lease),
+                Scheduler::Result::kReady);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        order.push_back(i);
+      }
+      scheduler.Release(lease, kFiveMinutes);
+    });
+    // Each waiter is in the queue before the next one arrives.
+    ASSERT_TRUE(WaitUntil([&] { return scheduler.Pending() == i + 1; }));
+  }
+  scheduler.Release(first, kFiveMinutes);
+  for (std::thread& t : waiters) t.join();
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
+}
+
 TEST(SchedulerTest, MaxRunningIsThePeakAndResetStartsFromNow) {
   Scheduler scheduler;
   SchedulerLimits limits;
