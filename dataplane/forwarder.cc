@@ -1,6 +1,8 @@
 #include "dataplane/forwarder.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -11,11 +13,47 @@ namespace corral::dataplane {
 
 namespace {
 
+// What a client that met the queue's bounds is told to wait before trying again.
+constexpr const char* kQueueRetryAfter = "5";
+
+// "30 s", "0.25 s".
+std::string SecondsText(int64_t ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", static_cast<double>(ms) / 1000.0);
+  return text;
+}
+
+// Why a request found no slot in the end, beyond the Router's own PickError.
+enum class Waited { kNo, kTimedOut, kFull, kClientGone, kStopping };
+
+Waited FromQueue(WaitQueue::End end) {
+  switch (end) {
+    case WaitQueue::End::kTimedOut:
+      return Waited::kTimedOut;
+    case WaitQueue::End::kFull:
+      return Waited::kFull;
+    case WaitQueue::End::kClientGone:
+      return Waited::kClientGone;
+    case WaitQueue::End::kStopping:
+      return Waited::kStopping;
+    case WaitQueue::End::kGot:
+      break;
+  }
+  return Waited::kNo;
+}
+
+WaitQueue::Limits QueueLimits(const EffectivePolicy& policy) {
+  WaitQueue::Limits limits;
+  limits.max_length = policy.queue_max_length;
+  limits.max_wait = std::chrono::milliseconds(policy.queue_max_wait_ms);
+  return limits;
+}
+
 // NodeAttempt over a real node: the exchange up to the head, then the relay.
 class NodeAttemptImpl final : public NodeAttempt {
  public:
-  NodeAttemptImpl(ProxyCall& call, NodeExchange& exchange, AnswerRelay& relay)
-      : call_(call), exchange_(exchange), relay_(relay) {}
+  NodeAttemptImpl(ProxyCall& call, NodeExchange& exchange, AnswerRelay& relay, Router& router)
+      : call_(call), exchange_(exchange), relay_(relay), router_(router) {}
 
   // NodeAttempt
   TryResult Try(Lease& lease) override {
@@ -46,6 +84,10 @@ class NodeAttemptImpl final : public NodeAttempt {
           exchange_.ReadAnswer(call_, *answer.conn, node.name, kMaxSavedErrorBody, &result.error);
       return result;
     }
+    // A model that answers was loaded by the time it did (residency between probes).
+    if (status < 300 && call_.route.route_class == RouteClass::kInference) {
+      router_.RecordFirstByte(lease, answer.latency_ms);
+    }
     record.sent = answer.sent;
     record.node_first_byte =
         answer.sent + std::chrono::duration_cast<RequestRecord::Clock::duration>(
@@ -63,47 +105,106 @@ class NodeAttemptImpl final : public NodeAttempt {
   ProxyCall& call_;
   NodeExchange& exchange_;
   AnswerRelay& relay_;
+  Router& router_;
 };
 
-// The strategy's pick among the nodes that have a model.
+// The strategy's pick among the nodes that have a model. When every candidate is full on the
+// first pick, the request waits in the Router's queue for a slot (docs/routing.md "The queue").
 class ModelCandidates final : public CandidateSource {
  public:
-  ModelCandidates(Router& router, const std::shared_ptr<const RoutingTable>& table,
-                  const std::string& model_key)
-      : router_(router), table_(table), model_key_(model_key) {}
+  ModelCandidates(Router& router, ProxyCall& call, const std::string& model_key,
+                  const std::atomic<bool>& aborting)
+      : router_(router),
+        call_(call),
+        table_(call.table),
+        model_key_(model_key),
+        aborting_(aborting) {}
 
   // CandidateSource
   Lease Next(const TriedNodes& tried, std::string*) override {
-    PickResult pick = router_.Pick(table_, model_key_, tried);
-    if (!pick.lease && tried.empty() && pick.error != PickError::kExhausted) {
-      refusal_ = pick.error;
+    const EffectivePolicy& policy = table_->policy();
+    // Only a request that was sent nowhere yet waits: one that failed on a node has an error to
+    // pass on, and its retries take what is free.
+    const bool may_wait = policy.queue_enabled && tried.empty();
+    PickResult pick = router_.Pick(table_, model_key_, tried, {.may_wait = may_wait});
+    if (pick.lease) return std::move(pick.lease);
+    if (may_wait && pick.error == PickError::kAllBusy) {
+      Lease lease = Wait(tried, pick.cold_free);
+      if (lease || waited_ != Waited::kTimedOut) return lease;
     }
-    return std::move(pick.lease);
+    if (tried.empty() && pick.error != PickError::kExhausted) refusal_ = pick.error;
+    return Lease();
   }
 
-  // Why no node at all could be picked (kNone when one was, or the loop never asked).
   PickError refusal() const { return refusal_; }
+  Waited waited() const { return waited_; }
 
  private:
+  // Waits for a slot on a node that can serve the model.
+  Lease Wait(const TriedNodes& tried, bool cold_free) {
+    const EffectivePolicy& policy = table_->policy();
+    // A cold node is free but the cost rule chose to wait for a warm one: with the queue full,
+    // take the cold node rather than answer 503.
+    if (cold_free && router_.queue().depth() >= policy.queue_max_length) {
+      return std::move(router_.Pick(table_, model_key_, tried).lease);
+    }
+    const RoutingTable& table = *table_;
+    const ModelPlacement* placement = table.Placement(model_key_);
+    Lease got;
+    auto can_use = [&](std::string_view node) {
+      for (size_t i : placement->nodes) {
+        if (table.nodes()[i].name == node) return true;
+      }
+      return false;
+    };
+    auto take = [&]() -> const std::string* {
+      PickResult pick = router_.Pick(table_, model_key_, tried, {.may_wait = true});
+      if (!pick.lease) return nullptr;
+      got = std::move(pick.lease);
+      return &got.node().name;
+    };
+    const WaitQueue::Outcome outcome = router_.queue().Wait(
+        QueueLimits(policy), model_key_, can_use, take, call_.ClientFd(), &aborting_);
+    waited_ = FromQueue(outcome.end);
+    if (outcome.end == WaitQueue::End::kGot) return got;
+    if (outcome.end == WaitQueue::End::kTimedOut) {
+      // The last chance: a cold node the cost rule kept in reserve.
+      PickResult last = router_.Pick(table_, model_key_, tried);
+      if (last.lease) {
+        waited_ = Waited::kNo;
+        return std::move(last.lease);
+      }
+    }
+    return Lease();
+  }
+
   Router& router_;
+  ProxyCall& call_;
   const std::shared_ptr<const RoutingTable>& table_;
   const std::string& model_key_;
+  const std::atomic<bool>& aborting_;
   PickError refusal_ = PickError::kNone;
+  Waited waited_ = Waited::kNo;
 };
 
 // Named nodes in a fixed order.
 class OrderedCandidates final : public CandidateSource {
  public:
   OrderedCandidates(Router& router, const std::shared_ptr<const RoutingTable>& table,
-                    const std::vector<std::string>& order, const std::string& model_key)
-      : router_(router), table_(table), order_(order), model_key_(model_key) {}
+                    const std::vector<std::string>& order, const std::string& model_key,
+                    bool model_limited)
+      : router_(router),
+        table_(table),
+        order_(order),
+        model_key_(model_key),
+        model_limited_(model_limited) {}
 
   // CandidateSource
   Lease Next(const TriedNodes& tried, std::string* last_error) override {
     while (next_ < order_.size()) {
       const std::string& name = order_[next_++];
       if (table_->FindNode(name) == nullptr || tried.count(name) != 0) continue;
-      Lease lease = router_.Acquire(table_, name, model_key_);
+      Lease lease = router_.Acquire(table_, name, model_key_, model_limited_);
       if (lease) return lease;
       *last_error = "node '" + name + "' is not available";
     }
@@ -115,6 +216,7 @@ class OrderedCandidates final : public CandidateSource {
   const std::shared_ptr<const RoutingTable>& table_;
   const std::vector<std::string>& order_;
   const std::string& model_key_;
+  const bool model_limited_;
   size_t next_ = 0;
 };
 
@@ -142,7 +244,13 @@ std::vector<std::string> OrderByLoad(const RoutingTable& table, Router& router,
 
 Forwarder::Forwarder(NodeExchange& exchange, AnswerRelay& relay, Router& router,
                      const std::atomic<bool>& aborting)
-    : exchange_(exchange), relay_(relay), router_(router), loop_(router, aborting) {}
+    : exchange_(exchange),
+      relay_(relay),
+      router_(router),
+      aborting_(aborting),
+      loop_(router, aborting) {}
+
+void Forwarder::Abort() { router_.queue().Stop(); }
 
 bool Forwarder::Finish(ProxyCall& call, const RetryOutcome& outcome) {
   switch (outcome.end) {
@@ -166,10 +274,38 @@ bool Forwarder::Finish(ProxyCall& call, const RetryOutcome& outcome) {
 
 void Forwarder::ByModel(ProxyCall& call, const std::string& model_key,
                         const std::string& model_as_sent) {
-  ModelCandidates candidates(router_, call.table, model_key);
-  NodeAttemptImpl attempt(call, exchange_, relay_);
+  ModelCandidates candidates(router_, call, model_key, aborting_);
+  NodeAttemptImpl attempt(call, exchange_, relay_, router_);
   const RetryOutcome outcome =
       loop_.Run(call.table->policy(), candidates, attempt, call.req.method, call.req.path);
+  switch (candidates.waited()) {
+    case Waited::kNo:
+      break;
+    case Waited::kClientGone:
+      call.res.status = 499;
+      call.outcome = RequestOutcome::kClientGone;
+      call.error = "the client left while waiting for a free node";
+      return;
+    case Waited::kStopping:
+      call.outcome = RequestOutcome::kProxyStopping;
+      call.error = "the proxy is stopping";
+      call.res.set_header("Retry-After", "1");
+      SetErrorReply(call.res, 503, "server busy: the proxy is stopping", call.route.openai);
+      return;
+    case Waited::kTimedOut:
+    case Waited::kFull: {
+      const bool full = candidates.waited() == Waited::kFull;
+      call.outcome = RequestOutcome::kNoNode;
+      call.error = full ? "server busy, please try again: every node serving '" + model_as_sent +
+                              "' is busy and the wait queue is full"
+                        : "server busy, please try again: every node serving '" + model_as_sent +
+                              "' is busy; waited " +
+                              SecondsText(call.table->policy().queue_max_wait_ms);
+      call.res.set_header("Retry-After", kQueueRetryAfter);
+      SetErrorReply(call.res, 503, call.error, call.route.openai);
+      return;
+    }
+  }
   if (Finish(call, outcome)) return;
   switch (candidates.refusal()) {
     case PickError::kNone:
@@ -194,13 +330,23 @@ void Forwarder::ByModel(ProxyCall& call, const std::string& model_key,
       SetErrorReply(call.res, 503, "no healthy node can serve model '" + model_as_sent + "'",
                     call.route.openai);
       return;
+    case PickError::kNotPlaceable: {
+      // Retrying does not help until the operator changes the rules or the nodes: no
+      // Retry-After.
+      const ModelPlacement* placement = call.table->Placement(model_key);
+      SetErrorReply(call.res, 503,
+                    "no node may run model '" + model_as_sent + "': " +
+                        (placement != nullptr ? placement->refusal : "placement allows none"),
+                    call.route.openai);
+      return;
+    }
   }
 }
 
 void Forwarder::InOrder(ProxyCall& call, const std::vector<std::string>& order,
-                        const std::string& model_key) {
-  OrderedCandidates candidates(router_, call.table, order, model_key);
-  NodeAttemptImpl attempt(call, exchange_, relay_);
+                        const std::string& model_key, bool model_limited) {
+  OrderedCandidates candidates(router_, call.table, order, model_key, model_limited);
+  NodeAttemptImpl attempt(call, exchange_, relay_, router_);
   const RetryOutcome outcome =
       loop_.Run(call.table->policy(), candidates, attempt, call.req.method, call.req.path);
   if (Finish(call, outcome)) return;

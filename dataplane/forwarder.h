@@ -4,7 +4,9 @@
 // RetryLoop, with the exchange (node_exchange.h) and the relay (answer_relay.h) behind its
 // NodeAttempt. FanOut sends the request to every node of a list (copy, delete, unload). Every
 // slot on a node is taken through the Router's lease, counted against the node's max_parallel
-// and, when the request names a model, against that model on the node.
+// and, when the request names a model, against that model on the node (an inference request
+// also needs a free slot for the model: num_parallel). ByModel waits in the Router's queue when
+// every candidate is full (docs/routing.md "The queue").
 //
 // Thread safety: every method is safe from any thread; a ProxyCall belongs to its thread.
 #pragma once
@@ -32,13 +34,19 @@ class Forwarder {
             const std::atomic<bool>& aborting);
 
   // Tries nodes picked by the strategy for `model_key` (canonical); `model_as_sent` names the
-  // model in the client's errors (404 no node has it, 503 none healthy or all busy).
+  // model in the client's errors (404 no node has it; 503 none healthy, none placement allows,
+  // or all busy past the queue's bounds).
   void ByModel(ProxyCall& call, const std::string& model_key, const std::string& model_as_sent);
 
   // Tries the nodes of `order` in turn; a node whose slot cannot be taken is passed over. A
-  // non-empty `model_key` counts the request against that model on the node.
-  void InOrder(ProxyCall& call, const std::vector<std::string>& order,
-               const std::string& model_key);
+  // non-empty `model_key` counts the request against that model on the node; `model_limited`
+  // (inference) also needs a free slot for the model there.
+  void InOrder(ProxyCall& call, const std::vector<std::string>& order, const std::string& model_key,
+               bool model_limited = false);
+
+  // Ends every wait in the queue (the proxy stops). Waits also end on their own within 100 ms
+  // of `aborting` turning true.
+  void Abort();
 
   // Sends the request to every node of `nodes`, reading each answer whole: the client gets the
   // first error a node answered, else the first success (only its status when
@@ -54,6 +62,7 @@ class Forwarder {
   NodeExchange& exchange_;
   AnswerRelay& relay_;
   Router& router_;
+  const std::atomic<bool>& aborting_;
   RetryLoop loop_;
 };
 

@@ -71,6 +71,26 @@ std::optional<BodyFields> ReadFields(ProxyCall& call) {
   return *std::move(fields);
 }
 
+// Points the body's "model" at `target` for a request that named an alias: the node knows
+// only the target (it answers 404 for the alias). Every top-level key that Go's decoder would
+// read as "model" (ASCII case-insensitively) is replaced by one "model"; the rest of the body
+// is kept, re-serialized. False when the body cannot be rewritten (not a JSON object).
+bool RewriteModel(std::string* body, const std::string& target) {
+  auto json = nlohmann::ordered_json::parse(*body, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return false;
+  for (auto it = json.begin(); it != json.end();) {
+    const std::string& k = it.key();
+    const bool is_model =
+        k.size() == 5 && std::equal(k.begin(), k.end(), "model", [](char a, char b) {
+          return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
+        });
+    it = is_model ? json.erase(it) : std::next(it);
+  }
+  json["model"] = target;
+  *body = json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return true;
+}
+
 void AnswerNoNode(ProxyCall& call, const std::string& message) {
   call.outcome = RequestOutcome::kNoNode;
   call.error = message;
@@ -85,11 +105,11 @@ ModelRoutes::ModelRoutes(Forwarder& forwarder, NodeExchange& exchange, Router& r
     : forwarder_(forwarder), exchange_(exchange), router_(router), blobs_(blobs) {}
 
 bool ModelRoutes::TokenAllowsModel(ProxyCall& call, const std::string& model_key,
-                                   const std::string& model) {
+                                   const std::string& model, const std::string& alias_key) {
   const corral::v1::InferenceToken* token = call.admitted.token;
   if (token == nullptr || token->models_size() == 0) return true;
   for (const auto& allowed : token->models()) {
-    if (allowed == model_key) return true;
+    if (allowed == model_key || (!alias_key.empty() && allowed == alias_key)) return true;
   }
   SetErrorReply(call.res, 403, "token '" + token->name() + "' may not use model '" + model + "'",
                 call.route.openai);
@@ -116,10 +136,21 @@ void ModelRoutes::Inference(ProxyCall& call) {
     SetErrorReply(call.res, 400, "invalid model name", call.route.openai);
     return;
   }
-  call.record().model_key = *key;
-  if (!TokenAllowsModel(call, *key, model)) return;
+  std::string routed_key = *key;
+  if (const AliasEntry* alias = call.table->Alias(*key)) {
+    // A token may name either the alias or the model it stands for.
+    if (!TokenAllowsModel(call, alias->target_key, alias->target, *key)) return;
+    if (!RewriteModel(&call.body, alias->target)) {
+      SetErrorReply(call.res, 400, "invalid request body", call.route.openai);
+      return;
+    }
+    routed_key = alias->target_key;
+  } else if (!TokenAllowsModel(call, *key, model)) {
+    return;
+  }
+  call.record().model_key = routed_key;
   if (!call.pinned.empty()) {
-    forwarder_.InOrder(call, {call.pinned}, *key);
+    forwarder_.InOrder(call, {call.pinned}, routed_key, /*model_limited=*/true);
     return;
   }
   // Unload shortcut: every node where the model is loaded must drop it.
@@ -129,14 +160,14 @@ void ModelRoutes::Inference(ProxyCall& call) {
   if (unload) {
     std::vector<std::string> loaded_on;
     for (const NodeEntry& node : call.table->nodes()) {
-      if (node.routable && node.loaded_keys.count(*key)) loaded_on.push_back(node.name);
+      if (node.routable && node.loaded_keys.count(routed_key)) loaded_on.push_back(node.name);
     }
     if (!loaded_on.empty()) {
-      forwarder_.FanOut(call, loaded_on, *key, /*empty_on_success=*/false);
+      forwarder_.FanOut(call, loaded_on, routed_key, /*empty_on_success=*/false);
       return;
     }
   }
-  forwarder_.ByModel(call, *key, model);
+  forwarder_.ByModel(call, routed_key, model);
 }
 
 void ModelRoutes::NodeLocal(ProxyCall& call) {

@@ -6,7 +6,10 @@
 // hands the request to the Forwarder: a strategy pick, a fixed order of nodes, or a fan-out.
 // Inference and node-local requests take their slot on a node the same way: the Router's lease,
 // bounded by the node's max_parallel and counted against the model they name on that node
-// (docs/proxy.md "Node-local management").
+// (docs/proxy.md "Node-local management"); inference also needs a free slot for its model
+// (num_parallel), pinned or not. A request naming a fleet-wide alias is routed as the alias's
+// target, and its body's "model" is rewritten to the target, which is what the node knows
+// (docs/routing.md "Aliases").
 //
 // Thread safety: every method is safe from any thread; a ProxyCall belongs to its thread.
 #pragma once
@@ -35,9 +38,10 @@ class ModelRoutes {
   void BlobHead(ProxyCall& call);
 
  private:
-  // A model-limited token may only use its models: answers 403 and returns false otherwise.
+  // A model-limited token may only use its models (`model_key`, or the alias the request
+  // named): answers 403 and returns false otherwise.
   static bool TokenAllowsModel(ProxyCall& call, const std::string& model_key,
-                               const std::string& model);
+                               const std::string& model, const std::string& alias_key = "");
 
   Forwarder& forwarder_;
   NodeExchange& exchange_;

@@ -134,6 +134,23 @@ struct ProxyMetrics {
                         "Requests this proxy has in flight on a node for one model.",
                         {{"node", nodes}, {"model", models}}, {.max_series = 5000});
 
+  // ---- the wait queue (dataplane/wait_queue.h) ----
+  metrics::LabelDomain& queue_rejection_reasons =
+      registry.AddDomain("reason", {"timeout", "full", "client_gone", "stopping"});
+  metrics::Gauge& queue_depth =
+      registry.AddGauge("corral_queue_depth",
+                        "Requests waiting in this proxy's queue for a slot on a node.");
+  metrics::Histogram& queue_wait = registry.AddHistogram(
+      "corral_queue_wait_seconds",
+      "Time a request waited in the queue, whatever ended the wait (a slot, the queue's time "
+      "limit, its client leaving).",
+      metrics::buckets::kTimeToFirstToken);
+  metrics::CounterFamily<1>& queue_rejections = registry.AddCounter(
+      "corral_queue_rejections_total",
+      "Requests the queue gave up on: 503 after the queue's time limit (timeout) or with the "
+      "queue full (full), the client gone while waiting, the proxy stopping.",
+      {{"reason", queue_rejection_reasons}});
+
   // ---- the snapshot and the control plane ----
   metrics::Gauge& snapshot_version = registry.AddGauge(
       "corral_snapshot_version", "Version of the routing snapshot this proxy serves from.");

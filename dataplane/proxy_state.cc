@@ -4,6 +4,7 @@
 #include <cmath>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -24,6 +25,25 @@ std::string StrategyName(corral::v1::Strategy s) {
 }
 
 double Finite(double v) { return std::isfinite(v) ? v : 0.0; }
+
+// The wait queue: its policy, depth and totals (docs/routing.md "The queue").
+nlohmann::json QueueJson(const WaitQueue& queue, const RoutingTable* table) {
+  const WaitQueue::Stats stats = queue.stats();
+  const EffectivePolicy policy = table ? table->policy() : EffectivePolicy();
+  return {
+      {"enabled", policy.queue_enabled},
+      {"max_length", policy.queue_max_length},
+      {"max_wait_ms", policy.queue_max_wait_ms},
+      {"depth", stats.depth},
+      {"longest_wait_seconds", Finite(stats.longest_wait_seconds)},
+      {"waited_total", stats.waited_total},
+      {"served_total", stats.served_total},
+      {"timed_out_total", stats.timed_out_total},
+      {"full_total", stats.full_total},
+      {"client_gone_total", stats.client_gone_total},
+      {"wait_seconds_total", Finite(stats.wait_seconds_total)},
+  };
+}
 
 }  // namespace
 
@@ -60,11 +80,13 @@ std::string ProxyStateView::StateJson() {
     for (const NodeEntry& node : table->nodes()) {
       auto rt = router_.Runtime(node.name);
       nlohmann::json per_model = nlohmann::json::object();
+      nlohmann::json resident = nlohmann::json::array();  // seen loaded since the snapshot
       int64_t ejected_ms = 0;
       {
         std::lock_guard<std::mutex> lock(rt->mu);
-        for (const auto& [key, n] : rt->model_in_flight) {
-          if (n != 0) per_model[key] = n;
+        for (const auto& [key, model] : rt->models) {
+          if (model.in_flight != 0) per_model[key] = model.in_flight;
+          if (model.ResidentIn(table->version())) resident.push_back(key);
         }
         if (rt->ejected_until > now) {
           ejected_ms = std::chrono::duration_cast<milliseconds>(rt->ejected_until - now).count();
@@ -91,6 +113,10 @@ std::string ProxyStateView::StateJson() {
           {"latency_ms", Finite(rt->latency_ms.load())},
           {"probe_latency_ms", node.proto ? Finite(node.proto->latency_ms()) : 0.0},
           {"max_parallel", node.proto ? node.proto->max_parallel() : 0},
+          {"max_parallel_granted", router_.NodeLimit(node)},
+          {"num_parallel", node.proto ? std::max(1, node.proto->num_parallel()) : 1},
+          {"waiting", router_.queue().Waiting(node.name, "")},
+          {"loaded_since_snapshot", std::move(resident)},
           {"version", node.proto ? node.proto->version() : ""},
           {"models", std::move(models)},
           {"loaded_models", std::move(loaded)},
@@ -113,6 +139,7 @@ std::string ProxyStateView::StateJson() {
         {"source", store_.source()},
         {"created_at", table ? table->snapshot().created_at() : ""}}},
       {"strategy", table ? StrategyName(table->policy().strategy) : "least_active"},
+      {"queue", QueueJson(router_.queue(), table.get())},
       {"nodes", std::move(nodes)},
   };
   return DumpJson(state);
@@ -121,15 +148,29 @@ std::string ProxyStateView::StateJson() {
 std::vector<corral::v1::NodeLoad> ProxyStateView::NodeLoads() {
   std::vector<corral::v1::NodeLoad> out;
   auto table = store_.Current();
+  std::vector<Router::NodeLoadSample> samples = router_.TakeLoadReport();
   if (!table) return out;
+  std::unordered_map<std::string, Router::NodeLoadSample*> by_name;
+  for (auto& sample : samples) by_name.emplace(sample.node, &sample);
   for (const NodeEntry& node : table->nodes()) {
-    auto rt = router_.Runtime(node.name);
     corral::v1::NodeLoad load;
     load.set_node(node.name);
-    load.set_in_flight(rt->in_flight.load());
-    load.set_passive_failures(rt->passive_failures_unreported.exchange(0));
-    load.set_ejected(router_.IsEjected(node.name));
-    load.set_latency_ms(Finite(rt->latency_ms.load()));
+    auto it = by_name.find(node.name);
+    if (it != by_name.end()) {
+      Router::NodeLoadSample& sample = *it->second;
+      load.set_in_flight(sample.in_flight);
+      load.set_passive_failures(sample.passive_failures);
+      load.set_ejected(sample.ejected);
+      load.set_latency_ms(Finite(sample.latency_ms));
+      load.set_waiting(sample.waiting);
+      for (const auto& model : sample.models) {
+        auto* m = load.add_models();
+        m->set_model(model.model);
+        m->set_in_flight(model.in_flight);
+        m->set_waiting(model.waiting);
+      }
+      for (auto& key : sample.cold_loads) load.add_cold_loads(std::move(key));
+    }
     out.push_back(std::move(load));
   }
   return out;

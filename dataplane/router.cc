@@ -6,12 +6,17 @@
 #include <tuple>
 #include <utility>
 
+#include "dataplane/cost_rule.h"
+
 namespace corral::dataplane {
 namespace {
 
 // Weight of the newest sample in the latency EWMA: recent enough to follow a node that slows
 // down, smooth enough that one cold model load does not swing the ranking for long.
 constexpr double kLatencyAlpha = 0.3;
+
+// Weight of the newest sample in the request-duration and load-time EWMAs (the cost rule).
+constexpr double kDurationAlpha = 0.2;
 
 // A node that passed every filter, with the counts read once for this selection.
 struct Candidate {
@@ -20,18 +25,16 @@ struct Candidate {
   std::shared_ptr<NodeRuntime> runtime;
   int64_t in_flight = 0;
   int64_t model_in_flight = 0;
+  int64_t model_limit = 1;
   bool warm = false;
+  bool preferred = false;
 };
 
-bool AtCapacity(const NodeEntry& node, int64_t in_flight) {
-  const int32_t limit = node.proto->max_parallel();
-  return limit > 0 && in_flight >= limit;
-}
+bool AtLimit(int64_t limit, int64_t in_flight) { return limit > 0 && in_flight >= limit; }
 
-// The check against max_parallel and the increment are one step, so racing picks can never
-// push a node past its limit.
-bool TryTakeSlot(const NodeEntry& node, NodeRuntime& runtime) {
-  const int32_t limit = node.proto->max_parallel();
+// The check against the node's limit and the increment are one step, so racing picks can never
+// push a node past it.
+bool TryTakeNodeSlot(int64_t limit, NodeRuntime& runtime) {
   if (limit <= 0) {
     runtime.in_flight.fetch_add(1);
     return true;
@@ -43,22 +46,16 @@ bool TryTakeSlot(const NodeEntry& node, NodeRuntime& runtime) {
   return false;
 }
 
-void CountModel(NodeRuntime& runtime, const std::string& model_key, int64_t delta) {
-  if (model_key.empty()) return;
-  std::lock_guard lock(runtime.mu);
-  auto it = runtime.model_in_flight.try_emplace(model_key, 0).first;
-  it->second += delta;
-  if (it->second <= 0) runtime.model_in_flight.erase(it);
+double Ewma(double previous, double sample) {
+  return previous > 0 ? previous + kDurationAlpha * (sample - previous) : sample;
 }
 
-// Keeps only warm candidates when there is at least one: a cold load costs seconds to a minute
-// of GPU time, far more than any imbalance the strategy would otherwise correct.
-std::vector<Candidate*> WarmFirst(std::vector<Candidate*> candidates) {
-  std::vector<Candidate*> warm;
-  for (Candidate* c : candidates) {
-    if (c->warm) warm.push_back(c);
+// Keeps the candidates for which `keep` holds when at least one does, in place.
+template <typename Keep>
+void KeepIfAny(std::vector<Candidate*>& pool, Keep keep) {
+  if (std::any_of(pool.begin(), pool.end(), [&](Candidate* c) { return keep(*c); })) {
+    std::erase_if(pool, [&](Candidate* c) { return !keep(*c); });
   }
-  return warm.empty() ? candidates : warm;
 }
 
 // Candidates are in snapshot order, so the first minimum is the deterministic tie-break.
@@ -91,19 +88,6 @@ Candidate* LowestLatency(const std::vector<Candidate*>& candidates) {
   });
 }
 
-// The best (lowest value) priority tier, then warm-first and least-active inside it. Tiers
-// come before warmth: a lower tier is the operator's fallback, not a place to chase a loaded
-// model.
-Candidate* Priority(const std::vector<Candidate*>& candidates) {
-  int32_t best_tier = candidates.front()->node->proto->priority();
-  for (Candidate* c : candidates) best_tier = std::min(best_tier, c->node->proto->priority());
-  std::vector<Candidate*> tier;
-  for (Candidate* c : candidates) {
-    if (c->node->proto->priority() == best_tier) tier.push_back(c);
-  }
-  return LeastActive(WarmFirst(std::move(tier)));
-}
-
 int64_t EjectionMs(const EffectivePolicy& policy, int ejections) {
   const int64_t cap = policy.eject_max_ms;
   int64_t ms = std::min(policy.eject_base_ms, cap);
@@ -127,6 +111,8 @@ const char* PickErrorName(PickError error) {
       return "all_busy";
     case PickError::kExhausted:
       return "exhausted";
+    case PickError::kNotPlaceable:
+      return "not_placeable";
   }
   return "unknown";
 }
@@ -138,7 +124,9 @@ Lease::Lease(Lease&& other) noexcept
       node_(std::exchange(other.node_, nullptr)),
       node_index_(std::exchange(other.node_index_, 0)),
       runtime_(std::move(other.runtime_)),
-      model_key_(std::move(other.model_key_)) {
+      model_key_(std::move(other.model_key_)),
+      router_(std::exchange(other.router_, nullptr)),
+      taken_(other.taken_) {
   other.model_key_.clear();
 }
 
@@ -151,6 +139,8 @@ Lease& Lease::operator=(Lease&& other) noexcept {
     runtime_ = std::move(other.runtime_);
     model_key_ = std::move(other.model_key_);
     other.model_key_.clear();
+    router_ = std::exchange(other.router_, nullptr);
+    taken_ = other.taken_;
   }
   return *this;
 }
@@ -159,9 +149,9 @@ Lease::~Lease() { Release(); }
 
 void Lease::Release() {
   if (node_ == nullptr) return;
-  runtime_->in_flight.fetch_sub(1);
-  CountModel(*runtime_, model_key_, -1);
+  router_->GiveBack(*this);
   node_ = nullptr;
+  router_ = nullptr;
   node_index_ = 0;
   runtime_.reset();
   table_.reset();
@@ -170,7 +160,7 @@ void Lease::Release() {
 
 // ---- Router ----
 
-Router::Router(const Clock& clock) : clock_(clock) {}
+Router::Router(const Clock& clock) : clock_(clock), queue_(clock) {}
 
 std::shared_ptr<NodeRuntime> Router::Runtime(const std::string& node_name) {
   std::lock_guard lock(mu_);
@@ -190,29 +180,96 @@ bool Router::EjectedNow(NodeRuntime& runtime) const {
   return runtime.ejected_until > clock_.Now();
 }
 
+int64_t Router::NodeLimit(const NodeEntry& node) const {
+  const int64_t configured = node.proto->max_parallel();
+  const SlotGrants* grants = grants_.load(std::memory_order_acquire);
+  return grants == nullptr ? configured : grants->NodeLimit(node.name, configured);
+}
+
+int64_t Router::ModelLimit(const NodeEntry& node, const std::string& model_key) const {
+  const int64_t configured = std::max<int32_t>(1, node.proto->num_parallel());
+  const SlotGrants* grants = grants_.load(std::memory_order_acquire);
+  return grants == nullptr ? configured : grants->ModelLimit(node.name, model_key, configured);
+}
+
+bool Router::TryTake(const NodeEntry& node, NodeRuntime& runtime, const std::string& model_key,
+                     int64_t model_limit) {
+  if (!TryTakeNodeSlot(NodeLimit(node), runtime)) return false;
+  if (model_key.empty()) return true;
+  {
+    std::lock_guard lock(runtime.mu);
+    ModelRuntime& model = runtime.models[model_key];
+    if (!AtLimit(model_limit, model.in_flight)) {
+      ++model.in_flight;
+      return true;
+    }
+  }
+  // The node slot was taken for a moment: a waiter that looked then saw the node full.
+  runtime.in_flight.fetch_sub(1);
+  queue_.SlotFreed(node.name);
+  return false;
+}
+
+void Router::FillLease(Lease& lease, const std::shared_ptr<const RoutingTable>& table,
+                       const NodeEntry& node, std::shared_ptr<NodeRuntime> runtime,
+                       const std::string& model_key) {
+  lease.table_ = table;
+  lease.node_ = &node;
+  lease.node_index_ = static_cast<size_t>(&node - table->nodes().data());
+  lease.runtime_ = std::move(runtime);
+  lease.model_key_ = model_key;
+  lease.router_ = this;
+  lease.taken_ = clock_.Now();
+}
+
+void Router::GiveBack(Lease& lease) {
+  NodeRuntime& runtime = *lease.runtime_;
+  runtime.in_flight.fetch_sub(1);
+  if (!lease.model_key_.empty()) {
+    const double held_ms =
+        std::chrono::duration<double, std::milli>(clock_.Now() - lease.taken_).count();
+    std::lock_guard lock(runtime.mu);
+    auto it = runtime.models.find(lease.model_key_);
+    if (it != runtime.models.end()) {
+      ModelRuntime& model = it->second;
+      --model.in_flight;
+      if (held_ms >= 0) model.duration_ms = Ewma(model.duration_ms, held_ms);
+    }
+  }
+  queue_.SlotFreed(lease.node_->name);
+}
+
 PickResult Router::Pick(const std::shared_ptr<const RoutingTable>& table,
                         const std::string& model_key,
-                        const std::unordered_set<std::string>& exclude) {
+                        const std::unordered_set<std::string>& exclude, PickOptions options) {
   PickResult result;
   if (!table) {
     // No snapshot yet: the fleet is unknown, which is unavailability, not a missing model.
     result.error = PickError::kNoHealthyNode;
     return result;
   }
-  const std::vector<size_t>& listed = table->NodesWithModel(model_key);
-  if (listed.empty()) {
+  const ModelPlacement* placement = table->Placement(model_key);
+  if (placement == nullptr) {
     result.error = PickError::kModelNotFound;
     return result;
   }
+  if (placement->nodes.empty()) {
+    result.error = PickError::kNotPlaceable;
+    return result;
+  }
+  const uint64_t version = table->version();
 
   // Loops only when another thread took the last slot of the chosen node between reading the
   // counts and taking the slot; the next round sees that node as busy.
   for (;;) {
     std::vector<Candidate> eligible;
-    eligible.reserve(listed.size());
+    eligible.reserve(placement->nodes.size());
     bool any_excluded = false;
     bool any_busy = false;
-    for (size_t index : listed) {
+    // The shortest expected wait among busy warm nodes (the cost rule); < 0 = none.
+    double warm_wait_ms = -1;
+    for (size_t position = 0; position < placement->nodes.size(); ++position) {
+      const size_t index = placement->nodes[position];
       const NodeEntry& node = table->nodes()[index];
       // Exclusion comes first: a node this request already tried is "tried", whatever its
       // state has become since (it may have been ejected by that very failure).
@@ -223,20 +280,33 @@ PickResult Router::Pick(const std::shared_ptr<const RoutingTable>& table,
       if (!node.routable) continue;
       std::shared_ptr<NodeRuntime> runtime = Runtime(node.name);
       if (EjectedNow(*runtime)) continue;
-      const int64_t in_flight = runtime->in_flight.load();
-      if (AtCapacity(node, in_flight)) {
-        any_busy = true;
-        continue;
-      }
       Candidate c;
       c.index = index;
       c.node = &node;
-      c.in_flight = in_flight;
+      c.in_flight = runtime->in_flight.load();
+      c.model_limit = ModelLimit(node, model_key);
+      c.preferred = position < placement->preferred;
       c.warm = node.loaded_keys.contains(model_key);
+      double duration_ms = 0;
       {
         std::lock_guard lock(runtime->mu);
-        auto it = runtime->model_in_flight.find(model_key);
-        c.model_in_flight = it == runtime->model_in_flight.end() ? 0 : it->second;
+        auto it = runtime->models.find(model_key);
+        if (it != runtime->models.end()) {
+          c.model_in_flight = it->second.in_flight;
+          c.warm = c.warm || it->second.ResidentIn(version);
+          duration_ms = it->second.duration_ms;
+        }
+      }
+      if (AtLimit(NodeLimit(node), c.in_flight) || AtLimit(c.model_limit, c.model_in_flight)) {
+        any_busy = true;
+        if (c.warm && options.may_wait) {
+          // Requests ahead of this one for the model on the node: those holding its slots and
+          // those queued that it could serve.
+          const int64_t ahead = c.model_in_flight + queue_.Waiting(node.name, model_key);
+          const double wait = WarmWaitMs(ahead, c.model_limit, duration_ms);
+          if (warm_wait_ms < 0 || wait < warm_wait_ms) warm_wait_ms = wait;
+        }
+        continue;
       }
       c.runtime = std::move(runtime);
       eligible.push_back(std::move(c));
@@ -249,17 +319,39 @@ PickResult Router::Pick(const std::shared_ptr<const RoutingTable>& table,
       return result;
     }
 
-    std::vector<Candidate*> all;
-    all.reserve(eligible.size());
-    for (Candidate& c : eligible) all.push_back(&c);
+    std::vector<Candidate*> pool;
+    pool.reserve(eligible.size());
+    for (Candidate& c : eligible) pool.push_back(&c);
+
+    // A soft placement rule's nodes first; then, under the priority strategy, the best tier.
+    // Tiers come before warmth: a lower tier is the operator's fallback, not a place to chase a
+    // loaded model.
+    KeepIfAny(pool, [](const Candidate& c) { return c.preferred; });
+    const corral::v1::Strategy strategy = table->policy().strategy;
+    if (strategy == corral::v1::STRATEGY_PRIORITY) {
+      int32_t best_tier = pool.front()->node->proto->priority();
+      for (Candidate* c : pool) best_tier = std::min(best_tier, c->node->proto->priority());
+      std::erase_if(pool, [&](Candidate* c) { return c->node->proto->priority() != best_tier; });
+    }
+    // Warm first: a warm node with a free slot always beats a cold load. When only cold nodes
+    // are free and a warm one is busy, the cost rule decides whether to wait for it.
+    const bool any_warm =
+        std::any_of(pool.begin(), pool.end(), [](Candidate* c) { return c->warm; });
+    if (any_warm) {
+      std::erase_if(pool, [](Candidate* c) { return !c->warm; });
+    } else if (warm_wait_ms >= 0 && PreferWarm(warm_wait_ms, ColdLoadMs(ObservedLoadMs(model_key),
+                                                                        placement->memory_bytes))) {
+      result.error = PickError::kAllBusy;
+      result.cold_free = true;
+      return result;
+    }
 
     Candidate* choice = nullptr;
-    switch (table->policy().strategy) {
+    switch (strategy) {
       case corral::v1::STRATEGY_LOWEST_LATENCY:
-        choice = LowestLatency(WarmFirst(all));
+        choice = LowestLatency(pool);
         break;
       case corral::v1::STRATEGY_ROUND_ROBIN: {
-        std::vector<Candidate*> pool = WarmFirst(all);
         std::lock_guard lock(mu_);
         choice = pool[rr_cursor_++ % pool.size()];
         break;
@@ -267,7 +359,6 @@ PickResult Router::Pick(const std::shared_ptr<const RoutingTable>& table,
       case corral::v1::STRATEGY_WEIGHTED: {
         // Smooth weighted round robin: every candidate gains its weight, the richest is
         // chosen and pays the total. Spreads a 5:1:1 split as a a b a c a a, not a a a a a b c.
-        std::vector<Candidate*> pool = WarmFirst(all);
         std::lock_guard weighted_lock(weighted_mu_);
         int64_t total = 0;
         int64_t best_current = 0;
@@ -285,42 +376,56 @@ PickResult Router::Pick(const std::shared_ptr<const RoutingTable>& table,
         choice->runtime->weighted_current -= total;
         break;
       }
-      case corral::v1::STRATEGY_PRIORITY:
-        choice = Priority(all);
-        break;
-      default:  // least_active, and unspecified (the table resolves it, but be total)
-        choice = LeastActive(WarmFirst(all));
+      default:  // least_active, priority inside its tier, and unspecified (be total)
+        choice = LeastActive(pool);
         break;
     }
 
-    if (TryTakeSlot(*choice->node, *choice->runtime)) {
-      CountModel(*choice->runtime, model_key, +1);
-      result.lease.table_ = table;
-      result.lease.node_ = choice->node;
-      result.lease.node_index_ = choice->index;
-      result.lease.runtime_ = std::move(choice->runtime);
-      result.lease.model_key_ = model_key;
+    if (TryTake(*choice->node, *choice->runtime, model_key, choice->model_limit)) {
+      FillLease(result.lease, table, *choice->node, std::move(choice->runtime), model_key);
       return result;
     }
   }
 }
 
 Lease Router::Acquire(const std::shared_ptr<const RoutingTable>& table,
-                      const std::string& node_name, const std::string& model_key) {
+                      const std::string& node_name, const std::string& model_key,
+                      bool model_limited) {
   Lease lease;
   if (!table) return lease;
   const NodeEntry* node = table->FindNode(node_name);
   if (node == nullptr || !node->routable) return lease;
   std::shared_ptr<NodeRuntime> runtime = Runtime(node_name);
   if (EjectedNow(*runtime)) return lease;
-  if (!TryTakeSlot(*node, *runtime)) return lease;
-  CountModel(*runtime, model_key, +1);
-  lease.table_ = table;
-  lease.node_ = node;
-  lease.node_index_ = static_cast<size_t>(node - table->nodes().data());
-  lease.runtime_ = std::move(runtime);
-  lease.model_key_ = model_key;
+  const int64_t model_limit = model_limited ? ModelLimit(*node, model_key) : 0;
+  if (!TryTake(*node, *runtime, model_key, model_limit)) return lease;
+  FillLease(lease, table, *node, std::move(runtime), model_key);
   return lease;
+}
+
+void Router::RecordFirstByte(const Lease& lease, double latency_ms) {
+  if (!lease || lease.model_key_.empty()) return;
+  const NodeEntry& node = lease.node();
+  if (node.loaded_keys.contains(lease.model_key_)) return;
+  const uint64_t version = lease.table_->version();
+  {
+    std::lock_guard lock(lease.runtime_->mu);
+    ModelRuntime& model = lease.runtime_->models[lease.model_key_];
+    if (model.ResidentIn(version)) return;  // already seen loaded under this snapshot
+    model.resident = true;
+    model.resident_in = version;
+    lease.runtime_->cold_loads.push_back(lease.model_key_);
+  }
+  if (!std::isfinite(latency_ms) || latency_ms < 0) return;
+  std::lock_guard lock(load_mu_);
+  double& load = load_ms_[lease.model_key_];
+  load = Ewma(load, latency_ms);
+}
+
+double Router::ObservedLoadMs(const std::string& model_key) const {
+  std::lock_guard lock(load_mu_);
+  auto it = load_ms_.find(model_key);
+  return it == load_ms_.end() ? 0 : it->second;
 }
 
 void Router::RecordSuccess(const std::string& node_name, double header_latency_ms) {
@@ -366,8 +471,8 @@ int64_t Router::ModelInFlight(const std::string& node_name, const std::string& m
   std::shared_ptr<NodeRuntime> runtime = FindRuntime(node_name);
   if (!runtime) return 0;
   std::lock_guard lock(runtime->mu);
-  auto it = runtime->model_in_flight.find(model_key);
-  return it == runtime->model_in_flight.end() ? 0 : it->second;
+  auto it = runtime->models.find(model_key);
+  return it == runtime->models.end() ? 0 : it->second.in_flight;
 }
 
 std::vector<Router::NodeLoadSample> Router::TakeLoadReport() {
@@ -387,6 +492,17 @@ std::vector<Router::NodeLoadSample> Router::TakeLoadReport() {
     sample.passive_failures = runtime->passive_failures_unreported.exchange(0);
     sample.ejected = EjectedNow(*runtime);
     sample.latency_ms = runtime->latency_ms.load();
+    sample.waiting = queue_.Waiting(name, "");
+    {
+      std::lock_guard lock(runtime->mu);
+      for (const auto& [key, model] : runtime->models) {
+        if (model.in_flight > 0) sample.models.push_back({key, model.in_flight, 0});
+      }
+      sample.cold_loads.swap(runtime->cold_loads);
+    }
+    for (ModelLoadSample& model : sample.models) model.waiting = queue_.Waiting(name, model.model);
+    std::sort(sample.models.begin(), sample.models.end(),
+              [](const auto& a, const auto& b) { return a.model < b.model; });
     report.push_back(std::move(sample));
   }
   return report;

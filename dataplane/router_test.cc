@@ -10,6 +10,7 @@
 #include <cmath>
 #include <latch>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -17,6 +18,7 @@
 
 #include "common/clock.h"
 #include "common/model_name.h"
+#include "corral/v1/control.pb.h"
 
 namespace corral::dataplane {
 namespace {
@@ -37,7 +39,8 @@ std::string Key(const std::string& name) {
 
 class RouterTest : public ::testing::Test {
  protected:
-  // A healthy, enabled node with `models` installed and `loaded` resident.
+  // A healthy, enabled node with `models` installed and `loaded` resident. Its per-model slots
+  // are many (num_parallel 1000), so only max_parallel limits it unless a test says otherwise.
   Node* AddNode(const std::string& name, std::vector<std::string> models = {kLlama},
                 std::vector<std::string> loaded = {}) {
     Node* node = snapshot_.add_nodes();
@@ -45,6 +48,7 @@ class RouterTest : public ::testing::Test {
     node->set_url("http://127.0.0.1:" + std::to_string(10000 + snapshot_.nodes_size()));
     node->set_admin_state(v1::ADMIN_STATE_ENABLED);
     node->set_health(v1::HEALTH_HEALTHY);
+    node->set_num_parallel(1000);
     for (const auto& m : models) node->add_models()->set_name(m);
     for (const auto& m : loaded) node->add_loaded_models()->set_name(m);
     return node;
@@ -1005,6 +1009,208 @@ TEST_F(RouterTest, ForgetsIdleNodesThatLeftTheFleet) {
   router_.ForgetNodesNotIn(*Table());
   EXPECT_THAT(router_.TakeLoadReport(), IsEmpty());
   EXPECT_FALSE(router_.IsEjected("a"));
+}
+
+// ---- per-model slots (num_parallel) ----
+
+TEST_F(RouterTest, NumParallelZeroMeansOneSlotPerModel) {
+  AddNode("a", {kLlama, kQwen})->set_num_parallel(0);
+  auto table = Table();
+  EXPECT_EQ(Hold(table), "a");
+  EXPECT_EQ(Hold(table), "all_busy");  // Ollama's default: one request per model at a time
+  EXPECT_EQ(Hold(table, kQwen), "a");  // another model has its own slot
+}
+
+TEST_F(RouterTest, AFullWarmNodeIsBusyForThatModel) {
+  AddNode("warm", {kLlama}, {kLlama})->set_num_parallel(2);
+  AddNode("cold")->set_num_parallel(2);
+  auto table = Table();
+  EXPECT_EQ(Hold(table), "warm");
+  EXPECT_EQ(Hold(table), "warm");
+  // Its two slots for llama3 are taken: without waiting, the cold node is the only choice.
+  EXPECT_EQ(Hold(table), "cold");
+  EXPECT_EQ(Hold(table), "cold");
+  EXPECT_EQ(Hold(table), "all_busy");
+}
+
+TEST_F(RouterTest, MaxParallelStaysTheNodeWideLimit) {
+  Node* a = AddNode("a", {kLlama, kQwen});
+  a->set_num_parallel(4);
+  a->set_max_parallel(5);
+  auto table = Table();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Hold(table), "a");
+  EXPECT_EQ(Hold(table), "all_busy");  // the model's four slots
+  EXPECT_EQ(Hold(table, kQwen), "a");
+  EXPECT_EQ(Hold(table, kQwen), "all_busy");  // the node's five
+}
+
+TEST_F(RouterTest, ReleasingAModelSlotFreesItForTheNextPick) {
+  AddNode("a")->set_num_parallel(1);
+  auto table = Table();
+  PickResult first = router_.Pick(table, Key(kLlama), {});
+  ASSERT_TRUE(first.lease);
+  EXPECT_EQ(Once(table), "all_busy");
+  first.lease.Release();
+  EXPECT_EQ(Once(table), "a");
+  EXPECT_EQ(router_.ModelInFlight("a", Key(kLlama)), 0);
+  EXPECT_EQ(InFlight("a"), 0);
+}
+
+TEST_F(RouterTest, AcquireForInferenceNeedsAModelSlotManagementDoesNot) {
+  AddNode("a")->set_num_parallel(1);
+  auto table = Table();
+  Lease first = router_.Acquire(table, "a", Key(kLlama), /*model_limited=*/true);
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(router_.Acquire(table, "a", Key(kLlama), /*model_limited=*/true));
+  EXPECT_EQ(InFlight("a"), 1);  // the refused acquire gave its node slot back
+  // /api/show of the model runs no generation: only max_parallel limits it.
+  EXPECT_TRUE(router_.Acquire(table, "a", Key(kLlama)));
+}
+
+TEST_F(RouterTest, SlotGrantsBoundEveryLimit) {
+  Node* a = AddNode("a", {kLlama, kQwen});
+  a->set_num_parallel(4);
+  a->set_max_parallel(8);
+  auto table = Table();
+  SlotGrants grants(clock_);
+  v1::ReportResponse response;
+  response.set_lease_ms(60000);
+  response.set_proxies(2);
+  v1::SlotGrant* grant = response.add_grants();
+  grant->set_node("a");
+  grant->set_max_parallel(3);
+  grant->set_default_model_slots(2);
+  grants.Apply(response);
+  router_.UseSlotGrants(&grants);
+  EXPECT_EQ(router_.NodeLimit(table->nodes()[0]), 3);
+  EXPECT_EQ(router_.ModelLimit(table->nodes()[0], Key(kLlama)), 2);
+  EXPECT_EQ(Hold(table), "a");
+  EXPECT_EQ(Hold(table), "a");
+  EXPECT_EQ(Hold(table), "all_busy");  // this proxy's 2 of the model's 4
+  EXPECT_EQ(Hold(table, kQwen), "a");
+  EXPECT_EQ(Hold(table, kQwen), "all_busy");  // this proxy's 3 of the node's 8
+  router_.UseSlotGrants(nullptr);
+  EXPECT_EQ(Hold(table, kQwen), "a");  // limits whole again
+}
+
+// ---- residency between probes, the cost rule ----
+
+TEST_F(RouterTest, AFirstByteMakesTheModelWarmUntilTheNextSnapshot) {
+  snapshot_.set_version(7);
+  AddNode("a");
+  AddNode("b");
+  auto table = Table();
+  Load(table, "a", 1, kQwen);  // a is busier, so least_active would choose b
+  {
+    Lease lease = router_.Acquire(table, "a", Key(kLlama), true);
+    router_.RecordFirstByte(lease, 4000);
+  }
+  EXPECT_EQ(Once(table), "a");  // warm now
+  EXPECT_DOUBLE_EQ(router_.ObservedLoadMs(Key(kLlama)), 4000);
+  auto report = router_.TakeLoadReport();
+  ASSERT_EQ(report.size(), 2u);
+  EXPECT_EQ(report[0].cold_loads, std::vector<std::string>{Key(kLlama)});
+  EXPECT_THAT(router_.TakeLoadReport()[0].cold_loads, IsEmpty());  // reported once
+  snapshot_.set_version(8);
+  EXPECT_EQ(Once(Table()), "b");  // the new snapshot says what is loaded
+}
+
+TEST_F(RouterTest, AFirstByteOnAListedWarmNodeIsNoColdLoad) {
+  AddNode("a", {kLlama}, {kLlama});
+  auto table = Table();
+  Lease lease = router_.Acquire(table, "a", Key(kLlama), true);
+  router_.RecordFirstByte(lease, 50);
+  EXPECT_THAT(router_.TakeLoadReport()[0].cold_loads, IsEmpty());
+  EXPECT_EQ(router_.ObservedLoadMs(Key(kLlama)), 0);
+}
+
+TEST_F(RouterTest, CostRuleWaitsForAWarmNodeThatFreesSoonerThanALoad) {
+  AddNode("warm", {kLlama}, {kLlama})->set_num_parallel(1);
+  AddNode("cold")->set_num_parallel(1);
+  auto table = Table();
+  // One request of 2 s measured on the warm node.
+  {
+    Lease lease = router_.Acquire(table, "warm", Key(kLlama), true);
+    clock_.Advance(std::chrono::seconds(2));
+  }
+  Load(table, "warm", 1);
+  // A cold load of llama3 was seen to take 20 s: waiting ~2 s for the warm node is better.
+  {
+    Lease lease = router_.Acquire(table, "cold", Key(kLlama), true);
+    router_.RecordFirstByte(lease, 20000);
+  }
+  snapshot_.set_version(2);  // forget that residency: "cold" is cold again
+  table = Table();
+  PickResult wait = router_.Pick(table, Key(kLlama), {}, {.may_wait = true});
+  EXPECT_FALSE(wait.lease);
+  EXPECT_EQ(wait.error, PickError::kAllBusy);
+  EXPECT_TRUE(wait.cold_free);
+  // A request that cannot wait takes the cold node.
+  EXPECT_EQ(Once(table), "cold");
+}
+
+TEST_F(RouterTest, CostRuleLoadsColdWhenTheWarmQueueIsLonger) {
+  AddNode("warm", {kLlama}, {kLlama})->set_num_parallel(1);
+  AddNode("cold")->set_num_parallel(1);
+  auto table = Table();
+  {
+    Lease lease = router_.Acquire(table, "warm", Key(kLlama), true);
+    clock_.Advance(std::chrono::seconds(30));  // requests of 30 s
+  }
+  {
+    Lease lease = router_.Acquire(table, "cold", Key(kLlama), true);
+    router_.RecordFirstByte(lease, 5000);  // loads of 5 s
+  }
+  snapshot_.set_version(2);
+  table = Table();
+  Load(table, "warm", 1);
+  PickResult pick = router_.Pick(table, Key(kLlama), {}, {.may_wait = true});
+  ASSERT_TRUE(pick.lease);
+  EXPECT_EQ(pick.lease.node().name, "cold");
+}
+
+TEST_F(RouterTest, AWarmNodeWithAFreeSlotAlwaysBeatsCold) {
+  AddNode("cold")->set_num_parallel(1);
+  AddNode("warm", {kLlama}, {kLlama})->set_num_parallel(2);
+  auto table = Table();
+  Load(table, "warm", 1);
+  EXPECT_EQ(Hold(table), "warm");
+}
+
+// ---- placement ----
+
+TEST_F(RouterTest, HardPlacementLimitsTheCandidates) {
+  AddNode("a");
+  AddNode("b");
+  (*AddNode("c")->mutable_labels())["gpu"] = "a100";
+  v1::PlacementRule* rule = snapshot_.add_placement();
+  rule->set_pattern("llama3*");
+  rule->set_hard(true);
+  rule->add_nodes("b");
+  (*rule->mutable_labels())["gpu"] = "a100";
+  auto table = Table();
+  std::set<std::string> seen;
+  for (int i = 0; i < 6; ++i) seen.insert(Hold(table));
+  EXPECT_EQ(seen, (std::set<std::string>{"b", "c"}));
+}
+
+TEST_F(RouterTest, SoftPlacementPrefersButDoesNotLimit) {
+  AddNode("a")->set_num_parallel(1);
+  AddNode("b")->set_num_parallel(1);
+  v1::PlacementRule* rule = snapshot_.add_placement();
+  rule->set_pattern("llama3:*");
+  rule->add_nodes("b");
+  auto table = Table();
+  EXPECT_EQ(Hold(table), "b");
+  EXPECT_EQ(Hold(table), "a");
+}
+
+TEST_F(RouterTest, AModelNoNodeMayRunIsNotPlaceable) {
+  AddNode("small")->set_max_memory_gb(4);
+  snapshot_.mutable_nodes(0)->mutable_models(0)->set_size(int64_t{8} << 30);
+  auto table = Table();
+  EXPECT_EQ(Once(table), "not_placeable");
+  EXPECT_THAT(table->Placement(Key(kLlama))->refusal, ::testing::HasSubstr("8.0 GB"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "dataplane/routing_table.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string_view>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "common/model_name.h"
 #include "common/node_name.h"
 #include "common/node_url.h"
+#include "common/placement_rules.h"
 
 namespace corral::dataplane {
 namespace {
@@ -73,6 +75,9 @@ absl::Status ValidateNode(const Node& node) {
   if (auto s = CheckNonNegative(where, "priority", node.priority()); !s.ok()) return s;
   if (auto s = CheckNonNegative(where, "weight", node.weight()); !s.ok()) return s;
   if (auto s = CheckNonNegative(where, "max_parallel", node.max_parallel()); !s.ok()) return s;
+  if (auto s = ValidateNumParallel(node.num_parallel()); !s.ok()) {
+    return Invalid(where, "num_parallel", s.message());
+  }
   if (auto s = CheckNonNegativeFinite(where, "max_memory_gb", node.max_memory_gb()); !s.ok()) {
     return s;
   }
@@ -130,6 +135,10 @@ EffectivePolicy ResolvePolicy(const Snapshot& snapshot) {
   if (timeouts.connect_ms() > 0) policy.connect_ms = timeouts.connect_ms();
   if (timeouts.first_byte_ms() > 0) policy.first_byte_ms = timeouts.first_byte_ms();
   if (timeouts.idle_ms() > 0) policy.idle_ms = timeouts.idle_ms();
+  const auto& queue = snapshot.queue();
+  policy.queue_enabled = !queue.disabled();
+  policy.queue_max_length = queue.max_length() > 0 ? queue.max_length() : kDefaultQueueLength;
+  policy.queue_max_wait_ms = queue.max_wait_ms() > 0 ? queue.max_wait_ms() : kDefaultQueueWaitMs;
   return policy;
 }
 
@@ -157,6 +166,11 @@ absl::Status ValidateSnapshot(const Snapshot& snapshot) {
     if (auto s = ValidateNode(node); !s.ok()) return s;
   }
   if (auto s = ValidatePolicies(snapshot); !s.ok()) return s;
+  if (auto s = ValidateRoutingRules(snapshot.queue(), snapshot.placement(), snapshot.aliases(),
+                                    snapshot.model_memory());
+      !s.ok()) {
+    return s;
+  }
   return ValidateTokens(snapshot);
 }
 
@@ -169,6 +183,7 @@ absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(Snapshot
   table->policy_ = ResolvePolicy(table->snapshot_);
   table->nodes_.reserve(table->snapshot_.nodes_size());
 
+  std::unordered_map<std::string, ModelSizes> sizes;  // canonical key -> what nodes report
   for (const Node& node : table->snapshot_.nodes()) {
     NodeEntry entry;
     entry.proto = &node;
@@ -183,10 +198,16 @@ absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(Snapshot
     entry.routable = IsRoutable(node);
     // A name the node reports that Ollama itself would reject cannot be asked for either.
     for (const auto& model : node.models()) {
-      if (auto key = CanonicalModelKey(model.name())) entry.model_keys.insert(*std::move(key));
+      if (auto key = CanonicalModelKey(model.name())) {
+        int64_t& disk = sizes[*key].disk;
+        disk = std::max(disk, model.size());
+        entry.model_keys.insert(*std::move(key));
+      }
     }
     for (const auto& loaded : node.loaded_models()) {
       if (auto key = CanonicalModelKey(loaded.name())) {
+        int64_t& vram = sizes[*key].vram;
+        vram = std::max(vram, loaded.size_vram());
         // A resident model is servable even when the tag list was read before it finished
         // pulling: the prober reads /api/tags and /api/ps at different instants.
         entry.model_keys.insert(*key);
@@ -195,8 +216,22 @@ absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(Snapshot
     }
     const size_t index = table->nodes_.size();
     table->by_name_.emplace(entry.name, index);
-    for (const auto& key : entry.model_keys) table->by_model_[key].push_back(index);
+    for (const auto& key : entry.model_keys) table->by_model_[key].listed.push_back(index);
     table->nodes_.push_back(std::move(entry));
+  }
+  for (auto& [key, model] : table->by_model_) {
+    // Build pushed indexes node by node, so each list is in snapshot order.
+    std::vector<bool> loaded;
+    loaded.reserve(model.listed.size());
+    for (size_t i : model.listed) loaded.push_back(table->nodes_[i].loaded_keys.contains(key));
+    model.placement = PlaceModel(table->snapshot_, key, model.listed, loaded, sizes[key]);
+  }
+  for (const auto& alias : table->snapshot_.aliases()) {
+    // Validated above: both names parse.
+    auto alias_key = CanonicalModelKey(alias.alias());
+    auto target_key = CanonicalModelKey(alias.target());
+    if (!alias_key || !target_key) continue;
+    table->aliases_.try_emplace(*alias_key, AliasEntry{alias.target(), *target_key});
   }
   return std::shared_ptr<const RoutingTable>(std::move(table));
 }
@@ -209,7 +244,17 @@ const NodeEntry* RoutingTable::FindNode(std::string_view name) const {
 const std::vector<size_t>& RoutingTable::NodesWithModel(const std::string& canonical_key) const {
   static const std::vector<size_t> kNone;
   auto it = by_model_.find(canonical_key);
-  return it == by_model_.end() ? kNone : it->second;
+  return it == by_model_.end() ? kNone : it->second.listed;
+}
+
+const ModelPlacement* RoutingTable::Placement(const std::string& canonical_key) const {
+  auto it = by_model_.find(canonical_key);
+  return it == by_model_.end() ? nullptr : &it->second.placement;
+}
+
+const AliasEntry* RoutingTable::Alias(const std::string& canonical_key) const {
+  auto it = aliases_.find(canonical_key);
+  return it == aliases_.end() ? nullptr : &it->second;
 }
 
 }  // namespace corral::dataplane

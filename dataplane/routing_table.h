@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "corral/v1/snapshot.pb.h"
+#include "dataplane/placement.h"
 
 namespace corral::dataplane {
 
@@ -45,10 +46,22 @@ struct EffectivePolicy {
   int64_t connect_ms = 2000;
   int64_t first_byte_ms = 600000;
   int64_t idle_ms = 300000;
+  // The wait queue (Snapshot.queue): off = 503 at once when every candidate is full.
+  bool queue_enabled = true;
+  int64_t queue_max_length = 1024;
+  int64_t queue_max_wait_ms = 30000;
+};
+
+// A fleet-wide model name and the model it stands for.
+struct AliasEntry {
+  std::string target;      // as the operator wrote it: what the node is asked for
+  std::string target_key;  // canonical
 };
 
 // Checks what the proxy relies on: unique valid node names, parseable node URLs, known admin
-// state and strategy, non-negative limits. The message names the first offending field.
+// state and strategy, non-negative limits, valid num_parallel, queue policy, placement rules,
+// aliases and memory rules (common/placement_rules.h). The message names the first offending
+// field.
 absl::Status ValidateSnapshot(const corral::v1::Snapshot& snapshot);
 
 class RoutingTable {
@@ -67,14 +80,26 @@ class RoutingTable {
   // Indexes into nodes() of every node that lists the model (by canonical key), routable or not.
   const std::vector<size_t>& NodesWithModel(const std::string& canonical_key) const;
 
+  // Where the model may go (placement.h), computed at Build; null when no node lists it.
+  const ModelPlacement* Placement(const std::string& canonical_key) const;
+
+  // The model an alias (canonical key) stands for; null when `canonical_key` is no alias.
+  const AliasEntry* Alias(const std::string& canonical_key) const;
+
  private:
+  struct ModelEntry {
+    std::vector<size_t> listed;
+    ModelPlacement placement;
+  };
+
   RoutingTable() = default;
 
   corral::v1::Snapshot snapshot_;
   EffectivePolicy policy_;
   std::vector<NodeEntry> nodes_;
   std::unordered_map<std::string, size_t> by_name_;
-  std::unordered_map<std::string, std::vector<size_t>> by_model_;
+  std::unordered_map<std::string, ModelEntry> by_model_;
+  std::unordered_map<std::string, AliasEntry> aliases_;  // alias canonical key -> target
 };
 
 }  // namespace corral::dataplane
