@@ -176,8 +176,15 @@ void SlotAllocator::Report(const std::string& proxy_id, uint64_t report_seq, uin
   std::lock_guard<std::mutex> lock(mu_);
   const TimePoint now = clock_.Now();
   PruneLocked(now);
+  if (report_seq == 0) {
+    // A proxy that does not number its Reports (an older one) applies no grants: it enforces
+    // every limit alone, as before, and takes no part here. Counting it as whole would leave
+    // nothing to the others during a rolling upgrade.
+    proxies_.erase(proxy_id);
+    return;
+  }
   Proxy& proxy = proxies_[proxy_id];
-  if (report_seq != 0 && report_seq <= proxy.last_report_seq) {
+  if (report_seq <= proxy.last_report_seq) {
     // Numbering started again: a new process under the same id. What the old one held is gone
     // with it; the new one starts whole until it applies an answer.
     proxy.base = Base::kWhole;
@@ -188,7 +195,7 @@ void SlotAllocator::Report(const std::string& proxy_id, uint64_t report_seq, uin
   proxy.last_report_seq = report_seq;
 
   // The acknowledgement: the answer to `applied_seq` is what the proxy enforces now.
-  if (report_seq != 0 && applied_seq != 0) {
+  if (applied_seq != 0) {
     auto it = std::find_if(proxy.unacked.begin(), proxy.unacked.end(),
                            [&](const Issued& i) { return i.seq == applied_seq; });
     if (it != proxy.unacked.end()) {
@@ -250,10 +257,8 @@ void SlotAllocator::Report(const std::string& proxy_id, uint64_t report_seq, uin
   }
   response->set_lease_ms(options_.lease.count());
   response->set_proxies(issued.proxies);
-  if (report_seq != 0) {
-    proxy.unacked.push_back(std::move(issued));
-    if (proxy.unacked.size() > kMaxUnacked) proxy.unacked.pop_front();
-  }
+  proxy.unacked.push_back(std::move(issued));
+  if (proxy.unacked.size() > kMaxUnacked) proxy.unacked.pop_front();
 }
 
 int64_t SlotAllocator::HeldTotal(const std::string& node, const std::string& model,

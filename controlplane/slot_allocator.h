@@ -75,11 +75,12 @@ class SlotAllocator {
   void Connected(const std::string& proxy_id);
   void Disconnected(const std::string& proxy_id);
 
-  // A Report from `proxy_id`. `report_seq` numbers the proxy's Reports (1, 2, ...; 0 = a proxy
-  // that does not number them and never acknowledges grants: it is counted as using every limit
-  // whole); `applied_seq` is the Report whose answer the proxy applied last (0 = none yet). A
+  // A Report from `proxy_id`. `report_seq` numbers the proxy's Reports (1, 2, ...);
+  // `applied_seq` is the Report whose answer the proxy applied last (0 = none yet). A
   // `report_seq` that goes backwards is a restarted proxy. Writes the proxy's grants for every
-  // node in `limits`, the lease and the proxy count into `response`.
+  // node in `limits`, the lease and the proxy count into `response`. A `report_seq` of 0 is a
+  // proxy that applies no grants (an older one): it enforces every limit alone, takes no part
+  // in the allocation and gets no grants.
   void Report(const std::string& proxy_id, uint64_t report_seq, uint64_t applied_seq,
               const google::protobuf::RepeatedPtrField<corral::v1::NodeLoad>& loads,
               const LimitTable& limits, corral::v1::ReportResponse* response);

@@ -244,6 +244,23 @@ TEST(SlotAllocatorTest, ARestartedProxyStartsAfresh) {
   EXPECT_EQ(allocator.HeldTotal(kNode, "", limits), 4);  // its own floor: the whole limit
 }
 
+TEST(SlotAllocatorTest, AProxyThatAppliesNoGrantsTakesNoPart) {
+  ManualClock clock;
+  SlotAllocator allocator(clock);
+  const LimitTable limits = OneNode(4, 1);
+  FakeProxy a{"a"};
+  allocator.Connected("a");
+  allocator.Connected("old");
+  Loads none;
+  ReportResponse old_answer;
+  allocator.Report("old", /*report_seq=*/0, 0, none, limits, &old_answer);
+  EXPECT_EQ(old_answer.grants_size(), 0);
+  EXPECT_EQ(old_answer.lease_ms(), 0);
+  a.Exchange(allocator, limits, clock.Now(), 0, 3);
+  EXPECT_EQ(NodeGrant(a.Exchange(allocator, limits, clock.Now(), 0, 3)), 4);
+  EXPECT_EQ(a.enforced->proxies(), 1);
+}
+
 TEST(SlotAllocatorTest, PerModelLimitsAreSharedSeparatelyFromTheNodeLimit) {
   ManualClock clock;
   SlotAllocator allocator(clock);

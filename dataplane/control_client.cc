@@ -301,9 +301,13 @@ bool ControlClient::SendReport() {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.report_timeout);
   AddAuth(&ctx);
+  // Only a proxy that applies grants numbers its Reports: the control plane leaves the others
+  // out of the division (they enforce every limit alone).
   const uint64_t seq = ++report_seq_;
-  ctx.AddMetadata(kReportSeqKey, std::to_string(seq));
-  ctx.AddMetadata(kGrantsAppliedKey, std::to_string(applied_seq_));
+  if (options_.grants != nullptr) {
+    ctx.AddMetadata(kReportSeqKey, std::to_string(seq));
+    ctx.AddMetadata(kGrantsAppliedKey, std::to_string(applied_seq_));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return waiting;
