@@ -95,9 +95,10 @@ bool FramesExchange(std::string_view name) {
 
 // The head httplib is handed for `head`: the same bytes, except that a '%' in a header value
 // becomes "%25", which httplib's percent-decoding of header values turns back into '%', and,
-// with `framing_only`, without the headers that do not frame the exchange. Empty when the
-// client's bytes can go as they are (no '%' in a value and nothing dropped).
-std::string HeadForHttplib(const RequestHead& head, bool framing_only) {
+// with `framing_only`, without the headers that do not frame the exchange. Written to `out`
+// and true, or false when the client's bytes can go as they are (no '%' in a value and
+// nothing dropped).
+bool HeadForHttplib(const RequestHead& head, bool framing_only, std::string* out) {
   bool rewrite = false;
   for (const HeaderField& field : head.headers) {
     if (field.value.find('%') != std::string::npos ||
@@ -106,25 +107,23 @@ std::string HeadForHttplib(const RequestHead& head, bool framing_only) {
       break;
     }
   }
-  if (!rewrite) return "";
-  std::string out;
-  out.reserve(128 + head.target.size());
-  out.append(head.method).append(" ").append(head.target);
-  out.append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  if (!rewrite) return false;
+  out->append(head.method).append(" ").append(head.target);
+  out->append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   for (const HeaderField& field : head.headers) {
     if (framing_only && !FramesExchange(field.name)) continue;
-    out.append(field.name).append(": ");
+    out->append(field.name).append(": ");
     for (char c : field.value) {
       if (c == '%') {
-        out.append("%25");
+        out->append("%25");
       } else {
-        out.push_back(c);
+        out->push_back(c);
       }
     }
-    out.append("\r\n");
+    out->append("\r\n");
   }
-  out.append("\r\n");
-  return out;
+  out->append("\r\n");
+  return true;
 }
 
 // One accepted client connection as httplib's request parser and response writer see it (see
@@ -330,19 +329,23 @@ class ConnectionStream final : public httplib::Stream {
   // http_listener.h), and starts the body's phase: its reads are held to the body's pace and
   // deadline, and a chunked body is re-framed through a ChunkedDecoder.
   void HandOver(const RequestHead& head, bool framing_only) {
-    const std::string rewritten = HeadForHttplib(head, framing_only);
-    if (!rewritten.empty()) {
-      buffer_.erase(buffer_.begin() + static_cast<std::ptrdiff_t>(start_),
-                    buffer_.begin() + static_cast<std::ptrdiff_t>(start_ + head_size_));
-      buffer_.insert(buffer_.begin() + static_cast<std::ptrdiff_t>(start_), rewritten.begin(),
-                     rewritten.end());
-      end_ = end_ - head_size_ + rewritten.size();
-      head_size_ = rewritten.size();
+    // A large head's copy is not kept for the connection's life.
+    if (handed_.capacity() > 4096) std::string().swap(handed_);
+    handed_.clear();
+    handed_at_ = 0;
+    if (HeadForHttplib(head, framing_only, &handed_)) {
+      // httplib reads the rewritten head from handed_; the client's is taken as read.
+      start_ += head_size_;
+      consumed_ += head_size_;
+      head_left_ = handed_.size();
+      body_base_ = consumed_;
+    } else {
+      handed_.clear();
+      head_left_ = head_size_;
+      body_base_ = consumed_ + head_size_;
     }
     in_body_ = true;
     body_started_ = std::chrono::steady_clock::now();
-    body_base_ = consumed_ + head_size_;
-    head_left_ = head_size_;
     chunked_ = head.framing == BodyFraming::kChunked;
     if (chunked_) {
       decoder_ = ChunkedDecoder();
@@ -395,6 +398,13 @@ class ConnectionStream final : public httplib::Stream {
   ssize_t read(char* ptr, size_t size) override {
     // The head goes to httplib as it is buffered; a chunked body's bytes after it go through
     // the decoder.
+    if (handed_at_ < handed_.size()) {
+      const size_t n = std::min(size, handed_.size() - handed_at_);
+      std::memcpy(ptr, handed_.data() + handed_at_, n);
+      handed_at_ += n;
+      head_left_ -= std::min(head_left_, n);
+      return static_cast<ssize_t>(n);
+    }
     if (chunked_ && head_left_ == 0) return ReadChunked(ptr, size);
     if (head_left_ > 0) size = std::min(size, head_left_);
     const ssize_t n = ReadPlain(ptr, size);
@@ -587,6 +597,10 @@ class ConnectionStream final : public httplib::Stream {
   std::string target_;
   // Bytes of the head httplib has still to read.
   size_t head_left_ = 0;
+  // The head httplib is handed when it differs from the client's (HandOver), and how much of
+  // it httplib has read; its capacity is kept from request to request.
+  std::string handed_;
+  size_t handed_at_ = 0;
   bool in_body_ = false;
   std::chrono::steady_clock::time_point body_started_;
   size_t body_base_ = 0;
