@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <tuple>
 #include <utility>
 
@@ -492,17 +493,23 @@ std::vector<Router::NodeLoadSample> Router::TakeLoadReport() {
     sample.passive_failures = runtime->passive_failures_unreported.exchange(0);
     sample.ejected = EjectedNow(*runtime);
     sample.latency_ms = runtime->latency_ms.load();
-    sample.waiting = queue_.Waiting(name, "");
+    // By key: the models in flight on the node and those waited for that it could serve.
+    std::map<std::string, ModelLoadSample> models;
+    for (const auto& [key, waiting] : queue_.WaitingByModel(name)) {
+      models[key] = {key, 0, waiting};
+      sample.waiting += waiting;
+    }
     {
       std::lock_guard lock(runtime->mu);
       for (const auto& [key, model] : runtime->models) {
-        if (model.in_flight > 0) sample.models.push_back({key, model.in_flight, 0});
+        if (model.in_flight <= 0) continue;
+        ModelLoadSample& m = models[key];
+        m.model = key;
+        m.in_flight = model.in_flight;
       }
       sample.cold_loads.swap(runtime->cold_loads);
     }
-    for (ModelLoadSample& model : sample.models) model.waiting = queue_.Waiting(name, model.model);
-    std::sort(sample.models.begin(), sample.models.end(),
-              [](const auto& a, const auto& b) { return a.model < b.model; });
+    for (auto& [key, model] : models) sample.models.push_back(std::move(model));
     report.push_back(std::move(sample));
   }
   return report;

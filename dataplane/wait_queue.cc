@@ -246,4 +246,13 @@ int64_t WaitQueue::Waiting(std::string_view node, std::string_view model_key) co
   return n;
 }
 
+std::map<std::string, int64_t> WaitQueue::WaitingByModel(std::string_view node) const {
+  std::map<std::string, int64_t> out;
+  std::lock_guard lock(mu_);
+  for (const Waiter* w : waiters_) {
+    if ((*w->can_use)(node)) ++out[std::string(w->model_key)];
+  }
+  return out;
+}
+
 }  // namespace corral::dataplane

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -98,6 +99,9 @@ class WaitQueue {
 
   // Requests waiting now for `model_key` (empty: any model) that could use `node` (empty: any).
   int64_t Waiting(std::string_view node, std::string_view model_key) const;
+
+  // Requests waiting now that could use `node`, by the model they wait for.
+  std::map<std::string, int64_t> WaitingByModel(std::string_view node) const;
 
  private:
   struct Waiter {

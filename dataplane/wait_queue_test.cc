@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -119,6 +120,17 @@ TEST_F(WaitQueueTest, AWakeSkipsWaitersThatCannotUseTheNode) {
   ASSERT_TRUE(Eventually([&] { return router_.queue().depth() == 2; }));
   EXPECT_EQ(router_.queue().Waiting("b", ""), 1);
   EXPECT_EQ(router_.queue().Waiting("a", Key("llama3")), 1);
+  EXPECT_EQ(router_.queue().WaitingByModel("a"),
+            (std::map<std::string, int64_t>{{Key("llama3"), 1}}));
+  // The report the control plane gets: per node, what waits for it and what runs on it.
+  const auto report = router_.TakeLoadReport();
+  ASSERT_EQ(report.size(), 2u);
+  EXPECT_EQ(report[0].node, "a");
+  EXPECT_EQ(report[0].waiting, 1);
+  ASSERT_EQ(report[0].models.size(), 1u);
+  EXPECT_EQ(report[0].models[0].model, Key("llama3"));
+  EXPECT_EQ(report[0].models[0].in_flight, 1);
+  EXPECT_EQ(report[0].models[0].waiting, 1);
 
   qwen.lease.Release();  // node b: only the second waiter can use it
   ASSERT_TRUE(Eventually([&] { return for_qwen.done.load(); }));
