@@ -6,6 +6,7 @@
 #   make test SANITIZE=address   (or undefined, thread) build and test under a sanitizer
 #   make format              apply .clang-format to every C++ file
 #   make bench               build a release tree and run the benchmark (docs/performance.md)
+#   make bench-routing       routing quality against nginx, simulated GPUs (docs/routing-quality.md)
 #   make fuzz                fuzz every parser for five minutes each (docs/fuzzing.md)
 #   make soak                the fault and hostile-client suites at full length (docs/reliability.md)
 
@@ -20,7 +21,7 @@ endif
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps build test run format e2e-deps clean bench fuzz soak
+.PHONY: all deps build test run format e2e-deps clean bench bench-routing fuzz soak
 
 all: build
 
@@ -56,6 +57,14 @@ bench:
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target corral-proxy corral-sim corral-loadgen \
 	  corral-control corralctl corral-control-bench
 	@bench/run.sh $(BENCH_BUILD_DIR)
+
+# Routing quality against model-blind balancers (docs/routing-quality.md), on the same release tree.
+bench-routing:
+	@scripts/install-deps.sh --bench
+	cmake -S . -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target corral-proxy corral-sim corral-control \
+	  corralctl corral-routing-bench
+	@bench/routing/run.sh $(BENCH_BUILD_DIR)
 
 fuzz:
 	@fuzz/run.sh --long
