@@ -1,29 +1,19 @@
 #include "controlplane/admin_service.h"
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <thread>
-#include <vector>
-
-#include "absl/strings/str_cat.h"
-#include "common/log.h"
-#include "common/model_name.h"
-#include "controlplane/node_client.h"
+#include <utility>
 
 namespace corral::control {
 namespace {
 
 using corral::v1::NodeInfo;
 
-// Most progress lines one node may have queued for the client; older ones are dropped first
-// (progress is cumulative, so the newest line says everything).
-constexpr size_t kMaxQueuedPerNode = 64;
+// The answer of a call that produced `result`: its value in `resp`, or its status.
+template <typename T, typename Resp>
+grpc::Status Answer(absl::StatusOr<T> result, Resp* resp) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *resp = *std::move(result);
+  return grpc::Status::OK;
+}
 
 }  // namespace
 
@@ -32,466 +22,169 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+AdminService::AdminService(FleetAdmin* fleet, const Authenticator* auth)
+    : fleet_(fleet), auth_(auth) {}
+
 AdminService::AdminService(Registry* registry, ProxyTracker* tracker, const Authenticator* auth,
                            Prober* prober, PortScanner* scanner)
-    : registry_(registry), tracker_(tracker), auth_(auth), prober_(prober), scanner_(scanner) {}
+    : owned_(std::make_unique<FleetAdmin>(registry, tracker, prober, scanner)),
+      fleet_(owned_.get()),
+      auth_(auth) {}
 
-void AdminService::FoldLoad(NodeInfo* info) const {
-  const std::map<std::string, NodeFleetLoad> loads = tracker_->FleetLoad();
-  auto it = loads.find(info->node().name());
-  if (it == loads.end()) return;
-  info->set_in_flight(it->second.in_flight);
-  info->set_passive_failures(it->second.passive_failures);
-}
+// Every handler starts with the token check; a refused call touches nothing.
+#define CORRAL_CHECK_ADMIN(context) \
+  if (grpc::Status denied = auth_->CheckAdmin(*(context)); !denied.ok()) return denied
 
 grpc::Status AdminService::CreateNode(grpc::ServerContext* context,
                                       const corral::v1::CreateNodeRequest* req, NodeInfo* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<NodeInfo> created = registry_->CreateNode(*req);
-  if (!created.ok()) return ToGrpcStatus(created.status());
-  CORRAL_LOG(kInfo, "admin") << "node " << req->name() << " added at " << created->node().url();
-  if (prober_ != nullptr) prober_->ProbeNow(req->name());
-  *resp = *std::move(created);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->CreateNode(*req), resp);
 }
 
 grpc::Status AdminService::GetNode(grpc::ServerContext* context,
                                    const corral::v1::GetNodeRequest* req, NodeInfo* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<NodeInfo> node = registry_->GetNode(req->name());
-  if (!node.ok()) return ToGrpcStatus(node.status());
-  *resp = *std::move(node);
-  FoldLoad(resp);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->GetNode(req->name()), resp);
 }
 
 grpc::Status AdminService::ListNodes(grpc::ServerContext* context,
                                      const corral::v1::ListNodesRequest* /*req*/,
                                      corral::v1::ListNodesResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
-  if (!nodes.ok()) return ToGrpcStatus(nodes.status());
-  for (NodeInfo& n : *nodes) {
-    FoldLoad(&n);
-    *resp->add_nodes() = std::move(n);
-  }
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->ListNodes(), resp);
 }
 
 grpc::Status AdminService::UpdateNode(grpc::ServerContext* context,
                                       const corral::v1::UpdateNodeRequest* req, NodeInfo* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  std::string old_url;
-  if (req->has_url()) {
-    if (absl::StatusOr<NodeInfo> before = registry_->GetNode(req->name()); before.ok()) {
-      old_url = before->node().url();
-    }
-  }
-  absl::StatusOr<NodeInfo> updated = registry_->UpdateNode(*req);
-  if (!updated.ok()) return ToGrpcStatus(updated.status());
-  if (req->has_url() && updated->node().url() != old_url && prober_ != nullptr) {
-    prober_->ProbeNow(req->name());
-  }
-  *resp = *std::move(updated);
-  FoldLoad(resp);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->UpdateNode(*req), resp);
 }
 
 grpc::Status AdminService::RemoveNode(grpc::ServerContext* context,
                                       const corral::v1::RemoveNodeRequest* req,
                                       corral::v1::RemoveNodeResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  if (absl::Status removed = registry_->RemoveNode(req->name()); !removed.ok()) {
-    return ToGrpcStatus(removed);
-  }
-  CORRAL_LOG(kInfo, "admin") << "node " << req->name() << " removed";
-  resp->set_snapshot_version(registry_->version());
-  return grpc::Status::OK;
-}
-
-grpc::Status AdminService::SetState(grpc::ServerContext* context, const std::string& name,
-                                    corral::v1::AdminState state, NodeInfo* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<NodeInfo> node = registry_->SetAdminState(name, state);
-  if (!node.ok()) return ToGrpcStatus(node.status());
-  CORRAL_LOG(kInfo, "admin") << "node " << name << " is now " << corral::v1::AdminState_Name(state);
-  *resp = *std::move(node);
-  FoldLoad(resp);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->RemoveNode(req->name()), resp);
 }
 
 grpc::Status AdminService::DrainNode(grpc::ServerContext* context,
                                      const corral::v1::NodeNameRequest* req, NodeInfo* resp) {
-  return SetState(context, req->name(), corral::v1::ADMIN_STATE_DRAINING, resp);
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->DrainNode(req->name()), resp);
 }
 
 grpc::Status AdminService::EnableNode(grpc::ServerContext* context,
                                       const corral::v1::NodeNameRequest* req, NodeInfo* resp) {
-  return SetState(context, req->name(), corral::v1::ADMIN_STATE_ENABLED, resp);
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->EnableNode(req->name()), resp);
 }
 
 grpc::Status AdminService::DisableNode(grpc::ServerContext* context,
                                        const corral::v1::NodeNameRequest* req, NodeInfo* resp) {
-  return SetState(context, req->name(), corral::v1::ADMIN_STATE_DISABLED, resp);
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->DisableNode(req->name()), resp);
 }
 
 grpc::Status AdminService::GetStrategy(grpc::ServerContext* context,
                                        const corral::v1::GetStrategyRequest* /*req*/,
                                        corral::v1::StrategyConfig* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<corral::v1::StrategyConfig> config = registry_->GetStrategy();
-  if (!config.ok()) return ToGrpcStatus(config.status());
-  *resp = *std::move(config);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->GetStrategy(), resp);
 }
 
 grpc::Status AdminService::SetStrategy(grpc::ServerContext* context,
                                        const corral::v1::SetStrategyRequest* req,
                                        corral::v1::StrategyConfig* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<corral::v1::StrategyConfig> config = registry_->SetStrategy(*req);
-  if (!config.ok()) return ToGrpcStatus(config.status());
-  CORRAL_LOG(kInfo, "admin") << "strategy is now " << corral::v1::Strategy_Name(config->strategy())
-                             << (config->queue().disabled() ? ", queue off" : "") << ", "
-                             << config->placement_size() << " placement rules, "
-                             << config->aliases_size() << " aliases, "
-                             << config->model_memory_size() << " model memory rules";
-  *resp = *std::move(config);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->SetStrategy(*req), resp);
 }
 
 grpc::Status AdminService::GetFleetState(grpc::ServerContext* context,
                                          const corral::v1::GetFleetStateRequest* /*req*/,
                                          corral::v1::FleetState* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<corral::v1::FleetState> state = registry_->GetFleetState();
-  if (!state.ok()) return ToGrpcStatus(state.status());
-  *resp = *std::move(state);
-  const std::map<std::string, NodeFleetLoad> loads = tracker_->FleetLoad();
-  for (NodeInfo& n : *resp->mutable_nodes()) {
-    if (auto it = loads.find(n.node().name()); it != loads.end()) {
-      n.set_in_flight(it->second.in_flight);
-      n.set_passive_failures(it->second.passive_failures);
-    }
-  }
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->GetFleetState(), resp);
 }
 
 grpc::Status AdminService::ListModels(grpc::ServerContext* context,
                                       const corral::v1::ListModelsRequest* /*req*/,
                                       corral::v1::ListModelsResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
-  if (!nodes.ok()) return ToGrpcStatus(nodes.status());
-  // Grouped by canonical key, so "llama3" and "llama3:latest" on two nodes are one model.
-  std::map<std::string, corral::v1::FleetModel> models;
-  for (const NodeInfo& info : *nodes) {
-    const corral::v1::Node& node = info.node();
-    std::map<std::string, const corral::v1::LoadedModel*> loaded;
-    for (const auto& l : node.loaded_models()) {
-      loaded[CanonicalModelKey(l.name()).value_or(l.name())] = &l;
-    }
-    for (const auto& m : node.models()) {
-      const std::string key = CanonicalModelKey(m.name()).value_or(m.name());
-      corral::v1::FleetModel& fleet = models[key];
-      if (fleet.name().empty()) fleet.set_name(m.name());
-      corral::v1::ModelLocation* where = fleet.add_locations();
-      where->set_node(node.name());
-      where->set_size(m.size());
-      where->set_digest(m.digest());
-      if (auto it = loaded.find(key); it != loaded.end()) {
-        where->set_loaded(true);
-        where->set_size_vram(it->second->size_vram());
-      }
-    }
-  }
-  for (auto& [key, model] : models) *resp->add_models() = std::move(model);
-  std::sort(resp->mutable_models()->begin(), resp->mutable_models()->end(),
-            [](const auto& a, const auto& b) { return a.name() < b.name(); });
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->ListModels(), resp);
 }
 
 grpc::Status AdminService::ListProxies(grpc::ServerContext* context,
                                        const corral::v1::ListProxiesRequest* /*req*/,
                                        corral::v1::ListProxiesResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  resp->set_snapshot_version(registry_->version());
-  for (auto& p : tracker_->List()) *resp->add_proxies() = std::move(p);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->ListProxies(), resp);
 }
 
 grpc::Status AdminService::PullModel(grpc::ServerContext* context,
                                      const corral::v1::PullModelRequest* req,
                                      grpc::ServerWriter<corral::v1::PullProgress>* writer) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  if (!ParseModelName(req->model()).has_value()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("model name \"", req->model(),
-                                     "\" is not valid (expected e.g. llama3.2 or qwen3:8b)"));
-  }
-  if (req->node().empty() == !req->all()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "name one node (node) or ask for every enabled node (all), not both");
-  }
-  std::vector<NodeInfo> targets;
-  if (!req->node().empty()) {
-    absl::StatusOr<NodeInfo> node = registry_->GetNode(req->node());
-    if (!node.ok()) return ToGrpcStatus(node.status());
-    targets.push_back(*std::move(node));
-  } else {
-    absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
-    if (!nodes.ok()) return ToGrpcStatus(nodes.status());
-    for (NodeInfo& n : *nodes) {
-      if (n.node().admin_state() == corral::v1::ADMIN_STATE_ENABLED) {
-        targets.push_back(std::move(n));
-      }
-    }
-    if (targets.empty()) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "no enabled node to pull onto (see `corralctl node list`)");
-    }
-  }
-  CORRAL_LOG(kInfo, "admin") << "pulling " << req->model() << " onto " << targets.size()
-                             << " node(s)";
-
-  // Pull threads queue progress; this thread is the only writer of the stream.
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<corral::v1::PullProgress> queue;   // guarded by mu
-  std::map<std::string, size_t> queued;         // per node; guarded by mu
-  size_t running = targets.size();              // guarded by mu
-  std::map<std::string, absl::Status> results;  // guarded by mu
-  std::atomic<bool> abandon{false};
-
-  auto enqueue = [&](corral::v1::PullProgress progress, bool final) {
-    std::lock_guard<std::mutex> lock(mu);
-    size_t& count = queued[progress.node()];
-    if (!final && count >= kMaxQueuedPerNode) return;  // the client reads slowly: skip a line
-    ++count;
-    queue.push_back(std::move(progress));
-    cv.notify_one();
-  };
-
-  std::vector<std::thread> pulls;
-  pulls.reserve(targets.size());
-  for (const NodeInfo& target : targets) {
-    pulls.emplace_back([&, name = target.node().name(), url = target.node().url()] {
-      NodeClient client(url);
-      absl::Status result = client.Pull(
-          req->model(), req->insecure(),
-          [&](const corral::v1::PullProgress& line) {
-            corral::v1::PullProgress p = line;
-            p.set_node(name);
-            enqueue(std::move(p), false);
-          },
-          [&] { return abandon.load() || context->IsCancelled(); });
-      corral::v1::PullProgress last;
-      last.set_node(name);
-      last.set_done(true);
-      if (result.ok()) {
-        last.set_status("success");
-      } else {
-        last.set_status("error");
-        last.set_error(std::string(result.message()));
-      }
-      enqueue(std::move(last), true);
-      std::lock_guard<std::mutex> lock(mu);
-      results[name] = result;
-      --running;
-      cv.notify_one();
-    });
-  }
-
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    for (;;) {
-      cv.wait(lock, [&] { return !queue.empty() || running == 0; });
-      if (queue.empty()) break;
-      corral::v1::PullProgress next = std::move(queue.front());
-      queue.pop_front();
-      --queued[next.node()];
-      lock.unlock();
-      const bool written = !abandon.load() && writer->Write(next);
-      lock.lock();
-      if (!written) abandon = true;  // the client went away: stop the pulls
-    }
-  }
-  for (std::thread& t : pulls) t.join();
-
-  if (abandon.load() || context->IsCancelled()) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading the pull");
-  }
-  std::string failures;
-  absl::StatusCode first_code = absl::StatusCode::kOk;
-  size_t failed = 0;
-  for (const auto& [name, result] : results) {
-    if (result.ok()) continue;
-    if (failed++ == 0) first_code = result.code();
-    absl::StrAppend(&failures, failures.empty() ? "" : "; ", name, ": ", result.message());
-  }
-  if (failed == 0) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(first_code),
-                      absl::StrCat("pull of ", req->model(), " failed on ", failed, " of ",
-                                   results.size(), " node(s): ", failures));
+  CORRAL_CHECK_ADMIN(context);
+  return ToGrpcStatus(fleet_->PullModel(
+      *req, [writer](const corral::v1::PullProgress& line) { return writer->Write(line); },
+      [context] { return context->IsCancelled(); }));
 }
 
 grpc::Status AdminService::SetDiscovery(grpc::ServerContext* context,
                                         const corral::v1::SetDiscoveryRequest* req,
                                         corral::v1::DiscoveryConfig* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<corral::v1::DiscoveryConfig> config = registry_->SetDiscovery(*req);
-  if (!config.ok()) return ToGrpcStatus(config.status());
-  if (scanner_ != nullptr) scanner_->Wake();
-  *resp = *std::move(config);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->SetDiscovery(*req), resp);
 }
 
 grpc::Status AdminService::GetDiscovery(grpc::ServerContext* context,
                                         const corral::v1::GetDiscoveryRequest* /*req*/,
                                         corral::v1::DiscoveryConfig* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<corral::v1::DiscoveryConfig> config = registry_->GetDiscovery();
-  if (!config.ok()) return ToGrpcStatus(config.status());
-  *resp = *std::move(config);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->GetDiscovery(), resp);
 }
 
 grpc::Status AdminService::CreateToken(grpc::ServerContext* context,
                                        const corral::v1::CreateTokenRequest* req,
                                        corral::v1::CreateTokenResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  corral::v1::InferenceToken token;
-  token.set_name(req->name());
-  for (const std::string& model : req->models()) {
-    std::optional<std::string> key = CanonicalModelKey(model);
-    if (!key.has_value()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("model name \"", model, "\" is not valid"));
-    }
-    token.add_models(*key);
-  }
-  std::string text = req->token();
-  if (text.empty()) {
-    absl::StatusOr<std::string> generated = GenerateToken();
-    if (!generated.ok()) return ToGrpcStatus(generated.status());
-    text = *generated;
-  } else if (text.size() < 16) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "a token must be at least 16 characters; leave it empty to generate one");
-  }
-  token.set_sha256_hex(Sha256Hex(text));
-  if (absl::Status added = registry_->AddInferenceToken(token); !added.ok()) {
-    return ToGrpcStatus(added);
-  }
-  CORRAL_LOG(kInfo, "admin") << "inference token " << req->name() << " created";
-  *resp->mutable_token() = token;
-  resp->set_token_text(text);
-  resp->set_snapshot_version(registry_->version());
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->CreateToken(*req), resp);
 }
 
 grpc::Status AdminService::ListTokens(grpc::ServerContext* context,
                                       const corral::v1::ListTokensRequest* /*req*/,
                                       corral::v1::ListTokensResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<std::vector<corral::v1::InferenceToken>> tokens = registry_->ListInferenceTokens();
-  if (!tokens.ok()) return ToGrpcStatus(tokens.status());
-  for (auto& t : *tokens) *resp->add_tokens() = std::move(t);
-  // Read after the list: a token created in between turns require_tokens on, so the answer can
-  // say closed for an open fleet but never open for a closed one.
-  absl::StatusOr<corral::v1::TokenPolicy> policy = registry_->GetTokenPolicy();
-  if (!policy.ok()) return ToGrpcStatus(policy.status());
-  resp->set_require_tokens(policy->require_tokens());
-  resp->set_open(policy->open() && resp->tokens().empty());
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->ListTokens(), resp);
 }
 
 grpc::Status AdminService::RevokeToken(grpc::ServerContext* context,
                                        const corral::v1::RevokeTokenRequest* req,
                                        corral::v1::RevokeTokenResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  if (absl::Status removed = registry_->RemoveInferenceToken(req->name()); !removed.ok()) {
-    return ToGrpcStatus(removed);
-  }
-  CORRAL_LOG(kInfo, "admin") << "inference token " << req->name() << " revoked";
-  resp->set_snapshot_version(registry_->version());
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->RevokeToken(req->name()), resp);
 }
 
 grpc::Status AdminService::GetTokenPolicy(grpc::ServerContext* context,
                                           const corral::v1::GetTokenPolicyRequest* /*req*/,
                                           corral::v1::TokenPolicy* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  absl::StatusOr<corral::v1::TokenPolicy> policy = registry_->GetTokenPolicy();
-  if (!policy.ok()) return ToGrpcStatus(policy.status());
-  *resp = *std::move(policy);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->GetTokenPolicy(), resp);
 }
 
 grpc::Status AdminService::SetTokenPolicy(grpc::ServerContext* context,
                                           const corral::v1::SetTokenPolicyRequest* req,
                                           corral::v1::TokenPolicy* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  // A request that says nothing must not be read as "off": that would open a fleet by accident.
-  if (!req->has_require_tokens()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "require_tokens must be set (true or false)");
-  }
-  absl::StatusOr<corral::v1::TokenPolicy> policy =
-      registry_->SetRequireTokens(req->require_tokens());
-  if (!policy.ok()) return ToGrpcStatus(policy.status());
-  CORRAL_LOG(kInfo, "admin") << "token policy: require_tokens "
-                             << (policy->require_tokens() ? "on" : "off") << " ("
-                             << policy->token_count() << " inference tokens; the fleet is "
-                             << (policy->open() ? "open" : "closed") << ")";
-  *resp = *std::move(policy);
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->SetTokenPolicy(*req), resp);
 }
 
 grpc::Status AdminService::GetUsage(grpc::ServerContext* context,
                                     const corral::v1::GetUsageRequest* req,
                                     corral::v1::GetUsageResponse* resp) {
-  if (grpc::Status denied = auth_->CheckAdmin(*context); !denied.ok()) return denied;
-  Registry::UsageGrouping by;
-  if (req->by().empty() || req->by() == "all") {
-    by = Registry::UsageGrouping::kAll;
-  } else if (req->by() == "token") {
-    by = Registry::UsageGrouping::kToken;
-  } else if (req->by() == "model") {
-    by = Registry::UsageGrouping::kModel;
-  } else if (req->by() == "node") {
-    by = Registry::UsageGrouping::kNode;
-  } else {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("usage cannot be grouped by \"", req->by(),
-                                     "\"; use token, model, node or all"));
-  }
-  if (req->since_seconds() < 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("since_seconds must be 0 (everything kept) or positive, got ",
-                                     req->since_seconds()));
-  }
-  int64_t window_start = 0;
-  if (req->since_seconds() > 0) {
-    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-    window_start = std::max<int64_t>(0, now - req->since_seconds());
-    window_start -= window_start % 3600;
-  }
-  absl::StatusOr<std::vector<corral::v1::UsageRow>> rows = registry_->GetUsage(by, window_start);
-  if (!rows.ok()) return ToGrpcStatus(rows.status());
-  resp->set_by(req->by().empty() ? "all" : req->by());
-  resp->set_window_start(window_start);
-  corral::v1::UsageRow* total = resp->mutable_total();
-  for (corral::v1::UsageRow& row : *rows) {
-    total->set_requests(total->requests() + row.requests());
-    total->set_errors(total->errors() + row.errors());
-    total->set_input_tokens(total->input_tokens() + row.input_tokens());
-    total->set_output_tokens(total->output_tokens() + row.output_tokens());
-    *resp->add_rows() = std::move(row);
-  }
-  return grpc::Status::OK;
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->GetUsage(*req), resp);
 }
+
+#undef CORRAL_CHECK_ADMIN
 
 }  // namespace corral::control

@@ -1,20 +1,18 @@
-// AdminService: the operators' gRPC API (corralctl and any gRPC client), a thin adapter that turns
-// each request into calls on the Registry, the ProxyTracker, the Prober, the PortScanner and
-// NodeClient, and each absl::Status into the gRPC status with the same code and message.
-//
-// Every call needs the admin token. Node views fold in the fleet-wide load the proxies report.
-// GetUsage reads the hourly usage rollups. CreateNode and a URL change trigger an immediate probe;
-// SetDiscovery wakes the port scanner. PullModel streams each node's progress while the pulls run
-// in parallel, one thread per node.
+// AdminService: the operators' gRPC API (corralctl and any gRPC client), a thin adapter over
+// FleetAdmin (fleet_admin.h): it checks the admin token, turns each request into one FleetAdmin
+// call, and each absl::Status into the gRPC status with the same code and message. PullModel
+// writes each node's progress to the stream as FleetAdmin hands it over.
 //
 // Thread safety: gRPC's synchronous server calls the handlers from its pool; the service keeps
-// no mutable state. Every pointer passed in must outlive the server (prober and scanner may be
-// null: no probing / no discovery).
+// no mutable state. Every pointer passed in must outlive the server.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
+
 #include "controlplane/auth.h"
+#include "controlplane/fleet_admin.h"
 #include "controlplane/port_scanner.h"
 #include "controlplane/prober.h"
 #include "controlplane/proxy_tracker.h"
@@ -25,6 +23,9 @@ namespace corral::control {
 
 class AdminService final : public corral::v1::Admin::Service {
  public:
+  // Serves `fleet`, shared with the other admin front ends.
+  AdminService(FleetAdmin* fleet, const Authenticator* auth);
+  // Serves a FleetAdmin of its own over these parts (prober and scanner may be null).
   AdminService(Registry* registry, ProxyTracker* tracker, const Authenticator* auth, Prober* prober,
                PortScanner* scanner);
 
@@ -80,16 +81,9 @@ class AdminService final : public corral::v1::Admin::Service {
                         corral::v1::GetUsageResponse* resp) override;
 
  private:
-  grpc::Status SetState(grpc::ServerContext* context, const std::string& name,
-                        corral::v1::AdminState state, corral::v1::NodeInfo* resp);
-  // Adds the proxies' fleet-wide load to node views.
-  void FoldLoad(corral::v1::NodeInfo* info) const;
-
-  Registry* const registry_;
-  ProxyTracker* const tracker_;
+  std::unique_ptr<FleetAdmin> owned_;  // set by the second constructor only
+  FleetAdmin* const fleet_;
   const Authenticator* const auth_;
-  Prober* const prober_;
-  PortScanner* const scanner_;
 };
 
 // The gRPC status carrying an absl::Status's code and message (the codes are the same numbers).
