@@ -29,7 +29,8 @@
 # ROUTING_RATE (8), ROUTING_DURATION (60), ROUTING_SEED (42), ROUTING_ZIPF (1.0),
 # ROUTING_SCALE (20), ROUTING_TOKENS (24), ROUTING_TOKEN_MS (12), ROUTING_TIMEOUT_S (120, a
 # request's limit before it counts as failed), ROUTING_TARGETS ("corral least_conn round_robin"),
-# ROUTING_NO_DOC=1 (print only).
+# ROUTING_NO_DOC=1 (print only), ROUTING_KEEP_DIR (copy the trace, each target's per-request
+# results, TTFT distribution and nodes' /_sim/stats there, for a closer look).
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -299,6 +300,11 @@ run_target() {
   echo "  $(cat "$work/$t.routing") $(cat "$work/$t.sim")"
   stop "${target_pids[@]}"
   target_pids=()
+  local i
+  for i in $(seq "$nodes"); do
+    curl -sf "http://127.0.0.1:${sim_ports[i - 1]}/_sim/stats" |
+      jq 'del(.last_requests)' >"$work/$t.node$i.stats.json"
+  done
 }
 
 echo "bench-routing: $nodes nodes (:${sim_ports[*]}), ${vram_gb} GB and $parallel slots per model" \
@@ -363,6 +369,12 @@ done
 gnuplot -e "files='${plot_files% }'; titles='${plot_titles%|}'; out='$work/ttft.svg'" \
   "$routing_dir/ttft_cdf.gp"
 
+if [[ -n "${ROUTING_KEEP_DIR:-}" ]]; then
+  mkdir -p "$ROUTING_KEEP_DIR"
+  cp "$work"/trace.txt "$work"/*.results "$work"/*.cdf "$work"/*.stats.json "$ROUTING_KEEP_DIR"/
+  echo "bench-routing: kept the trace, results and node stats in $ROUTING_KEEP_DIR"
+fi
+
 if [[ "${ROUTING_NO_DOC:-0}" != 1 && -f "$doc" ]]; then
   cp "$work/ttft.svg" "$plot"
   command="bench/routing/run.sh $1"
@@ -381,7 +393,8 @@ if [[ "${ROUTING_NO_DOC:-0}" != 1 && -f "$doc" ]]; then
     echo "<!-- routing:run:begin (written by bench/routing/run.sh; edits here are replaced) -->"
     echo "### Latest run: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Corral at $commit$dirty (release build in \`$build_dir\`)."
+    echo "Checkout at $commit$dirty; corral-proxy built $(date -u -r "$bin/corral-proxy" \
+      '+%Y-%m-%d %H:%M UTC') (release build in \`$build_dir\`)."
     echo "Command: \`$command\` (what \`make bench-routing\` runs after building)."
     echo "$nodes nodes of $vram_gb GB, $parallel slots per model; $requests requests at $rate/s for"
     echo "$duration s, seed $seed, Zipf exponent $zipf; time ${scale}× faster than a real fleet"
