@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "controlplane/control_server.h"
+#include "controlplane/http_admin.h"
 
 namespace {
 
@@ -16,6 +17,7 @@ constexpr char kUsage[] =
     "                      [--shutdown-grace-ms N] [--reuse-port] [--log-level L]\n"
     "                      [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
     "                      [--metrics-listen HOST:PORT [--metrics-port-file PATH]]\n"
+    "                      [--http-listen HOST:PORT|off [--http-port-file PATH]]\n"
     "\n"
     "  --listen             gRPC address (default 127.0.0.1:11400; port 0 = any free port)\n"
     "  --tls-cert           PEM certificate chain of the gRPC port (TLS; default plaintext, for\n"
@@ -28,6 +30,11 @@ constexpr char kUsage[] =
     "  --metrics-listen     serve Prometheus GET /metrics on this address (default off; e.g.\n"
     "                       127.0.0.1:11402, or 0.0.0.0:11402 for a scraper on the network)\n"
     "  --metrics-port-file  write the bound metrics port here once listening\n"
+    "  --http-listen        HTTP admin API (/v1), /openapi.json and /docs (default\n"
+    "                       127.0.0.1:11401, skipped with a warning when that port is busy;\n"
+    "                       off = none). Same admin token as gRPC; plaintext: keep it on\n"
+    "                       loopback or behind a TLS-terminating proxy\n"
+    "  --http-port-file     write the bound HTTP port here once listening\n"
     "  --probe-interval-ms  time between two probes of a node (default 5000)\n"
     "  --no-probe           do not probe nodes (their health stays as last recorded)\n"
     "  --no-discovery       do not run port-range discovery\n"
@@ -48,6 +55,7 @@ bool ParseInt(const char* text, long min, long max, long* out) {
 
 int main(int argc, char** argv) {
   corral::control::ControlServerOptions options;
+  corral::control::HttpAdminFlags http;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     auto value = [&]() -> const char* {
@@ -74,6 +82,11 @@ int main(int argc, char** argv) {
       options.metrics_listen = value();
     } else if (flag == "--metrics-port-file") {
       options.metrics_port_file = value();
+    } else if (flag == "--http-listen") {
+      http.listen = value();
+      http.required = true;
+    } else if (flag == "--http-port-file") {
+      http.port_file = value();
     } else if (flag == "--probe-interval-ms") {
       if (!ParseInt(value(), 100, 3600000, &n)) {
         std::fprintf(stderr, "corral-control: --probe-interval-ms must be 100..3600000\n");
@@ -108,5 +121,5 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  return corral::control::RunControlServer(std::move(options));
+  return corral::control::RunControlServerWithHttpAdmin(std::move(options), std::move(http));
 }
