@@ -1,0 +1,318 @@
+// The web console in a real browser: Debian's chromium, headless, driven by puppeteer-core, against
+// a real corral-control, two corral-sim nodes registered as `make run` registers them, and a
+// corral-proxy. Each step waits for what the page shows, with a deadline; the first step that
+// fails fails the test and the steps after it are skipped.
+//
+// CORRAL_CONSOLE_SCREENSHOTS=DIR writes the screenshots there (docs/console/ for docs/console.md);
+// without it they go to the test's temporary directory, removed at the end unless a step failed.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { Fleet, waitFor } from './fleet.mjs';
+
+const chromium = process.env.CORRAL_CHROMIUM ?? '/usr/bin/chromium';
+const STEP_MS = 15000;
+
+let fleet;
+let browser;
+let page;
+let consoleUrl;
+let shotsDir;
+let failed = false;
+// Aborts the requests held in flight on the gated sims.
+const inflight = new AbortController();
+const pageErrors = [];
+
+async function loadPuppeteer() {
+  try {
+    return (await import('puppeteer-core')).default;
+  } catch (err) {
+    throw new Error('puppeteer-core is not installed in tests/console/node_modules: run ' +
+                    `scripts/install-e2e-deps.sh (or \`make test\`, which runs it) first (${err.message})`);
+  }
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
+}
+
+/** Waits until `fn` (run in the page with `args`) returns a truthy value. */
+function until(fn, what, ...args) {
+  return page.waitForFunction(fn, { timeout: STEP_MS, polling: 50 }, ...args).catch((err) => {
+    throw new Error(`timed out waiting for ${what}: ${err.message}`);
+  });
+}
+
+function rowText(table, key) {
+  return page.$eval(`#${table} tbody tr[data-key="${key}"]`, (row) => row.innerText).catch(() => null);
+}
+
+async function go(view) {
+  await page.evaluate((v) => { location.hash = v; }, view);
+  await until((v) => !document.querySelector(`#view-${v}`).hidden, `the ${view} view`, view);
+}
+
+async function fill(selector, value) {
+  await page.$eval(selector, (el) => { el.value = ''; });
+  await page.type(selector, value);
+}
+
+/** A step of the walk through the console; skipped once an earlier one failed. */
+function step(name, body) {
+  test(name, async (t) => {
+    if (failed) {
+      t.skip('an earlier step failed');
+      return;
+    }
+    try {
+      await body();
+      assert.deepEqual(pageErrors, [], 'the page threw');
+    } catch (err) {
+      failed = true;
+      if (page) await shot(`failed-${name.replace(/\W+/g, '-')}`).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+before(async () => {
+  if (!existsSync(chromium)) {
+    throw new Error(`${chromium} is missing: install Debian's chromium (scripts/install-e2e-deps.sh does)`);
+  }
+  const puppeteer = await loadPuppeteer();
+  fleet = new Fleet();
+  shotsDir = process.env.CORRAL_CONSOLE_SCREENSHOTS || join(fleet.dir, 'screenshots');
+  mkdirSync(shotsDir, { recursive: true });
+  try {
+    const sims = await Promise.all([
+      fleet.startSim('sim-1', 'llama3.2:latest,qwen3:8b,all-minilm:latest'),
+      fleet.startSim('sim-2', 'llama3.2:latest,mistral:latest'),
+      fleet.startControl(),
+    ]);
+    await fleet.api('POST', '/v1/nodes', { name: 'sim-1', url: sims[0] });
+    await fleet.api('POST', '/v1/nodes', { name: 'sim-2', url: sims[1] });
+    await fleet.startProxy('proxy-1');
+    consoleUrl = await fleet.consoleUrl();
+    console.log(`console served by ${fleet.consoleSource} at ${consoleUrl}`);
+    browser = await puppeteer.launch({
+      executablePath: chromium,
+      headless: true,
+      userDataDir: join(fleet.dir, 'chromium-profile'),
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--disable-dev-shm-usage'],
+    });
+    page = await browser.newPage();
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('dialog', (dialog) => dialog.accept());
+    await page.setViewport({ width: 1280, height: 800 });
+  } catch (err) {
+    failed = true;
+    throw new Error(`${err.message}\n${fleet.logTails()}`);
+  }
+});
+
+after(async () => {
+  inflight.abort();
+  if (browser) await browser.close();
+  if (failed && fleet) console.log(`kept for a look: ${fleet.dir}\n${fleet.logTails()}`);
+  if (fleet) await fleet.stop({ keep: failed });
+});
+
+step('a wrong token is refused with the API message', async () => {
+  await page.goto(consoleUrl, { waitUntil: 'load' });
+  await page.waitForSelector('#token-input', { visible: true, timeout: STEP_MS });
+  await shot('sign-in');
+  await page.type('#token-input', 'not-the-token');
+  await page.click('#sign-in-form button[type="submit"]');
+  const expected = await fetch(`${fleet.apiBase}/v1/state`, { headers: { Authorization: 'Bearer not-the-token' } })
+      .then((r) => r.json());
+  await until((m) => document.querySelector('#sign-in-error').textContent === m,
+      'the sign-in error', expected.message);
+});
+
+step('signs in and sees both nodes healthy', async () => {
+  await fill('#token-input', fleet.adminToken);
+  await page.click('#sign-in-form button[type="submit"]');
+  await page.waitForSelector('#app', { visible: true, timeout: STEP_MS });
+  const stored = await page.evaluate(() => [sessionStorage.length, localStorage.length]);
+  assert.deepEqual(stored, [1, 0], 'the token is kept in sessionStorage only');
+  for (const name of ['sim-1', 'sim-2']) {
+    await until((n) => {
+      const row = document.querySelector(`#nodes-table tbody tr[data-key="${n}"]`);
+      return row && row.innerText.includes('active') && /\d ms/.test(row.innerText);
+    }, `${name} in the active pool with a latency`, name);
+  }
+  const sim1 = await rowText('nodes-table', 'sim-1');
+  assert.match(sim1, /enabled/);
+  assert.match(sim1, new RegExp(fleet.sims.get('sim-1').replace(/[/.]/g, '\\$&')));
+});
+
+step('the live refresh keeps what is typed and where the focus is', async () => {
+  await page.focus('#node-form input[name="url"]');
+  await page.keyboard.type('http://half-typed');
+  const first = await page.$eval('#live', (el) => el.textContent);
+  await until((t) => document.querySelector('#live').textContent !== t, 'a refresh', first);
+  const second = await page.$eval('#live', (el) => el.textContent);
+  await until((t) => document.querySelector('#live').textContent !== t, 'another refresh', second);
+  const kept = await page.evaluate(() => [document.activeElement.name, document.activeElement.value]);
+  assert.deepEqual(kept, ['url', 'http://half-typed']);
+  await fill('#node-form input[name="url"]', '');
+});
+
+step('adds a node and sees it appear', async () => {
+  const url = await fleet.startSim('sim-3', 'llama3.2:latest');
+  await fill('#node-form input[name="name"]', 'sim-3');
+  await fill('#node-form input[name="url"]', url);
+  await fill('#node-form input[name="labels"]', 'gpu=l4');
+  await page.click('#node-submit');
+  await until(() => {
+    const row = document.querySelector('#nodes-table tbody tr[data-key="sim-3"]');
+    return row && row.innerText.includes('active');
+  }, 'sim-3 in the fleet, probed healthy');
+  const node = await fleet.api('GET', '/v1/nodes/sim-3');
+  assert.equal(JSON.stringify(node).includes('l4'), true, 'the label reached the registry');
+});
+
+step('shows the API message when a node name is taken', async () => {
+  let expected;
+  try {
+    await fleet.api('POST', '/v1/nodes', { name: 'sim-1', url: 'http://127.0.0.1:9' });
+    assert.fail('a duplicate node name was accepted');
+  } catch (err) {
+    assert.ok(err.httpStatus >= 400, err.message);
+    expected = err.message;
+  }
+  await fill('#node-form input[name="name"]', 'sim-1');
+  await fill('#node-form input[name="url"]', 'http://127.0.0.1:9');
+  await page.click('#node-submit');
+  await until((m) => document.querySelector('#node-form [data-error]').textContent === m,
+      'the API message under the node form', expected);
+  await page.$eval('#node-form', (form) => form.reset());
+});
+
+step('shows requests in flight per node and per model, and the models they loaded', async () => {
+  // Gated sims hold every stream at its first token, so the requests stay in flight until aborted.
+  for (const name of ['sim-1', 'sim-2']) {
+    const res = await fetch(`${fleet.sims.get(name)}/_sim/config`, {
+      method: 'POST', body: JSON.stringify({ gated: true }),
+    });
+    assert.ok(res.ok, `${name} /_sim/config: ${res.status}`);
+  }
+  for (const model of ['llama3.2', 'llama3.2', 'llama3.2', 'qwen3:8b']) {
+    fetch(`http://127.0.0.1:${fleet.proxyPort}/api/generate`, {
+      method: 'POST',
+      body: JSON.stringify({ model, prompt: 'hello' }),
+      signal: inflight.signal,
+    }).then((res) => res.body?.cancel()).catch(() => {});
+  }
+  await until(() => {
+    const text = document.querySelector('#nodes-table tbody tr[data-key="sim-1"]')?.innerText ?? '';
+    return /qwen3:8b: 1/.test(text) && /llama3\.2:latest: 1/.test(text) &&
+        /qwen3:8b\s+\S+ GB VRAM/.test(text);
+  }, 'requests in flight per model, and qwen3:8b loaded, on sim-1');
+});
+
+step('drains the new node', async () => {
+  await page.click('#nodes-table button[data-action="drain"][data-node="sim-3"]');
+  await until(() => document.querySelector('#nodes-table tbody tr[data-key="sim-3"]')?.innerText.includes('draining'),
+      'sim-3 draining');
+  await shot('fleet');
+});
+
+step('is keyboard reachable', async () => {
+  await page.focus('#sign-out');
+  let reached = false;
+  for (let i = 0; i < 12 && !reached; i += 1) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Tokens');
+  }
+  assert.ok(reached, 'the Tokens link is reached with Tab');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'the focused link shows its focus');
+  await page.keyboard.press('Enter');
+  await until(() => !document.querySelector('#view-tokens').hidden, 'the tokens view opened by keyboard');
+});
+
+step('creates a token, shows its secret once, and revokes it', async () => {
+  await fill('#token-form input[name="name"]', 'ci-bot');
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForSelector('#secret-box', { visible: true, timeout: STEP_MS });
+  const secret = await page.$eval('#secret-text', (el) => el.textContent);
+  assert.ok(secret.length >= 32, `a secret is shown (${secret.length} characters)`);
+  await until(() => document.querySelector('#tokens-table tbody tr[data-key="ci-bot"]'), 'ci-bot listed');
+  const listed = await fleet.api('GET', '/v1/tokens');
+  const stored = (listed.tokens ?? []).find((t) => t.name === 'ci-bot');
+  assert.ok(stored, 'the API lists ci-bot');
+  assert.equal(stored.sha256_hex ?? stored.sha256Hex, createHash('sha256').update(secret).digest('hex'),
+      'the secret shown is the token the control plane stored');
+  await shot('tokens');
+  await page.click('#secret-done');
+  await until(() => document.querySelector('#secret-box').hidden, 'the secret hidden');
+  await page.reload({ waitUntil: 'load' });
+  await until(() => document.querySelector('#tokens-table tbody tr[data-key="ci-bot"]'), 'ci-bot after a reload');
+  const html = await page.content();
+  assert.ok(!html.includes(secret), 'the secret is never shown again');
+  await page.click('#tokens-table button[data-action="revoke"][data-token="ci-bot"]');
+  await until(() => !document.querySelector('#tokens-table tbody tr[data-key="ci-bot"]'), 'ci-bot revoked');
+  const after = await fleet.api('GET', '/v1/tokens');
+  assert.equal((after.tokens ?? []).length, 0);
+});
+
+step('pulls a model onto every enabled node with progress to 100%', async () => {
+  await go('models');
+  await until(() => document.querySelector('#models-table tbody tr[data-key="llama3.2:latest"]'),
+      'the model list');
+  await fill('#pull-form input[name="model"]', 'mistral:latest');
+  await page.select('#pull-form select[name="target"]', '');
+  await page.click('#pull-submit');
+  await until(() => {
+    const items = [...document.querySelectorAll('#pull-progress li')];
+    return items.length > 0 && items.some((li) => Number(li.dataset.percent) > 0 && li.dataset.percent !== '100');
+  }, 'progress under way');
+  await shot('pull');
+  await until(() => document.querySelector('#pull-form').dataset.result, 'the pull to end');
+  const items = await page.$$eval('#pull-progress li', (lis) => lis.map((li) =>
+    [li.dataset.node, li.dataset.percent, li.querySelector('progress').value]));
+  // sim-3 is draining: "every enabled node" is sim-1 and sim-2.
+  assert.deepEqual(items.sort(), [['sim-1', '100', 100], ['sim-2', '100', 100]]);
+  assert.equal(await page.$eval('#pull-form', (f) => f.dataset.result), 'done');
+  await until(() => document.querySelector('#models-table tbody tr[data-key="mistral:latest"]')
+      ?.innerText.includes('sim-1'), 'mistral listed on sim-1');
+  await shot('models');
+});
+
+step('changes the strategy and its policies', async () => {
+  await go('strategy');
+  await page.select('#strategy-form select[name="strategy"]', 'STRATEGY_ROUND_ROBIN');
+  await fill('#strategy-form input[name="retry.max_attempts"]', '2');
+  await fill('#strategy-form input[name="queue.max_wait_ms"]', '10000');
+  await page.click('#strategy-form button[type="submit"]');
+  await until(() => document.querySelector('#strategy-form [data-status]').textContent, 'saved');
+  const saved = JSON.stringify(await fleet.api('GET', '/v1/strategy'));
+  assert.match(saved, /ROUND_ROBIN|round_robin|"strategy":3/);
+  assert.match(saved, /10000/);
+  await shot('strategy');
+});
+
+step('lists the proxy with the snapshot it applied', async () => {
+  await go('proxies');
+  await until(() => {
+    const row = document.querySelector('#proxies-table tbody tr[data-key="proxy-1"]');
+    return row && row.innerText.includes('connected') && row.innerText.includes('current');
+  }, 'proxy-1 connected on the current snapshot');
+  await shot('proxies');
+});
+
+step('fits a phone-width screen', async () => {
+  await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true });
+  await go('fleet');
+  await until(() => document.querySelector('#nodes-table tbody tr[data-key="sim-3"]'), 'the fleet');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page does not scroll sideways (${overflow} px too wide)`);
+  await shot('fleet-phone');
+});
