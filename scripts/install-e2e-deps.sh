@@ -4,8 +4,9 @@
 # older than package.json or the lock file, so `make test` stays quick and offline once installed.
 set -euo pipefail
 # Also installs web/ (the /docs page's Swagger UI, which corral-control embeds, and the OpenAPI
-# linter `make test` runs). Arguments name the directories to install (tests/e2e, web); none
-# means both. The build calls it with `web` alone.
+# linter `make test` runs) and tests/console (puppeteer-core; Debian's chromium comes from apt).
+# Arguments name the directories to install (tests/e2e, tests/console, web); none means all three.
+# The build calls it with `web` alone.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dirs=("$@")
 [[ ${#dirs[@]} -gt 0 ]] || dirs=(tests/e2e tests/console web)

@@ -56,7 +56,16 @@ async function go(view) {
   await until((v) => !document.querySelector(`#view-${v}`).hidden, `the ${view} view`, view);
 }
 
+/** Clicks `selector` once it is on the page and visible (a refresh may still be drawing it). */
+async function press(selector) {
+  const element = await page.waitForSelector(selector, { visible: true, timeout: STEP_MS }).catch((err) => {
+    throw new Error(`no ${selector} to click: ${err.message}`);
+  });
+  await element.click();
+}
+
 async function fill(selector, value) {
+  await page.waitForSelector(selector, { visible: true, timeout: STEP_MS });
   await page.$eval(selector, (el) => { el.value = ''; });
   await page.type(selector, value);
 }
@@ -128,7 +137,7 @@ step('a wrong token is refused with the API message', async () => {
   await page.waitForSelector('#token-input', { visible: true, timeout: STEP_MS });
   await shot('sign-in');
   await page.type('#token-input', 'not-the-token');
-  await page.click('#sign-in-form button[type="submit"]');
+  await press('#sign-in-form button[type="submit"]');
   const expected = await fetch(`${fleet.apiBase}/v1/state`, { headers: { Authorization: 'Bearer not-the-token' } })
       .then((r) => r.json());
   await until((m) => document.querySelector('#sign-in-error').textContent === m,
@@ -137,7 +146,7 @@ step('a wrong token is refused with the API message', async () => {
 
 step('signs in and sees both nodes healthy', async () => {
   await fill('#token-input', fleet.adminToken);
-  await page.click('#sign-in-form button[type="submit"]');
+  await press('#sign-in-form button[type="submit"]');
   await page.waitForSelector('#app', { visible: true, timeout: STEP_MS });
   const stored = await page.evaluate(() => [sessionStorage.length, localStorage.length]);
   assert.deepEqual(stored, [1, 0], 'the token is kept in sessionStorage only');
@@ -169,7 +178,7 @@ step('adds a node and sees it appear', async () => {
   await fill('#node-form input[name="name"]', 'sim-3');
   await fill('#node-form input[name="url"]', url);
   await fill('#node-form input[name="labels"]', 'gpu=l4');
-  await page.click('#node-submit');
+  await press('#node-submit');
   await until(() => {
     const row = document.querySelector('#nodes-table tbody tr[data-key="sim-3"]');
     return row && row.innerText.includes('active');
@@ -189,7 +198,7 @@ step('shows the API message when a node name is taken', async () => {
   }
   await fill('#node-form input[name="name"]', 'sim-1');
   await fill('#node-form input[name="url"]', 'http://127.0.0.1:9');
-  await page.click('#node-submit');
+  await press('#node-submit');
   await until((m) => document.querySelector('#node-form [data-error]').textContent === m,
       'the API message under the node form', expected);
   await page.$eval('#node-form', (form) => form.reset());
@@ -218,10 +227,26 @@ step('shows requests in flight per node and per model, and the models they loade
 });
 
 step('drains the new node', async () => {
-  await page.click('#nodes-table button[data-action="drain"][data-node="sim-3"]');
+  await press('#nodes-table button[data-action="drain"][data-node="sim-3"]');
   await until(() => document.querySelector('#nodes-table tbody tr[data-key="sim-3"]')?.innerText.includes('draining'),
       'sim-3 draining');
   await shot('fleet');
+});
+
+step('edits the node: only what changed is sent', async () => {
+  await press('#nodes-table button[data-action="edit"][data-node="sim-3"]');
+  await until(() => document.querySelector('#node-form input[name="name"]').readOnly &&
+      document.querySelector('#node-form input[name="labels"]').value === 'gpu=l4', 'the edit form filled');
+  await fill('#node-form input[name="weight"]', '5');
+  await fill('#node-form input[name="max_parallel"]', '4');
+  await fill('#node-form input[name="labels"]', 'gpu=h100, zone=b');
+  await press('#node-submit');
+  await until(() => document.querySelector('#node-submit').textContent === 'Add node', 'the form back to adding');
+  const info = await fleet.api('GET', '/v1/nodes/sim-3');
+  assert.equal(info.node.weight, 5);
+  assert.equal(info.node.max_parallel, 4);
+  assert.deepEqual(info.node.labels, { gpu: 'h100', zone: 'b' });
+  assert.equal(info.node.admin_state, 'ADMIN_STATE_DRAINING', 'an edit leaves the admin state alone');
 });
 
 step('is keyboard reachable', async () => {
@@ -240,7 +265,7 @@ step('is keyboard reachable', async () => {
 
 step('creates a token, shows its secret once, and revokes it', async () => {
   await fill('#token-form input[name="name"]', 'ci-bot');
-  await page.click('#token-form button[type="submit"]');
+  await press('#token-form button[type="submit"]');
   await page.waitForSelector('#secret-box', { visible: true, timeout: STEP_MS });
   const secret = await page.$eval('#secret-text', (el) => el.textContent);
   assert.ok(secret.length >= 32, `a secret is shown (${secret.length} characters)`);
@@ -251,13 +276,13 @@ step('creates a token, shows its secret once, and revokes it', async () => {
   assert.equal(stored.sha256_hex ?? stored.sha256Hex, createHash('sha256').update(secret).digest('hex'),
       'the secret shown is the token the control plane stored');
   await shot('tokens');
-  await page.click('#secret-done');
+  await press('#secret-done');
   await until(() => document.querySelector('#secret-box').hidden, 'the secret hidden');
   await page.reload({ waitUntil: 'load' });
   await until(() => document.querySelector('#tokens-table tbody tr[data-key="ci-bot"]'), 'ci-bot after a reload');
   const html = await page.content();
   assert.ok(!html.includes(secret), 'the secret is never shown again');
-  await page.click('#tokens-table button[data-action="revoke"][data-token="ci-bot"]');
+  await press('#tokens-table button[data-action="revoke"][data-token="ci-bot"]');
   await until(() => !document.querySelector('#tokens-table tbody tr[data-key="ci-bot"]'), 'ci-bot revoked');
   const after = await fleet.api('GET', '/v1/tokens');
   assert.equal((after.tokens ?? []).length, 0);
@@ -269,7 +294,7 @@ step('pulls a model onto every enabled node with progress to 100%', async () => 
       'the model list');
   await fill('#pull-form input[name="model"]', 'mistral:latest');
   await page.select('#pull-form select[name="target"]', '');
-  await page.click('#pull-submit');
+  await press('#pull-submit');
   await until(() => {
     const items = [...document.querySelectorAll('#pull-progress li')];
     return items.length > 0 && items.some((li) => Number(li.dataset.percent) > 0 && li.dataset.percent !== '100');
@@ -291,7 +316,7 @@ step('changes the strategy and its policies', async () => {
   await page.select('#strategy-form select[name="strategy"]', 'STRATEGY_ROUND_ROBIN');
   await fill('#strategy-form input[name="retry.max_attempts"]', '2');
   await fill('#strategy-form input[name="queue.max_wait_ms"]', '10000');
-  await page.click('#strategy-form button[type="submit"]');
+  await press('#strategy-form button[type="submit"]');
   await until(() => document.querySelector('#strategy-form [data-status]').textContent, 'saved');
   const saved = JSON.stringify(await fleet.api('GET', '/v1/strategy'));
   assert.match(saved, /ROUND_ROBIN|round_robin|"strategy":3/);
@@ -315,4 +340,26 @@ step('fits a phone-width screen', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page does not scroll sideways (${overflow} px too wide)`);
   await shot('fleet-phone');
+});
+
+step('enables, disables and removes a node', async () => {
+  await page.setViewport({ width: 1280, height: 800 });  // leaving mobile emulation reloads the page
+  const row = '#nodes-table tbody tr[data-key="sim-3"]';
+  await press(`${row} button[data-action="enable"]`);
+  await until((r) => document.querySelector(r)?.innerText.includes('enabled'), 'sim-3 enabled', row);
+  await press(`${row} button[data-action="disable"]`);
+  await until((r) => document.querySelector(r)?.innerText.includes('disabled'), 'sim-3 disabled', row);
+  await press(`${row} button[data-action="remove"]`);
+  await until((r) => !document.querySelector(r), 'sim-3 gone', row);
+  const nodes = await fleet.api('GET', '/v1/nodes');
+  assert.deepEqual(nodes.nodes.map((i) => i.node.name).sort(), ['sim-1', 'sim-2']);
+});
+
+step('signs out and forgets the token', async () => {
+  await press('#sign-out');
+  await page.waitForSelector('#token-input', { visible: true, timeout: STEP_MS });
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  await page.reload({ waitUntil: 'load' });
+  await page.waitForSelector('#token-input', { visible: true, timeout: STEP_MS });
+  assert.equal(await page.$eval('#app', (el) => el.hidden), true, 'a reload asks for the token again');
 });
