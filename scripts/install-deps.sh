@@ -13,7 +13,7 @@ packages=(
   nodejs npm
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(nginx-light wrk gnuplot-nox haproxy)
+  packages+=(nginx-light wrk gnuplot-nox haproxy jq)  # jq: bench/routing reads /_sim/stats
 fi
 
 missing=()
