@@ -119,8 +119,19 @@ bool FrontDoor::Authorize(const RequestHead& head, Admitted& admitted, HeadVerdi
   if (admitted.table == nullptr || !FleetClosed(admitted.table->snapshot())) return true;
   const Route& route = admitted.route;
   // Liveness stays open, as it is for clients and load balancers that only check the endpoint:
-  // `GET/HEAD /` (the Ollama CLI's heartbeat) and `GET /api/proxy` (readiness).
-  if (route.endpoint == Endpoint::kRoot || route.endpoint == Endpoint::kProxyHealth) return true;
+  // `GET/HEAD /` (the Ollama CLI's heartbeat), `GET /api/proxy` (readiness) and the health
+  // checks of the proxies Corral replaces, which their users' monitors call without a token
+  // (/api/health, /__proxy/health, /health; docs/migrating.md).
+  switch (route.endpoint) {
+    case Endpoint::kRoot:
+    case Endpoint::kProxyHealth:
+    case Endpoint::kApiHealth:
+    case Endpoint::kBackendsHealth:
+    case Endpoint::kHealth:
+      return true;
+    default:
+      break;
+  }
   const std::string* header = head.Find("Authorization");
   constexpr std::string_view kBearer = "Bearer ";
   if (header != nullptr && header->size() > kBearer.size() &&
@@ -190,6 +201,10 @@ HeadVerdict FrontDoor::Check(const RequestHead& head, const std::string& client_
   if (verdict.status != 0) {
     // The refusal is the whole answer: its record ends here.
     handle.Finish(verdict.status, RequestOutcome::kRefused, RefusalReason(verdict));
+  } else if (ticket.route.route_class == RouteClass::kInference ||
+             ticket.route.route_class == RouteClass::kNodeLocal) {
+    // Every field the live view reads of the record is set by now.
+    live_.Add(ticket.live, handle, record);
   }
   return verdict;
 }

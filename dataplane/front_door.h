@@ -23,6 +23,7 @@
 #include "common/http_listener.h"
 #include "common/request_head.h"
 #include "corral/v1/snapshot.pb.h"
+#include "dataplane/live_requests.h"
 #include "dataplane/request_record.h"
 #include "dataplane/route.h"
 #include "dataplane/routing_table.h"
@@ -98,6 +99,9 @@ struct Admitted {
   // the units it calls fill it; it is finished once the answer is known (or, for a stream or a
   // long answer, once the relay ends: the relay keeps this ticket alive until then).
   std::optional<RecordHandle> record;
+  // The request's place among the requests in flight (requests that go to nodes only); declared
+  // after `record` so that it leaves before the record goes.
+  LiveRequests::Entry live;
 };
 
 // A body announced over the limit by at most this much is read and dropped before its 413, so
@@ -154,6 +158,8 @@ class FrontDoor {
   std::atomic<int64_t>* active_counter() { return &active_; }
   const FrontDoorOptions& options() const { return options_; }
   BodyBudget& budget() { return budget_; }
+  // The requests that go to nodes and are in flight now (GET /api/proxy/active-requests).
+  const LiveRequests& live() const { return live_; }
 
  private:
   // The token presented by `head` when the fleet is closed: null (and *refusal set) when it is
@@ -169,6 +175,7 @@ class FrontDoor {
   BodyBudget& budget_;
   std::atomic<int64_t> active_{0};
   const std::vector<RecordSink*>* sinks_ = nullptr;
+  LiveRequests live_;
 };
 
 }  // namespace corral::dataplane

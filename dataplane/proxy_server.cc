@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "common/http_listener.h"
@@ -60,7 +61,8 @@ ProxyServer::ProxyServer(ProxyOptions options, FrontDoor& front_door, SnapshotSt
       blobs_(options.blob_cache_ttl),
       model_routes_(forwarder_, exchange_, router, blobs_),
       blob_upload_(exchange_, router, blobs_),
-      state_(std::move(options.proxy_id), front_door, store, router) {}
+      state_(std::move(options.proxy_id), front_door, store, router),
+      seed_routes_(router, front_door.live()) {}
 
 ProxyServer::~ProxyServer() = default;
 
@@ -116,7 +118,8 @@ Admitted* ProxyServer::Prepare(const httplib::Request& req, httplib::Response& r
     return nullptr;
   }
   // The id passed the front door's head rules (no control character) or was made here.
-  if (admitted->record) res.headers.emplace(kRequestIdHeader, admitted->record->record().request_id);
+  if (admitted->record)
+    res.headers.emplace(kRequestIdHeader, admitted->record->record().request_id);
   // The front door refused origins it does not allow.
   const std::string* origin = ServedRequestHead()->Find("Origin");
   if (origin != nullptr && !origin->empty()) {
@@ -147,19 +150,39 @@ void ProxyServer::HandleOptions(const httplib::Request& req, httplib::Response& 
 void ProxyServer::HandleNoBody(const httplib::Request& req, httplib::Response& res) {
   Admitted* admitted = Prepare(req, res);
   if (admitted == nullptr) return;
-  ProxyCall call(req, res, *ServedRequestHead(), *admitted);
-  call.ticket = &ServedRequestTicket();
-  Dispatch(call);
-  FinishRecord(call);
+  Serve(req, res, *admitted, nullptr);
 }
 
 void ProxyServer::HandleWithBody(const httplib::Request& req, httplib::Response& res,
                                  const httplib::ContentReader& reader) {
   Admitted* admitted = Prepare(req, res);
   if (admitted == nullptr) return;
-  ProxyCall call(req, res, *ServedRequestHead(), *admitted);
+  Serve(req, res, *admitted, &reader);
+}
+
+void ProxyServer::Serve(const httplib::Request& req, httplib::Response& res, Admitted& admitted,
+                        const httplib::ContentReader* reader) {
+  const RequestHead& head = *ServedRequestHead();
+  // Under the base URL /api/proxy, a node is sent the Ollama path: the head forwarded is a copy
+  // with that target (the query kept). Only such requests pay for the copy.
+  std::optional<RequestHead> rewritten;
+  if (!admitted.route.node_path.empty() && (admitted.route.route_class == RouteClass::kInference ||
+                                            admitted.route.route_class == RouteClass::kNodeLocal)) {
+    rewritten.emplace(head);
+    const size_t query = head.target.find('?');
+    rewritten->target = admitted.route.node_path;
+    if (query != std::string::npos) rewritten->target.append(head.target, query);
+  }
+  ProxyCall call(req, res, rewritten ? *rewritten : head, admitted);
   call.ticket = &ServedRequestTicket();
-  HandleBody(call, reader);
+  if (reader != nullptr) {
+    HandleBody(call, *reader);
+  } else {
+    Dispatch(call);
+  }
+  // A stream or long answer goes on after this handler: the live view shows its model and node
+  // (a whole answer is finished just below and leaves the view).
+  if (call.record_carried) LiveRequests::Update(admitted.live);
   FinishRecord(call);
 }
 
@@ -285,8 +308,11 @@ void ProxyServer::Dispatch(ProxyCall& call) {
     case RouteClass::kProxy:
       if (route.endpoint == Endpoint::kMetrics) {
         AnswerMetrics(call);
-      } else {
+      } else if (route.endpoint == Endpoint::kProxyHealth ||
+                 route.endpoint == Endpoint::kProxyState) {
         state_.Answer(call);
+      } else {
+        seed_routes_.Answer(call);
       }
       return;
     case RouteClass::kInference:

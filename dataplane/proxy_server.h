@@ -4,7 +4,8 @@
 // This unit only wires: it registers the front door's head check and the handlers with the
 // listener, reads a request's body into its ProxyCall, and hands each route to the unit that
 // answers it (docs/proxy.md "Code map"): fleet-wide answers (fleet.h), the proxy's own view
-// (proxy_state.h), inference and node-local management (model_routes.h, which use forwarder.h:
+// (proxy_state.h), the endpoints of the proxies Corral replaces (seed_routes.h), inference and
+// node-local management (model_routes.h, which use forwarder.h:
 // the retry loop, the exchange with a node, the answer relay), blob uploads (blob_upload.h).
 //
 // Threads: httplib runs each connection on one worker thread; a request, its upstream exchange
@@ -36,6 +37,7 @@
 #include "dataplane/proxy_call.h"
 #include "dataplane/proxy_state.h"
 #include "dataplane/router.h"
+#include "dataplane/seed_routes.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/upstream_pool.h"
 
@@ -94,6 +96,10 @@ class ProxyServer {
   void HandleOptions(const httplib::Request& req, httplib::Response& res);
   // The part of HandleWithBody after its call is built (the record is finished after it).
   void HandleBody(ProxyCall& call, const httplib::ContentReader& reader);
+  // Hands `call` to the units that answer it (Dispatch, or HandleBody with a body); then, for
+  // an answer that goes on after the handler, shows its model and node in the live view.
+  void Serve(const httplib::Request& req, httplib::Response& res, Admitted& admitted,
+             const httplib::ContentReader* reader);
 
   // The front door's decision for the request being served, with CORS headers set on `res`.
   // Null (and a 500 answered) outside a request the listener admitted.
@@ -116,6 +122,7 @@ class ProxyServer {
   ModelRoutes model_routes_;
   BlobUpload blob_upload_;
   ProxyStateView state_;
+  SeedRoutes seed_routes_;
   const metrics::Registry* metrics_ = nullptr;
 };
 

@@ -49,10 +49,30 @@ constexpr std::array kRoutes = {
     RouteSpec{"/api/proxy",            false, E::kProxyHealth,     E::kProxyHealth,   kNone,                   kNone},
     RouteSpec{"/api/proxy/state",      false, E::kProxyState,      E::kProxyState,    kNone,                   kNone},
     RouteSpec{"/metrics",              false, E::kMetrics,         E::kMetrics,       kNone,                   kNone},
+    // The seeds' endpoints (docs/migrating.md), after every Ollama path so those match as fast
+    // as before.
+    RouteSpec{"/api/proxy/active-requests", false, E::kProxyActiveRequests, E::kProxyActiveRequests, kNone, kNone},
+    RouteSpec{"/api/health",           false, E::kApiHealth,       E::kApiHealth,     kNone,                   kNone},
+    RouteSpec{"/__proxy/health",       false, E::kBackendsHealth,  E::kBackendsHealth, kNone,                  kNone},
+    RouteSpec{"/__proxy/backends",     false, E::kBackends,        E::kBackends,      kNone,                   kNone},
+    RouteSpec{"/health",               false, E::kHealth,          E::kHealth,        kNone,                   kNone},
+};
+
+// The short forms under /api/proxy/, matched against the path after the prefix: each is the
+// Ollama route /api/<same>, methods included.
+constexpr std::array kShortForms = {
+    //        path                     param  GET                  HEAD               POST                     DELETE
+    RouteSpec{"/generate",             false, kNone,               kNone,             E::kGenerate,            kNone},
+    RouteSpec{"/chat",                 false, kNone,               kNone,             E::kChat,                kNone},
+    RouteSpec{"/embed",                false, kNone,               kNone,             E::kEmbed,               kNone},
+    RouteSpec{"/embeddings",           false, kNone,               kNone,             E::kEmbeddings,          kNone},
+    RouteSpec{"/tags",                 false, E::kTags,            E::kTags,          kNone,                   kNone},
 };
 // clang-format on
 
-RouteClass ClassOf(Endpoint endpoint) {
+}  // namespace
+
+RouteClass RouteClassOf(Endpoint endpoint) {
   switch (endpoint) {
     case E::kRoot:
     case E::kVersion:
@@ -83,6 +103,11 @@ RouteClass ClassOf(Endpoint endpoint) {
     case E::kProxyHealth:
     case E::kProxyState:
     case E::kMetrics:
+    case E::kProxyActiveRequests:
+    case E::kApiHealth:
+    case E::kBackendsHealth:
+    case E::kBackends:
+    case E::kHealth:
       return RouteClass::kProxy;
     case E::kRedirect:
     case E::kMethodNotAllowed:
@@ -92,6 +117,8 @@ RouteClass ClassOf(Endpoint endpoint) {
   return RouteClass::kError;
 }
 
+namespace {
+
 Endpoint ForMethod(const RouteSpec& spec, std::string_view method) {
   if (method == "GET") return spec.get;
   if (method == "HEAD") return spec.head;
@@ -100,9 +127,11 @@ Endpoint ForMethod(const RouteSpec& spec, std::string_view method) {
   return kNone;
 }
 
-// The spec whose path matches, and the captured parameter.
-const RouteSpec* Match(std::string_view path, std::string_view* param) {
-  for (const RouteSpec& spec : kRoutes) {
+// The spec of `table` whose path matches, and the captured parameter.
+template <size_t N>
+const RouteSpec* Match(const std::array<RouteSpec, N>& table, std::string_view path,
+                       std::string_view* param) {
+  for (const RouteSpec& spec : table) {
     if (!spec.has_param) {
       if (path == spec.path) return &spec;
       continue;
@@ -116,38 +145,86 @@ const RouteSpec* Match(std::string_view path, std::string_view* param) {
   return nullptr;
 }
 
-Route Make(Endpoint endpoint, std::string_view path, std::string param = {}) {
+// A known path: its spec, the captured parameter and, under /api/proxy/, the Ollama path the
+// node is sent.
+struct Resolved {
+  const RouteSpec* spec = nullptr;
+  std::string_view param;
+  std::string node_path;  // set under the prefix only
+};
+
+// True for a path below /api/proxy/ (not /api/proxy itself).
+bool UnderBasePath(std::string_view path) {
+  return path.size() > kProxyBasePath.size() && path[kProxyBasePath.size()] == '/' &&
+         path.substr(0, kProxyBasePath.size()) == kProxyBasePath;
+}
+
+// The proxy's own and the seeds' endpoints are not repeated under the base URL.
+bool IsOllamaRoute(const RouteSpec& spec) {
+  for (Endpoint e : {spec.get, spec.head, spec.post, spec.del}) {
+    if (e != kNone) return RouteClassOf(e) != RouteClass::kProxy;
+  }
+  return false;
+}
+
+Resolved Resolve(std::string_view path) {
+  Resolved resolved;
+  resolved.spec = Match(kRoutes, path, &resolved.param);
+  if (resolved.spec != nullptr) return resolved;
+  // Only now, and only for paths under it, is the base URL looked at.
+  if (!UnderBasePath(path)) return resolved;
+  const std::string_view rest = path.substr(kProxyBasePath.size());
+  if ((resolved.spec = Match(kShortForms, rest, &resolved.param)) != nullptr) {
+    resolved.node_path = std::string("/api").append(rest);
+    return resolved;
+  }
+  resolved.spec = Match(kRoutes, rest, &resolved.param);
+  if (resolved.spec == nullptr || !IsOllamaRoute(*resolved.spec)) {
+    resolved.spec = nullptr;
+    return resolved;
+  }
+  resolved.node_path = std::string(rest);
+  return resolved;
+}
+
+Route Make(Endpoint endpoint, std::string_view path, std::string param = {},
+           std::string node_path = {}) {
   Route route;
   route.endpoint = endpoint;
-  route.route_class = ClassOf(endpoint);
+  route.route_class = RouteClassOf(endpoint);
   route.openai = IsOpenAIPath(path);
   route.param = std::move(param);
+  route.node_path = std::move(node_path);
   return route;
 }
 
 }  // namespace
 
 Route ClassifyRoute(std::string_view method, std::string_view path) {
-  std::string_view param;
-  if (const RouteSpec* spec = Match(path, &param)) {
-    const Endpoint endpoint = ForMethod(*spec, method);
+  Resolved resolved = Resolve(path);
+  if (resolved.spec != nullptr) {
+    const Endpoint endpoint = ForMethod(*resolved.spec, method);
     if (endpoint == kNone) return Make(E::kMethodNotAllowed, path);
-    return Make(endpoint, path, std::string(param));
+    return Make(endpoint, path, std::string(resolved.param), std::move(resolved.node_path));
   }
   // One trailing slash on a path that exists for this method redirects to the path without it;
   // like the node's router, a trailing slash on a path the method does not serve is a 404.
   if (path.size() > 1 && path.back() == '/') {
     const std::string_view target = path.substr(0, path.size() - 1);
-    std::string_view target_param;
-    if (const RouteSpec* spec = Match(target, &target_param);
-        spec != nullptr && ForMethod(*spec, method) != kNone) {
+    if (const Resolved to = Resolve(target);
+        to.spec != nullptr && ForMethod(*to.spec, method) != kNone) {
       return Make(E::kRedirect, path, std::string(target));
     }
   }
   return Make(E::kNotFound, path);
 }
 
-bool IsOpenAIPath(std::string_view path) { return path == "/v1" || path.substr(0, 4) == "/v1/"; }
+bool IsOpenAIPath(std::string_view path) {
+  if (path.size() > kProxyBasePath.size() && path[1] == 'a' && UnderBasePath(path)) {
+    path.remove_prefix(kProxyBasePath.size());
+  }
+  return path == "/v1" || path.substr(0, 4) == "/v1/";
+}
 
 int RedirectStatus(std::string_view method) { return method == "GET" ? 301 : 307; }
 
@@ -205,6 +282,16 @@ const char* EndpointName(Endpoint endpoint) {
       return "proxy.state";
     case E::kMetrics:
       return "metrics";
+    case E::kProxyActiveRequests:
+      return "proxy.active_requests";
+    case E::kApiHealth:
+      return "api.health";
+    case E::kBackendsHealth:
+      return "__proxy.health";
+    case E::kBackends:
+      return "__proxy.backends";
+    case E::kHealth:
+      return "health";
     case E::kRedirect:
       return "redirect";
     case E::kMethodNotAllowed:

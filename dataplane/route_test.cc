@@ -56,8 +56,38 @@ const std::vector<Case>& EveryRoute() {
       {"HEAD", "/api/proxy/state", E::kProxyState, C::kProxy, false},
       {"GET", "/metrics", E::kMetrics, C::kProxy, false},
       {"HEAD", "/metrics", E::kMetrics, C::kProxy, false},
+      // The endpoints of the proxies Corral replaces (docs/migrating.md).
+      {"GET", "/api/proxy/active-requests", E::kProxyActiveRequests, C::kProxy, false},
+      {"HEAD", "/api/proxy/active-requests", E::kProxyActiveRequests, C::kProxy, false},
+      {"GET", "/api/health", E::kApiHealth, C::kProxy, false},
+      {"HEAD", "/api/health", E::kApiHealth, C::kProxy, false},
+      {"GET", "/__proxy/health", E::kBackendsHealth, C::kProxy, false},
+      {"HEAD", "/__proxy/health", E::kBackendsHealth, C::kProxy, false},
+      {"GET", "/__proxy/backends", E::kBackends, C::kProxy, false},
+      {"HEAD", "/__proxy/backends", E::kBackends, C::kProxy, false},
+      {"GET", "/health", E::kHealth, C::kProxy, false},
+      {"HEAD", "/health", E::kHealth, C::kProxy, false},
+      // The short forms under the base URL /api/proxy.
+      {"POST", "/api/proxy/generate", E::kGenerate, C::kInference, false},
+      {"POST", "/api/proxy/chat", E::kChat, C::kInference, false},
+      {"POST", "/api/proxy/embed", E::kEmbed, C::kInference, false},
+      {"POST", "/api/proxy/embeddings", E::kEmbeddings, C::kInference, false},
+      {"GET", "/api/proxy/tags", E::kTags, C::kFleet, false},
+      {"HEAD", "/api/proxy/tags", E::kTags, C::kFleet, false},
   };
   return cases;
+}
+
+// The routes of a node: everything EveryRoute lists that is not the proxy's own.
+std::vector<Case> OllamaRoutes() {
+  std::vector<Case> routes;
+  for (const Case& c : EveryRoute()) {
+    const std::string path = c.path;
+    if (c.route_class != RouteClass::kProxy && path.rfind("/api/proxy/", 0) != 0) {
+      routes.push_back(c);
+    }
+  }
+  return routes;
 }
 
 TEST(Route, EveryEndpointHasItsMethodPathAndClass) {
@@ -67,6 +97,85 @@ TEST(Route, EveryEndpointHasItsMethodPathAndClass) {
     EXPECT_EQ(route.route_class, c.route_class) << c.method << " " << c.path;
     EXPECT_EQ(route.openai, c.openai) << c.method << " " << c.path;
   }
+}
+
+TEST(Route, OrdinaryPathsAreSentToTheNodeAsTheClientSentThem) {
+  for (const Case& c : OllamaRoutes()) {
+    EXPECT_EQ(ClassifyRoute(c.method, c.path).node_path, "") << c.method << " " << c.path;
+  }
+}
+
+TEST(Route, EveryOllamaRouteUnderTheBaseUrlIsTheRouteWithoutIt) {
+  ASSERT_GT(OllamaRoutes().size(), 20u);
+  for (const Case& c : OllamaRoutes()) {
+    const std::string prefixed = std::string(kProxyBasePath) + c.path;
+    const Route plain = ClassifyRoute(c.method, c.path);
+    const Route route = ClassifyRoute(c.method, prefixed);
+    EXPECT_EQ(route.endpoint, c.endpoint) << c.method << " " << prefixed;
+    EXPECT_EQ(route.route_class, c.route_class) << c.method << " " << prefixed;
+    EXPECT_EQ(route.openai, c.openai) << c.method << " " << prefixed;
+    EXPECT_EQ(route.param, plain.param) << c.method << " " << prefixed;
+    EXPECT_EQ(route.node_path, c.path) << c.method << " " << prefixed;
+  }
+}
+
+TEST(Route, ShortFormsAreSentToTheNodeAsTheirOllamaPath) {
+  for (const char* form : {"generate", "chat", "embed", "embeddings"}) {
+    const Route route = ClassifyRoute("POST", std::string("/api/proxy/") + form);
+    EXPECT_EQ(route.node_path, std::string("/api/") + form);
+    EXPECT_EQ(route.endpoint, ClassifyRoute("POST", std::string("/api/") + form).endpoint);
+    EXPECT_EQ(ClassifyRoute("GET", std::string("/api/proxy/") + form).endpoint,
+              Endpoint::kMethodNotAllowed)
+        << form;
+  }
+  EXPECT_EQ(ClassifyRoute("POST", "/api/proxy/tags").endpoint, Endpoint::kMethodNotAllowed);
+  // Only the five short forms: the node-local routes need their full path.
+  for (const char* form : {"show", "pull", "ps", "version", "delete", "push", "create", "copy"}) {
+    EXPECT_EQ(ClassifyRoute("POST", std::string("/api/proxy/") + form).endpoint,
+              Endpoint::kNotFound)
+        << form;
+  }
+}
+
+TEST(Route, TheBaseUrlAndItsOwnEndpointsKeepTheirMeaning) {
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy").endpoint, Endpoint::kProxyHealth);
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/state").endpoint, Endpoint::kProxyState);
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/state").node_path, "");
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/active-requests").endpoint,
+            Endpoint::kProxyActiveRequests);
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/state/").param, "/api/proxy/state");
+  // The base URL with its slash is the node's root, as an Ollama client that checks for
+  // "Ollama is running" there expects.
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/").endpoint, Endpoint::kRoot);
+  EXPECT_EQ(ClassifyRoute("HEAD", "/api/proxy/").endpoint, Endpoint::kRoot);
+}
+
+TEST(Route, TrailingSlashUnderTheBaseUrlRedirectsWithinIt) {
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/api/tags/").param, "/api/proxy/api/tags");
+  EXPECT_EQ(ClassifyRoute("POST", "/api/proxy/chat/").param, "/api/proxy/chat");
+  const Route v1 = ClassifyRoute("POST", "/api/proxy/v1/chat/completions/");
+  EXPECT_EQ(v1.endpoint, Endpoint::kRedirect);
+  EXPECT_EQ(v1.param, "/api/proxy/v1/chat/completions");
+  EXPECT_TRUE(v1.openai);
+  EXPECT_EQ(ClassifyRoute("GET", "/api/proxy/api/chat/").endpoint, Endpoint::kNotFound);
+}
+
+TEST(Route, UnknownPathsUnderTheBaseUrlAreNotFoundAsOnANode) {
+  for (const char* path :
+       {"/api/proxy/other", "/api/proxy/api/unknown", "/api/proxy/api", "/api/proxy/v1",
+        "/api/proxy/v1/unknown", "/api/proxy/API/TAGS", "/api/proxy//api/tags",
+        "/api/proxy/api/tags//", "/api/proxyapi/tags", "/api/proxy/state/x",
+        // The proxy's own and the seeds' endpoints are not repeated under it.
+        "/api/proxy/api/proxy", "/api/proxy/api/proxy/state", "/api/proxy/metrics",
+        "/api/proxy/health", "/api/proxy/api/health", "/api/proxy/__proxy/health",
+        "/api/proxy/__proxy/backends", "/api/proxy/api/proxy/active-requests",
+        "/api/proxy/api/proxy/api/tags"}) {
+    const Route route = ClassifyRoute("GET", path);
+    EXPECT_EQ(route.endpoint, Endpoint::kNotFound) << path;
+    EXPECT_EQ(route.route_class, RouteClass::kError) << path;
+    EXPECT_EQ(ClassifyRoute("POST", path).endpoint, Endpoint::kNotFound) << path;
+  }
+  EXPECT_TRUE(ClassifyRoute("GET", "/api/proxy/v1/unknown").openai);
 }
 
 TEST(Route, EveryOtherMethodOnAKnownPathIs405) {
@@ -187,6 +296,11 @@ TEST(Route, OpenAIPathsAreV1AndBelow) {
   for (const char* path : {"/", "/api/chat", "/v10/x", "/v1x", "/api/v1/x", ""}) {
     EXPECT_FALSE(IsOpenAIPath(path)) << path;
   }
+  // Under the base URL, what is below it decides.
+  EXPECT_TRUE(IsOpenAIPath("/api/proxy/v1/chat/completions"));
+  EXPECT_TRUE(IsOpenAIPath("/api/proxy/v1"));
+  EXPECT_FALSE(IsOpenAIPath("/api/proxy/api/chat"));
+  EXPECT_FALSE(IsOpenAIPath("/api/proxyv1/x"));
   // The routes' own flag follows the same rule.
   EXPECT_TRUE(ClassifyRoute("POST", "/v1/chat/completions").openai);
   EXPECT_TRUE(ClassifyRoute("GET", "/v1").openai);
