@@ -117,6 +117,13 @@ before(async () => {
     });
     page = await browser.newPage();
     page.on('pageerror', (err) => pageErrors.push(err.message));
+    // A script, style or request the Content-Security-Policy blocks fails the step it happens in.
+    await page.exposeFunction('reportCspViolation', (what) => pageErrors.push(what));
+    await page.evaluateOnNewDocument(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.reportCspViolation(`CSP blocked ${e.blockedURI || 'inline'} (${e.violatedDirective})`);
+      });
+    });
     page.on('dialog', (dialog) => dialog.accept());
     await page.setViewport({ width: 1280, height: 800 });
   } catch (err) {

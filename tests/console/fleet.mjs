@@ -128,6 +128,17 @@ class Child {
   }
 }
 
+// What corral-control should send with the console's files, as this server does: the page runs
+// with no inline script or style and talks to its own origin only.
+export const CONSOLE_HEADERS = {
+  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; " +
+      "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; " +
+      "frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cache-Control': 'no-cache',
+};
+
 const CONTENT_TYPES = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -160,7 +171,7 @@ export class ConsoleServer {
     if (req.method === 'GET' && local.startsWith(consoleDir + sep) && CONTENT_TYPES[extname(local)] &&
         existsSync(local)) {
       const body = await readFile(local);
-      res.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(local)], 'Cache-Control': 'no-store' });
+      res.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(local)], ...CONSOLE_HEADERS });
       res.end(body);
       return;
     }
