@@ -123,9 +123,9 @@ class ModelCandidates final : public CandidateSource {
   // CandidateSource
   Lease Next(const TriedNodes& tried, std::string*) override {
     const EffectivePolicy& policy = table_->policy();
-    // Only a request that was sent nowhere yet waits: one that failed on a node has an error to
-    // pass on, and its retries take what is free.
-    const bool may_wait = policy.queue_enabled && tried.empty();
+    // A retry waits too (for a node it has not tried): the node that failed is no reason to
+    // fail the request while healthy nodes are only busy.
+    const bool may_wait = policy.queue_enabled;
     PickResult pick = router_.Pick(table_, model_key_, tried, {.may_wait = may_wait});
     if (pick.lease) return std::move(pick.lease);
     if (may_wait && pick.error == PickError::kAllBusy) {
@@ -153,7 +153,8 @@ class ModelCandidates final : public CandidateSource {
     Lease got;
     auto can_use = [&](std::string_view node) {
       for (size_t i : placement->nodes) {
-        if (table.nodes()[i].name == node) return true;
+        const std::string& name = table.nodes()[i].name;
+        if (name == node) return !tried.contains(name);
       }
       return false;
     };
@@ -163,8 +164,12 @@ class ModelCandidates final : public CandidateSource {
       got = std::move(pick.lease);
       return &got.node().name;
     };
-    const WaitQueue::Outcome outcome = router_.queue().Wait(
-        QueueLimits(policy), model_key_, can_use, take, call_.ClientFd(), &aborting_);
+    // One time limit for the request, however many times it waits.
+    WaitQueue::Limits limits = QueueLimits(policy);
+    limits.max_wait = std::max<Duration>(Duration::zero(), limits.max_wait - waited_for_);
+    const WaitQueue::Outcome outcome =
+        router_.queue().Wait(limits, model_key_, can_use, take, call_.ClientFd(), &aborting_);
+    waited_for_ += outcome.waited;
     waited_ = FromQueue(outcome.end);
     if (outcome.end == WaitQueue::End::kGot) return got;
     if (outcome.end == WaitQueue::End::kTimedOut) {
@@ -185,6 +190,7 @@ class ModelCandidates final : public CandidateSource {
   const std::atomic<bool>& aborting_;
   PickError refusal_ = PickError::kNone;
   Waited waited_ = Waited::kNo;
+  Duration waited_for_{};  // in the queue so far
 };
 
 // Named nodes in a fixed order.
