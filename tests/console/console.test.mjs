@@ -308,6 +308,7 @@ step('pulls a model onto every enabled node with progress to 100%', async () => 
   }, 'progress under way');
   await shot('pull');
   await until(() => document.querySelector('#pull-form').dataset.result, 'the pull to end');
+  assert.equal(await page.$eval('#pull-form [data-error]', (el) => el.textContent), '');
   const items = await page.$$eval('#pull-progress li', (lis) => lis.map((li) =>
     [li.dataset.node, li.dataset.percent, li.querySelector('progress').value]));
   // sim-3 is draining: "every enabled node" is sim-1 and sim-2.
@@ -316,6 +317,20 @@ step('pulls a model onto every enabled node with progress to 100%', async () => 
   await until(() => document.querySelector('#models-table tbody tr[data-key="mistral:latest"]')
       ?.innerText.includes('sim-1'), 'mistral listed on sim-1');
   await shot('models');
+});
+
+step('a pull that fails shows the node\'s error and the API message', async () => {
+  await fill('#pull-form input[name="model"]', 'no-such-model:latest');
+  await page.select('#pull-form select[name="target"]', 'sim-2');
+  await press('#pull-submit');
+  await until(() => document.querySelector('#pull-form').dataset.result === 'failed', 'the pull to fail');
+  const item = await page.$eval('#pull-progress li', (li) => [li.dataset.node, li.className,
+    li.querySelector('.pull-state').textContent]);
+  assert.equal(item[0], 'sim-2');
+  assert.equal(item[1], 'failed');
+  assert.match(item[2], /^failed: .*file does not exist/);
+  const shown = await page.$eval('#pull-form [data-error]', (el) => el.textContent);
+  assert.match(shown, /sim-2/, 'the API\'s message names the node that failed');
 });
 
 step('changes the strategy and its policies', async () => {

@@ -379,6 +379,7 @@ async function submitPull(event) {
   $('#pull-progress').replaceChildren();
   $('#pull-status').textContent = `Pulling ${model} onto ${target || 'every enabled node'}…`;
   if (target) progressItem(target);
+  delete form.dataset.result;
   pulling = true;
   $('#pull-submit').disabled = true;
   try {
