@@ -237,6 +237,8 @@ step('drains the new node', async () => {
   await press('#nodes-table button[data-action="drain"][data-node="sim-3"]');
   await until(() => document.querySelector('#nodes-table tbody tr[data-key="sim-3"]')?.innerText.includes('draining'),
       'sim-3 draining');
+  const focused = await page.evaluate(() => [document.activeElement.dataset.action, document.activeElement.dataset.node]);
+  assert.deepEqual(focused, ['edit', 'sim-3'], 'the focus stays on the row whose button was redrawn');
   await shot('fleet');
 });
 

@@ -274,6 +274,10 @@ export class Fleet {
     const res = await fetch(`${this.apiBase}/`).catch(() => null);
     const text = res && res.ok ? await res.text() : '';
     if (text.includes('id="sign-in-form"')) {
+      const policy = res.headers.get('content-security-policy') ?? '';
+      if (!policy.includes("script-src 'self'")) {
+        throw new Error(`corral-control serves the console without its Content-Security-Policy ('${policy}')`);
+      }
       this.consoleSource = 'corral-control';
       return `${this.apiBase}/`;
     }

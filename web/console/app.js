@@ -288,6 +288,12 @@ async function nodeAction(action, name) {
       await api.post(`/v1/nodes/${encodeURIComponent(name)}:${action}`);
     }
     await refresh();
+    // The pressed button was redrawn (or its row removed): keep the keyboard user in place.
+    if (document.activeElement === document.body) {
+      const next = $(`#nodes-table button[data-action="edit"][data-node="${CSS.escape(name)}"]`) ??
+          $('#node-form input[name="name"]');
+      next.focus();
+    }
   } catch (err) {
     if (signedOutBy(err)) return signOut(err.message);
     showError(null, err);
@@ -556,6 +562,7 @@ async function revokeToken(name) {
   try {
     await api.del(`/v1/tokens/${encodeURIComponent(name)}`);
     await refresh();
+    if (document.activeElement === document.body) $('#token-form').elements.name.focus();
   } catch (err) {
     if (signedOutBy(err)) return signOut(err.message);
     showError(null, err);
@@ -607,6 +614,11 @@ function refresh() {
   if (refreshing) return refreshing.then(() => refresh());
   clearTimeout(refreshTimer);
   const live = $('#live');
+  if (document.hidden) {
+    // A tab in the background asks nothing; it reads the fleet again when shown.
+    refreshTimer = setTimeout(refresh, REFRESH_MS);
+    return Promise.resolve();
+  }
   refreshing = load().then(() => {
     render();
     live.textContent = `Live · updated ${new Date().toLocaleTimeString()}`;
@@ -707,6 +719,9 @@ function wire() {
   });
   $('#secret-done').addEventListener('click', hideSecret);
   window.addEventListener('hashchange', showView);
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) refresh();
+  });
 
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) startApp(token);
