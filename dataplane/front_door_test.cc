@@ -557,6 +557,39 @@ TEST(FrontDoorCheckTest, FleetListsAndProxyStateNeedTheToken) {
   }
 }
 
+// The seeds' health checks are liveness too: their users' monitors send no token.
+TEST(FrontDoorCheckTest, TheSeedsHealthChecksAreOpenWithoutToken) {
+  Proxy proxy;
+  proxy.Serve(ClosedFleet());
+  for (const char* line :
+       {"GET /api/health", "HEAD /api/health", "GET /__proxy/health", "HEAD /__proxy/health",
+        "GET /health", "HEAD /health", "GET /api/proxy/"}) {
+    EXPECT_TRUE(IsAdmitted(proxy.Check(Head(line)))) << line;
+  }
+}
+
+// The seeds' views of the fleet are /api/proxy/state's kin; a route under the base URL is the
+// route without it, for tokens and their model limits too.
+TEST(FrontDoorCheckTest, SeedViewsAndRoutesUnderTheBaseUrlFollowTheRoutesTheyMirror) {
+  Proxy proxy;
+  proxy.Serve(ClosedFleet());
+  for (const char* line :
+       {"GET /api/proxy/active-requests", "GET /__proxy/backends", "GET /api/proxy/tags",
+        "GET /api/proxy/api/tags", "POST /api/proxy/chat", "POST /api/proxy/api/chat",
+        "POST /api/proxy/v1/chat/completions", "POST /api/proxy/api/pull"}) {
+    EXPECT_EQ(proxy.Check(Head(line)).status, 401) << line;
+    EXPECT_TRUE(IsAdmitted(proxy.Check(Head(line, {{"Authorization", Bearer(kToken)}})))) << line;
+  }
+  const std::string limited = Bearer(kLlamaToken);
+  EXPECT_TRUE(IsAdmitted(proxy.Check(Head("POST /api/proxy/chat", {{"Authorization", limited}}))));
+  EXPECT_EQ(proxy.Check(Head("POST /api/proxy/api/pull", {{"Authorization", limited}})).status,
+            403);
+  // Refused in OpenAI's format under /api/proxy/v1, as under /v1.
+  const auto body = nlohmann::json::parse(
+      proxy.Check(Head("POST /api/proxy/v1/chat/completions")).body, nullptr, false);
+  EXPECT_TRUE(body["error"].is_object()) << body;
+}
+
 // Issue 9: a blob upload never asked for a token, so anyone could write to every node's disk.
 TEST(FrontDoorCheckTest, BlobUploadNeedsTheToken) {
   Proxy proxy;
@@ -757,12 +790,33 @@ TEST(FrontDoorAdmissionTest, BlobUploadTakesItsSlotOnTheHead) {
   EXPECT_EQ(proxy.door.active(), 1);
 }
 
+TEST(FrontDoorAdmissionTest, RequestsThatGoToNodesAreListedAmongThoseInFlight) {
+  Proxy proxy;
+  proxy.Serve(OpenFleet());
+  const HeadVerdict chat = proxy.Check(Head("POST /api/proxy/api/chat", {{"X-Request-Id", "c1"}}));
+  ASSERT_TRUE(IsAdmitted(chat));
+  const HeadVerdict tags = proxy.Check(Head("GET /api/tags"));
+  ASSERT_TRUE(IsAdmitted(tags));
+  const HeadVerdict refused = proxy.Check(
+      Head("POST /api/chat", {{"Content-Length", "1"}, {"Origin", "http://evil.test"}}));
+  ASSERT_EQ(refused.status, 403);
+  const std::vector<LiveRequests::Row> rows = proxy.door.live().List();
+  ASSERT_EQ(rows.size(), 1u) << "fleet lists and refusals are not listed";
+  EXPECT_EQ(rows[0].request_id, "c1");
+  EXPECT_EQ(rows[0].route, "chat");
+  EXPECT_EQ(rows[0].client, "127.0.0.1");
+  TicketOf(chat)->record->Finish(200, RequestOutcome::kAnswered);
+  EXPECT_TRUE(proxy.door.live().List().empty()) << "a finished request is not in flight";
+}
+
 TEST(FrontDoorAdmissionTest, FleetListsAndProxyEndpointsTakeNoSlot) {
   Proxy proxy(MaxStreams(1));
   proxy.Serve(OpenFleet());
   const HeadVerdict holder = proxy.Check(Head("GET /v1/models/llama3"));
   ASSERT_EQ(holder.status, 0);
-  for (const char* line : {"GET /", "GET /api/tags", "GET /api/ps", "GET /api/proxy/state"}) {
+  for (const char* line : {"GET /", "GET /api/tags", "GET /api/ps", "GET /api/proxy/state",
+                           "GET /api/proxy/active-requests", "GET /__proxy/backends", "GET /health",
+                           "GET /api/proxy/tags"}) {
     const HeadVerdict verdict = proxy.Check(Head(line));
     EXPECT_TRUE(IsAdmitted(verdict));
     EXPECT_EQ(TicketOf(verdict)->slot, nullptr) << line;
