@@ -115,7 +115,8 @@ absl::Status ControlServer::Init() {
   admin_ = std::make_unique<AdminService>(registry_.get(), &tracker_, auth_.get(), prober_.get(),
                                           scanner_.get());
   discovery_ =
-      std::make_unique<DiscoveryService>(publisher_.get(), &tracker_, auth_.get(), registry_.get());
+      std::make_unique<DiscoveryService>(publisher_.get(), &tracker_, auth_.get(), registry_.get(),
+                                         prober_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   RegisterHealthSchema();

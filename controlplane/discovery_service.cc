@@ -198,18 +198,6 @@ class RejectedWatch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void OnDone() override { delete this; }
 };
 
-// A number from the Report's metadata; 0 when absent or not a number.
-uint64_t MetadataNumber(const grpc::CallbackServerContext& context, const char* key) {
-  const auto& metadata = context.client_metadata();
-  auto it = metadata.find(key);
-  if (it == metadata.end()) return 0;
-  uint64_t value = 0;
-  for (char c : std::string_view(it->second.data(), it->second.size())) {
-    if (c < '0' || c > '9' || value > (UINT64_MAX - 9) / 10) return 0;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return value;
-}
 
 }  // namespace
 
@@ -275,8 +263,8 @@ grpc::ServerUnaryReactor* DiscoveryService::Report(grpc::CallbackServerContext* 
         << ": " << request->rejected_reason();
   }
   tracker_->Report(*request, context->peer());
-  allocator_->Report(request->proxy_id(), MetadataNumber(*context, kReportSeqKey),
-                     MetadataNumber(*context, kGrantsAppliedKey), request->nodes(),
+  allocator_->Report(request->proxy_id(), request->report_seq(), request->grants_applied(),
+                     request->nodes(),
                      *CurrentLimits(), response);
   if (prober_ != nullptr) {
     // The prober coalesces: several proxies reporting loads on one node cost one round.

@@ -11,9 +11,8 @@
 // (Prober::ProbeSoon), so the next snapshot lists the model as loaded. Both need the proxy (or
 // admin) token.
 //
-// Grant acknowledgements ride in the Report call's metadata until ReportRequest has fields for
-// them: `corral-report-seq` numbers a proxy's Reports (1, 2, ...) and `corral-grants-applied`
-// names the Report whose answer the proxy applied last.
+// Grant acknowledgements ride in ReportRequest.report_seq (a proxy's Reports numbered 1, 2, ...)
+// and grants_applied (the Report whose answer the proxy applied last).
 //
 // Thread safety: gRPC calls the handlers from its own threads; the service holds no mutable state
 // of its own. The publisher, tracker and authenticator must outlive the server.
@@ -56,10 +55,6 @@ class WireCache {
   std::shared_ptr<const corral::v1::Snapshot> source_;  // guarded by mu_
   std::shared_ptr<const WireSnapshot> wire_;            // guarded by mu_
 };
-
-// Metadata keys of a Report that carry grant acknowledgements (see DiscoveryService).
-inline constexpr char kReportSeqKey[] = "corral-report-seq";
-inline constexpr char kGrantsAppliedKey[] = "corral-grants-applied";
 
 // Watch is served raw (its snapshots written as ready-made bytes, see WireCache); Report as a
 // plain callback method.

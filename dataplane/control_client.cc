@@ -49,11 +49,6 @@ void ToProto(const UsageBatch& batch, corral::v1::UsageBatch* out) {
   }
 }
 
-// The Report metadata that acknowledges grants; the control plane's names for them are
-// kReportSeqKey and kGrantsAppliedKey in controlplane/discovery_service.h.
-constexpr char kReportSeqKey[] = "corral-report-seq";
-constexpr char kGrantsAppliedKey[] = "corral-grants-applied";
-
 }  // namespace
 
 ControlClient::ControlClient(ControlClientOptions options, ApplyFn apply, LoadFn load)
@@ -305,8 +300,8 @@ bool ControlClient::SendReport() {
   // out of the division (they enforce every limit alone).
   const uint64_t seq = ++report_seq_;
   if (options_.grants != nullptr) {
-    ctx.AddMetadata(kReportSeqKey, std::to_string(seq));
-    ctx.AddMetadata(kGrantsAppliedKey, std::to_string(applied_seq_));
+    request.set_report_seq(seq);
+    request.set_grants_applied(applied_seq_);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -9,8 +9,8 @@
 // Slot grants (docs/limits.md): each answer carries this proxy's share of every node's limits,
 // applied to `grants` (SlotGrants) unless the answer took longer than `max_grant_delay` to come
 // (the control plane counts a lease from when it answered, plus that margin). Reports are
-// numbered and name the one whose answer was applied last (metadata `corral-report-seq`,
-// `corral-grants-applied`), which is how the control plane learns that a lowered grant is in
+// numbered and name the one whose answer was applied last (ReportRequest.report_seq,
+// grants_applied), which is how the control plane learns that a lowered grant is in
 // force. The cadence follows demand: a Report at once when requests start waiting (`waiting`
 // turns non-zero) or an answer lowered a grant (the acknowledgement frees the slots for others),
 // every `busy_report_interval` while anything waits, every `report_interval` otherwise.
