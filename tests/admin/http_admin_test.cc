@@ -392,5 +392,26 @@ TEST_F(HttpAdminTest, HttpAndGrpcGiveTheSameAnswers) {
   }
 }
 
+// The flag: "off" serves no HTTP port; an address given that cannot be used fails the start.
+TEST(HttpListenFlagTest, OffServesNothingAndABadAddressFailsTheStart) {
+  const std::string dir = MakeTempDir("http-listen-flag");
+  ChildProcess off(
+      BinaryPath("corral-control"),
+      {"--listen", "127.0.0.1:0", "--data-dir", dir + "/off", "--no-probe", "--no-discovery",
+       "--http-listen", "off", "--http-port-file", dir + "/off.http.port"},
+      dir);
+  ASSERT_NE(off.WaitForPort(), 0) << off.Log();
+  EXPECT_EQ(ReadFile(dir + "/off.http.port"), "");
+  EXPECT_EQ(off.Log().find("HTTP admin API on"), std::string::npos) << off.Log();
+
+  ChildProcess bad(BinaryPath("corral-control"),
+                   {"--listen", "127.0.0.1:0", "--data-dir", dir + "/bad", "--no-probe",
+                    "--no-discovery", "--http-listen", "no-port-here"},
+                   dir);
+  ASSERT_TRUE(WaitFor([&] { return !bad.Running(); }, std::chrono::seconds(10),
+                      "corral-control to refuse --http-listen no-port-here"));
+  EXPECT_NE(bad.Log().find("--http-listen no-port-here"), std::string::npos) << bad.Log();
+}
+
 }  // namespace
 }  // namespace corral::testing
