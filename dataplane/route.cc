@@ -145,12 +145,16 @@ const RouteSpec* Match(const std::array<RouteSpec, N>& table, std::string_view p
   return nullptr;
 }
 
+// The Ollama path of each short form, in kShortForms' order.
+constexpr std::array<std::string_view, kShortForms.size()> kShortFormNodePaths = {
+    "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/tags"};
+
 // A known path: its spec, the captured parameter and, under /api/proxy/, the Ollama path the
-// node is sent.
+// node is sent (a view into the path or into kShortFormNodePaths: nothing is allocated).
 struct Resolved {
   const RouteSpec* spec = nullptr;
   std::string_view param;
-  std::string node_path;  // set under the prefix only
+  std::string_view node_path;  // set under the prefix only
 };
 
 // True for a path below /api/proxy/ (not /api/proxy itself).
@@ -175,7 +179,8 @@ Resolved Resolve(std::string_view path) {
   if (!UnderBasePath(path)) return resolved;
   const std::string_view rest = path.substr(kProxyBasePath.size());
   if ((resolved.spec = Match(kShortForms, rest, &resolved.param)) != nullptr) {
-    resolved.node_path = std::string("/api").append(rest);
+    resolved.node_path =
+        kShortFormNodePaths[static_cast<size_t>(resolved.spec - kShortForms.data())];
     return resolved;
   }
   resolved.spec = Match(kRoutes, rest, &resolved.param);
@@ -183,29 +188,29 @@ Resolved Resolve(std::string_view path) {
     resolved.spec = nullptr;
     return resolved;
   }
-  resolved.node_path = std::string(rest);
+  resolved.node_path = rest;
   return resolved;
 }
 
-Route Make(Endpoint endpoint, std::string_view path, std::string param = {},
-           std::string node_path = {}) {
+Route Make(Endpoint endpoint, std::string_view path, std::string_view param = {},
+           std::string_view node_path = {}) {
   Route route;
   route.endpoint = endpoint;
   route.route_class = RouteClassOf(endpoint);
   route.openai = IsOpenAIPath(path);
-  route.param = std::move(param);
-  route.node_path = std::move(node_path);
+  if (!param.empty()) route.param.assign(param);
+  if (!node_path.empty()) route.node_path.assign(node_path);
   return route;
 }
 
 }  // namespace
 
 Route ClassifyRoute(std::string_view method, std::string_view path) {
-  Resolved resolved = Resolve(path);
+  const Resolved resolved = Resolve(path);
   if (resolved.spec != nullptr) {
     const Endpoint endpoint = ForMethod(*resolved.spec, method);
     if (endpoint == kNone) return Make(E::kMethodNotAllowed, path);
-    return Make(endpoint, path, std::string(resolved.param), std::move(resolved.node_path));
+    return Make(endpoint, path, resolved.param, resolved.node_path);
   }
   // One trailing slash on a path that exists for this method redirects to the path without it;
   // like the node's router, a trailing slash on a path the method does not serve is a 404.
@@ -213,7 +218,7 @@ Route ClassifyRoute(std::string_view method, std::string_view path) {
     const std::string_view target = path.substr(0, path.size() - 1);
     if (const Resolved to = Resolve(target);
         to.spec != nullptr && ForMethod(*to.spec, method) != kNone) {
-      return Make(E::kRedirect, path, std::string(target));
+      return Make(E::kRedirect, path, target);
     }
   }
   return Make(E::kNotFound, path);
