@@ -170,6 +170,8 @@ class ModelCandidates final : public CandidateSource {
     const WaitQueue::Outcome outcome =
         router_.queue().Wait(limits, model_key_, can_use, take, call_.ClientFd(), &aborting_);
     waited_for_ += outcome.waited;
+    call_.record().queued += std::chrono::duration_cast<RequestRecord::Clock::duration>(
+        outcome.waited);
     waited_ = FromQueue(outcome.end);
     if (outcome.end == WaitQueue::End::kGot) return got;
     if (outcome.end == WaitQueue::End::kTimedOut) {

@@ -31,6 +31,7 @@
 #include "dataplane/replies.h"
 #include "dataplane/route.h"
 #include "dataplane/router.h"
+#include "dataplane/slot_grants.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/upstream_pool.h"
 #include "dataplane/worker_pool.h"
@@ -290,6 +291,10 @@ int main(int argc, char** argv) {
   }
 
   Router router;
+  // This proxy's share of every node's limits, from the control plane's Report answers; whole
+  // limits until the first answer (and always, without a control plane).
+  SlotGrants grants;
+  router.UseSlotGrants(&grants);
   // Every proxied request holds at most one upstream connection, so the proxy's concurrency
   // limit bounds what can come back idle; beyond that the pool follows the recent load.
   UpstreamPool pool(static_cast<size_t>(flags.max_streams));
@@ -308,6 +313,7 @@ int main(int argc, char** argv) {
 
   // Every finished request's record goes to these sinks (dataplane/record_sinks.h).
   ProxyMetrics metrics;
+  router.queue().UseMetrics(&metrics);
   ControlClient* control_client = nullptr;  // set below, before the listener runs
   MetricsSink metrics_sink(metrics, router, store, [&control_client] {
     return control_client && control_client->connected();
@@ -369,6 +375,9 @@ int main(int argc, char** argv) {
   if (!flags.control.empty()) {
     ControlClientOptions control_options;
     control_options.usage = &usage;
+    control_options.grants = &grants;
+    control_options.on_grants = [&router] { router.queue().WakeAll(); };
+    control_options.waiting = [&router] { return router.queue().depth(); };
     control_options.address = flags.control;
     control_options.proxy_id = flags.id;
     control_options.token = flags.control_token;

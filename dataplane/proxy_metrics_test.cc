@@ -38,6 +38,9 @@ void RecordSomeTraffic(ProxyMetrics& m) {
   m.snapshot_version.Set(17);
   m.snapshot_age.Set(2.5);
   m.control_plane_connected.Set(1);
+  m.queue_depth.Set(2);
+  m.queue_wait.Observe(0.4);
+  m.queue_rejections.Get({"timeout"}).Inc();
 }
 
 TEST(ProxyMetricsTest, TheWholeListPassesPromtool) {
@@ -53,7 +56,7 @@ TEST(ProxyMetricsTest, EveryFamilyIsRenderedAndRecordSomeTrafficTouchesThemAll) 
   RecordSomeTraffic(m);
   const nlohmann::json json = m.registry.RenderJson();
   const std::string text = m.registry.RenderPrometheus();
-  ASSERT_EQ(json.size(), 13u);
+  ASSERT_EQ(json.size(), 16u);
   std::set<std::string> names;
   for (const auto& family : json) {
     const std::string name = family["name"];

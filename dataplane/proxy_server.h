@@ -77,6 +77,7 @@ class ProxyServer {
   void AbortAll() {
     aborting_.store(true);
     relay_.Abort();
+    forwarder_.Abort();  // wakes requests waiting in the queue at once
   }
 
   // Proxied requests in progress (admission count).

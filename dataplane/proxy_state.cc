@@ -113,7 +113,8 @@ std::string ProxyStateView::StateJson() {
           {"latency_ms", Finite(rt->latency_ms.load())},
           {"probe_latency_ms", node.proto ? Finite(node.proto->latency_ms()) : 0.0},
           {"max_parallel", node.proto ? node.proto->max_parallel() : 0},
-          {"max_parallel_granted", router_.NodeLimit(node)},
+          // 0 with max_parallel 0: no limit; 0 with a limit: no slot granted now.
+          {"max_parallel_granted", std::max<int64_t>(0, router_.NodeLimit(node))},
           {"num_parallel", node.proto ? std::max(1, node.proto->num_parallel()) : 1},
           {"waiting", router_.queue().Waiting(node.name, "")},
           {"loaded_since_snapshot", std::move(resident)},

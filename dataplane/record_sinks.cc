@@ -87,7 +87,9 @@ void MetricsSink::OnFinished(const RequestRecord& r) {
     if (attempt.error == "the client left") continue;
     metrics_.retries.Get({model, attempt.node, RetryReason(attempt)}).Inc();
   }
-  if (r.sent) metrics_.proxy_overhead.Get({r.route}).Observe(Seconds(*r.sent - r.start));
+  // The proxy's own time: a wait in the queue for a free slot is the fleet's (it has its own
+  // histogram), not the proxy's.
+  if (r.sent) metrics_.proxy_overhead.Get({r.route}).Observe(Seconds(*r.sent - r.start - r.queued));
   if (served == nullptr) return;
   const std::string_view operation = GenAiOperationName(r.endpoint);
   if (operation == metrics::kOther) return;

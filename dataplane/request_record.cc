@@ -108,10 +108,12 @@ std::string AccessLogLine(const RequestRecord& r, std::chrono::system_clock::tim
   }
   line["nodes_tried"] = std::move(tried);
   line["duration_ms"] = Rounded(MillisBetween(r.start, r.end));
-  line["proxy_ms"] = r.sent ? Rounded(MillisBetween(r.start, *r.sent)) : -1.0;
+  // The proxy's own time: a wait in the queue is the fleet's, not the proxy's.
+  line["proxy_ms"] = r.sent ? Rounded(MillisBetween(r.start, *r.sent - r.queued)) : -1.0;
   line["node_first_byte_ms"] =
       r.node_first_byte ? Rounded(MillisBetween(r.start, *r.node_first_byte)) : -1.0;
   line["first_token_ms"] = r.first_token ? Rounded(MillisBetween(r.start, *r.first_token)) : -1.0;
+  line["queued_ms"] = Rounded(std::chrono::duration<double, std::milli>(r.queued).count());
   line["streamed"] = r.streamed;
   line["bytes_in"] = r.bytes_in;
   line["bytes_out"] = r.bytes_out;

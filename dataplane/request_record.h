@@ -68,6 +68,8 @@ struct RequestRecord {
   std::optional<Clock::time_point> node_first_byte;
   std::optional<Clock::time_point> first_token;  // the first token reached the client
   Clock::time_point end;
+  // Time spent in the wait queue for a free slot (all waits of the request together).
+  Clock::duration queued{};
 
   int status = 0;  // what the client got (499 when it left before any answer)
   RequestOutcome outcome = RequestOutcome::kAbandoned;

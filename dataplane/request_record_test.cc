@@ -111,8 +111,8 @@ TEST(AccessLogLineTest, HoldsTheFieldsInAFixedOrderAndNoText) {
                       "route",          "model",        "token",    "status",
                       "outcome",        "error",        "node",     "attempts",
                       "nodes_tried",    "duration_ms",  "proxy_ms", "node_first_byte_ms",
-                      "first_token_ms", "streamed",     "bytes_in", "bytes_out",
-                      "input_tokens",   "output_tokens"}));
+                      "first_token_ms", "queued_ms",    "streamed", "bytes_in",
+                      "bytes_out",      "input_tokens", "output_tokens"}));
   EXPECT_EQ(json["time"], "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(json["node"], "gpu-2");
   EXPECT_EQ(json["attempts"], 2);

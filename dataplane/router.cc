@@ -31,12 +31,13 @@ struct Candidate {
   bool preferred = false;
 };
 
-bool AtLimit(int64_t limit, int64_t in_flight) { return limit > 0 && in_flight >= limit; }
+// A limit below 0 is none; 0 is a limit with no slot now (this proxy's grant is empty).
+bool AtLimit(int64_t limit, int64_t in_flight) { return limit >= 0 && in_flight >= limit; }
 
 // The check against the node's limit and the increment are one step, so racing picks can never
 // push a node past it.
 bool TryTakeNodeSlot(int64_t limit, NodeRuntime& runtime) {
-  if (limit <= 0) {
+  if (limit < 0) {
     runtime.in_flight.fetch_add(1);
     return true;
   }
@@ -183,6 +184,7 @@ bool Router::EjectedNow(NodeRuntime& runtime) const {
 
 int64_t Router::NodeLimit(const NodeEntry& node) const {
   const int64_t configured = node.proto->max_parallel();
+  if (configured <= 0) return -1;  // no limit, so nothing to share
   const SlotGrants* grants = grants_.load(std::memory_order_acquire);
   return grants == nullptr ? configured : grants->NodeLimit(node.name, configured);
 }
@@ -398,7 +400,7 @@ Lease Router::Acquire(const std::shared_ptr<const RoutingTable>& table,
   if (node == nullptr || !node->routable) return lease;
   std::shared_ptr<NodeRuntime> runtime = Runtime(node_name);
   if (EjectedNow(*runtime)) return lease;
-  const int64_t model_limit = model_limited ? ModelLimit(*node, model_key) : 0;
+  const int64_t model_limit = model_limited ? ModelLimit(*node, model_key) : -1;
   if (!TryTake(*node, *runtime, model_key, model_limit)) return lease;
   FillLease(lease, table, *node, std::move(runtime), model_key);
   return lease;

@@ -139,8 +139,9 @@ class Router {
   // outlives the router.
   void UseSlotGrants(const SlotGrants* grants) { grants_.store(grants); }
 
-  // The slots this proxy may use on a node: max_parallel (0 = no limit) and, for a model,
-  // num_parallel (0 = the default, 1), each through the slot grants.
+  // The slots this proxy may use on a node: max_parallel and, for a model, num_parallel (0 = the
+  // default, 1), each through the slot grants. -1 = no limit (a max_parallel of 0); 0 = none
+  // now (this proxy's grant is empty while other proxies use the node).
   int64_t NodeLimit(const NodeEntry& node) const;
   int64_t ModelLimit(const NodeEntry& node, const std::string& model_key) const;
 
