@@ -112,8 +112,8 @@ absl::Status ControlServer::Init() {
   if (options_.enable_scanner) {
     scanner_ = std::make_unique<PortScanner>(registry_.get(), prober_.get(), options_.scanner);
   }
-  admin_ = std::make_unique<AdminService>(registry_.get(), &tracker_, auth_.get(), prober_.get(),
-                                          scanner_.get());
+  fleet_ = std::make_unique<FleetAdmin>(registry_.get(), &tracker_, prober_.get(), scanner_.get());
+  admin_ = std::make_unique<AdminService>(fleet_.get(), auth_.get());
   discovery_ =
       std::make_unique<DiscoveryService>(publisher_.get(), &tracker_, auth_.get(), registry_.get(),
                                          prober_.get());
@@ -162,6 +162,22 @@ absl::Status ControlServer::Init() {
       return s;
     }
   }
+  if (!options_.http_listen.empty() && options_.http_listen != "off") {
+    absl::StatusOr<std::unique_ptr<HttpAdmin>> http = HttpAdmin::Start(
+        options_.http_listen, fleet_.get(), admin_token_, options_.data_dir + "/admin.token");
+    if (http.ok()) {
+      http_admin_ = *std::move(http);
+      if (absl::Status s = WritePortFile(options_.http_port_file, http_admin_->port()); !s.ok()) {
+        return s;
+      }
+    } else if (options_.http_required) {
+      return http.status();
+    } else {
+      CORRAL_LOG(kWarn, "control") << "no HTTP admin API: " << http.status().message()
+                                   << " (give --http-listen ADDR for another address, or "
+                                      "--http-listen off)";
+    }
+  }
   if (absl::Status s = WritePortFile(options_.port_file, port_); !s.ok()) return s;
   CORRAL_LOG(kInfo, "control") << "listening on " << listen->host << ":" << port_ << " ("
                                << TransportSecurityName(security->security) << ", data dir "
@@ -192,6 +208,8 @@ void ControlServer::Shutdown() {
     publisher_->FinishAll(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane shutting down"));
   }
+  // The HTTP API first: no new admin request starts from it.
+  if (http_admin_ != nullptr) http_admin_->Stop();
   // Stop the writers of the registry before the server: a long pull or probe ends on its own
   // timeouts, and nothing new starts.
   if (scanner_ != nullptr) scanner_->Stop();

@@ -36,6 +36,8 @@
 #include "controlplane/auth.h"
 #include "controlplane/control_metrics.h"
 #include "controlplane/discovery_service.h"
+#include "controlplane/fleet_admin.h"
+#include "controlplane/http_admin.h"
 #include "controlplane/metrics_endpoint.h"
 #include "controlplane/port_scanner.h"
 #include "controlplane/prober.h"
@@ -44,6 +46,8 @@
 #include "controlplane/snapshot_publisher.h"
 
 namespace corral::control {
+
+inline constexpr char kDefaultHttpListen[] = "127.0.0.1:11401";
 
 struct ControlServerOptions {
   std::string listen = "127.0.0.1:11400";  // host:port; port 0 picks a free one
@@ -62,6 +66,13 @@ struct ControlServerOptions {
   // Prometheus `GET /metrics` of the control plane (MetricsEndpoint); empty = not served.
   std::string metrics_listen;
   std::string metrics_port_file;  // the metrics port is written here once bound, when not empty
+  // The HTTP admin API, /openapi.json, /docs and the web console (HttpAdmin); empty or "off" =
+  // not served (corral-control's own default is kDefaultHttpListen).
+  std::string http_listen;
+  // False for the default address: a busy default port is a WARN, not a failed start (a second
+  // control plane on one machine). An address given on the command line must bind.
+  bool http_required = false;
+  std::string http_port_file;  // the HTTP port is written here once bound, when not empty
 };
 
 class ControlServer {
@@ -79,6 +90,7 @@ class ControlServer {
   ProxyTracker& tracker() { return tracker_; }
   ControlMetrics& metrics() { return metrics_; }
   int metrics_port() const { return metrics_endpoint_ ? metrics_endpoint_->port() : 0; }
+  int http_port() const { return http_admin_ ? http_admin_->port() : 0; }
 
   // The graceful sequence described above. Idempotent; returns when everything has stopped
   // except the registry, publisher and tracker objects (destroyed with the ControlServer).
@@ -99,7 +111,10 @@ class ControlServer {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<PortScanner> scanner_;
+  // The fleet's administration, which the gRPC Admin service and the HTTP API both adapt.
+  std::unique_ptr<FleetAdmin> fleet_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<HttpAdmin> http_admin_;
   std::unique_ptr<DiscoveryService> discovery_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;

@@ -21,6 +21,7 @@
 #include "absl/strings/strip.h"
 #include "common/log.h"
 #include "common/node_name.h"
+#include "corral_console.h"
 #include "corral_docs_assets.h"
 #include "corral_docs_page.h"
 #include "corral_openapi.h"
@@ -336,7 +337,21 @@ void HttpAdmin::Handle(const httplib::Request& req, httplib::Response& res) {
     return;
   }
   if (!absl::StartsWith(path, "/v1/")) {
-    // `/` is the web console's, when it exists.
+    // The web console: its page at `/`, its scripts and style sheet beside it. The page talks to
+    // this origin only and runs no inline script or style, which the policy holds it to.
+    const console::EmbeddedFile* file =
+        read ? console::FindEmbeddedFile(path == "/" ? "index.html" : path.substr(1)) : nullptr;
+    if (file != nullptr) {
+      res.set_content(std::string(file->data), std::string(file->content_type));
+      res.set_header("Content-Security-Policy",
+                     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
+                     "data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+                     "frame-ancestors 'none'");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Referrer-Policy", "no-referrer");
+      res.set_header("Cache-Control", "no-cache");
+      return;
+    }
     SendError(res, absl::NotFoundError(
                        absl::StrCat("no such path ", path, " (the API is under /v1; see /docs)")));
     return;
@@ -534,53 +549,6 @@ void HttpAdmin::Handle(const httplib::Request& req, httplib::Response& res) {
     return;
   }
   SendError(res, absl::NotFoundError(absl::StrCat("no such path ", path, " (see /docs)")));
-}
-
-int RunControlServerWithHttpAdmin(ControlServerOptions options, HttpAdminFlags http) {
-  // As RunControlServer: blocked before any thread exists, so only sigwait sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  const std::string admin_hint = options.data_dir + "/admin.token";
-  absl::StatusOr<std::unique_ptr<ControlServer>> server = ControlServer::Start(std::move(options));
-  if (!server.ok()) {
-    CORRAL_LOG(kError, "control") << server.status().message();
-    return 1;
-  }
-  FleetAdmin fleet(&(*server)->registry(), &(*server)->tracker(), nullptr, nullptr);
-  std::unique_ptr<HttpAdmin> admin;
-  if (!http.listen.empty() && http.listen != "off") {
-    absl::StatusOr<std::unique_ptr<HttpAdmin>> started =
-        HttpAdmin::Start(http.listen, &fleet, (*server)->admin_token(), admin_hint);
-    if (started.ok()) {
-      admin = *std::move(started);
-      if (absl::Status s = WritePortFile(http.port_file, admin->port()); !s.ok()) {
-        CORRAL_LOG(kError, "control") << s.message();
-        return 1;
-      }
-    } else if (http.required) {
-      CORRAL_LOG(kError, "control") << started.status().message();
-      return 1;
-    } else {
-      CORRAL_LOG(kWarn, "control") << "no HTTP admin API: " << started.status().message()
-                                   << " (give --http-listen ADDR for another address, or "
-                                      "--http-listen off)";
-    }
-  }
-  std::thread waiter([&signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    CORRAL_LOG(kInfo, "control") << "received " << (sig == SIGINT ? "SIGINT" : "SIGTERM")
-                                 << ", shutting down";
-  });
-  waiter.join();
-  if (admin != nullptr) admin->Stop();
-  (*server)->Shutdown();
-  server->reset();
-  return 0;
 }
 
 }  // namespace corral::control

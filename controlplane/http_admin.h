@@ -2,8 +2,8 @@
 // admin API as JSON over HTTP, an adapter over FleetAdmin (fleet_admin.h) exactly as the gRPC
 // Admin service is one, with paths after the usual gRPC-to-HTTP mapping (GET /v1/nodes,
 // POST /v1/nodes/{name}:drain, ...; docs/http-api.md lists them), the OpenAPI document of this
-// API and of the proxy's own routes at /openapi.json, and the interactive page at /docs. `/` is
-// kept for the web console (404 until it exists).
+// API and of the proxy's own routes at /openapi.json, and the interactive page at /docs, and
+// the web console's files at / (docs/console.md). ControlServer owns it.
 //
 // Bodies in and out are the proto messages' JSON form with the .proto field names
 // (snake_case; 64-bit integers as strings, enums as names, every field printed); an unknown
@@ -28,7 +28,6 @@
 #include "absl/status/statusor.h"
 #include "common/http_listener.h"
 #include "controlplane/auth.h"
-#include "controlplane/control_server.h"
 #include "controlplane/fleet_admin.h"
 
 namespace corral::control {
@@ -80,20 +79,5 @@ class HttpAdmin {
   int port_ = 0;
   std::thread thread_;
 };
-
-// The HTTP port as corral-control's flags ask for it.
-struct HttpAdminFlags {
-  std::string listen = "127.0.0.1:11401";  // empty or "off": no HTTP port
-  // False for the default address: a busy default port is a WARN, not a failed start (a second
-  // control plane on one machine, a test fleet). An address given on the command line must bind.
-  bool required = false;
-  std::string port_file;  // the bound port is written here, when not empty
-};
-
-// RunControlServer (control_server.h) with the HTTP admin port beside the gRPC one, serving a
-// FleetAdmin over the same registry and proxy tracker. Until ControlServer owns this port, that
-// FleetAdmin has no prober or port scanner: a node created over HTTP is probed on the prober's
-// next round rather than at once, and a discovery change is picked up on the scanner's next pass.
-int RunControlServerWithHttpAdmin(ControlServerOptions options, HttpAdminFlags http);
 
 }  // namespace corral::control

@@ -7,7 +7,6 @@
 
 #include "common/log.h"
 #include "controlplane/control_server.h"
-#include "controlplane/http_admin.h"
 
 namespace {
 
@@ -55,7 +54,7 @@ bool ParseInt(const char* text, long min, long max, long* out) {
 
 int main(int argc, char** argv) {
   corral::control::ControlServerOptions options;
-  corral::control::HttpAdminFlags http;
+  options.http_listen = corral::control::kDefaultHttpListen;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     auto value = [&]() -> const char* {
@@ -83,10 +82,10 @@ int main(int argc, char** argv) {
     } else if (flag == "--metrics-port-file") {
       options.metrics_port_file = value();
     } else if (flag == "--http-listen") {
-      http.listen = value();
-      http.required = true;
+      options.http_listen = value();
+      options.http_required = true;
     } else if (flag == "--http-port-file") {
-      http.port_file = value();
+      options.http_port_file = value();
     } else if (flag == "--probe-interval-ms") {
       if (!ParseInt(value(), 100, 3600000, &n)) {
         std::fprintf(stderr, "corral-control: --probe-interval-ms must be 100..3600000\n");
@@ -121,5 +120,5 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  return corral::control::RunControlServerWithHttpAdmin(std::move(options), std::move(http));
+  return corral::control::RunControlServer(std::move(options));
 }

@@ -9,6 +9,7 @@
 #   CORRAL_CONTROL    control plane gRPC address (default 127.0.0.1:11400)
 #   CORRAL_LISTEN     proxy HTTP address (default 0.0.0.0:11434)
 #   CORRAL_METRICS    control plane Prometheus /metrics address (default 127.0.0.1:11402)
+#   CORRAL_HTTP       control plane HTTP address: admin API, /docs, web console (default 127.0.0.1:11401)
 #   CORRAL_NODES      comma-separated Ollama nodes to register if missing: [NAME=]http://host:port
 set -euo pipefail
 
@@ -18,6 +19,7 @@ data_dir=${CORRAL_DATA_DIR:-./var}
 control=${CORRAL_CONTROL:-127.0.0.1:11400}
 listen=${CORRAL_LISTEN:-0.0.0.0:11434}
 metrics=${CORRAL_METRICS:-127.0.0.1:11402}
+http=${CORRAL_HTTP:-127.0.0.1:11401}
 mkdir -p "$data_dir"
 
 pids=()
@@ -43,7 +45,8 @@ wait_for() {
 }
 
 echo "run: starting corral-control on $control (data dir $data_dir, metrics on http://$metrics/metrics)"
-"$bin/corral-control" --listen "$control" --data-dir "$data_dir" --metrics-listen "$metrics" &
+"$bin/corral-control" --listen "$control" --data-dir "$data_dir" --metrics-listen "$metrics" \
+  --http-listen "$http" &
 pids+=($!)
 control_up() { ctl node list --json; }
 wait_for control_up 20
@@ -90,6 +93,7 @@ cat <<MSG
 run: Corral is up.
   Ollama endpoint   http://127.0.0.1:$proxy_port   (try: curl http://127.0.0.1:$proxy_port/api/tags)
   control plane     $control   (try: $bin/corralctl state)
+  web console       http://$http/   (sign in with the admin token; API docs at http://$http/docs)
   admin token       $data_dir/admin.token
 Ctrl-C stops everything.
 MSG

@@ -450,7 +450,7 @@ class Bench {
         Bin("corral-control"),
         std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", port_file, "--data-dir",
                                  data_dir, "--probe-interval-ms", "3600000", "--no-discovery",
-                                 "--log-level", "warn"},
+                                 "--http-listen", "off", "--log-level", "warn"},
         Work("control.log"));
     const int control_port = WaitPort(*control_, port_file, "corral-control");
     std::string token;

@@ -189,7 +189,8 @@ start_corral() {
   local data="$work/corral" cport pport i args
   mkdir -p "$data"
   "$bin/corral-control" --listen 127.0.0.1:0 --port-file "$work/control.port" --data-dir "$data" \
-    --probe-interval-ms "$probe_ms" --no-discovery --log-level warn >"$work/control.log" 2>&1 &
+    --probe-interval-ms "$probe_ms" --no-discovery --http-listen off --log-level warn \
+    >"$work/control.log" 2>&1 &
   target_pids+=($!)
   cport=$(wait_port_file "$work/control.port" $!)
   args=()

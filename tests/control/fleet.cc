@@ -111,7 +111,10 @@ Fleet::~Fleet() {
                                    "--data-dir",
                                    data_dir_,
                                    "--probe-interval-ms",
-                                   std::to_string(options_.probe_interval_ms)};
+                                   std::to_string(options_.probe_interval_ms),
+                                   // Not the default port, which a developer's `make run` holds.
+                                   "--http-listen",
+                                   "off"};
   if (control_) retired_.push_back(std::move(control_));
   control_ = std::make_unique<ChildProcess>(BinaryPath("corral-control"), args, dir_);
   const int port = control_->WaitForPort(std::chrono::seconds(15));

@@ -49,7 +49,8 @@ class ControlMetricsScrapeTest : public ::testing::Test {
         BinaryPath("corral-control"),
         std::vector<std::string>{"--listen", "127.0.0.1:0", "--data-dir", dir_ + "/var",
                                  "--probe-interval-ms", "200", "--no-discovery", "--metrics-listen",
-                                 "127.0.0.1:0", "--metrics-port-file", dir_ + "/metrics.port"},
+                                 "127.0.0.1:0", "--metrics-port-file", dir_ + "/metrics.port",
+                                 "--http-listen", "off"},
         dir_);
     ASSERT_NE(control_->WaitForPort(), 0) << control_->Log();
     // Written before the gRPC port file: both are there once the control plane listens.

@@ -690,7 +690,7 @@ void ProbeHugeModelList(RecordingNode& node, const std::string& dir, bool chunke
   std::filesystem::create_directories(data_dir);
   ChildProcess control(corral::testing::BinaryPath("corral-control"),
                        {"--listen", "127.0.0.1:0", "--data-dir", data_dir, "--probe-interval-ms",
-                        "500", "--no-discovery"},
+                        "500", "--no-discovery", "--http-listen", "off"},
                        dir);
   const int control_port = control.WaitForPort(seconds(15));
   ASSERT_GT(control_port, 0) << "corral-control did not start";

@@ -55,7 +55,8 @@ class TlsTest : public ::testing::Test {
   // Starts corral-control on 127.0.0.1:0 with `tls_args`; false if it did not come up.
   bool StartControl(const std::vector<std::string>& tls_args) {
     std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--data-dir",
-                                     data_dir_,  "--no-probe",  "--no-discovery"};
+                                     data_dir_,  "--no-probe",  "--no-discovery",
+                                     "--http-listen", "off"};
     args.insert(args.end(), tls_args.begin(), tls_args.end());
     control_ = std::make_unique<ChildProcess>(BinaryPath("corral-control"), args, dir_);
     return control_->WaitForPort(seconds(15)) > 0;
