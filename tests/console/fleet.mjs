@@ -5,19 +5,15 @@
 // Every process binds port 0 and reports its port through a port file; every wait has a deadline.
 // Fleet.stop() ends everything, and a process exit hook kills whatever a failed test left behind.
 //
-// The console is served by corral-control itself at `/` of its HTTP listener when that route
-// exists (the assets embedded in the binary). A build without it gets ConsoleServer: the files of
-// web/console and every other path forwarded, streaming, to the control plane's HTTP listener, so
-// the browser stays same-origin with the API exactly as it is when the binary serves the console.
+// The console is served by corral-control itself at `/` of its HTTP listener (the assets
+// embedded in the binary), same-origin with the API.
 //
 // Concurrency: used from one test file's single thread.
 
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -147,57 +143,6 @@ const CONTENT_TYPES = {
   '.png': 'image/png',
 };
 
-/** web/console's files, with every other path forwarded to the control plane's HTTP listener. */
-export class ConsoleServer {
-  constructor(apiPort) {
-    this.apiPort = apiPort;
-    this.server = http.createServer((req, res) => this.handle(req, res));
-  }
-
-  async start() {
-    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = this.server.address().port;
-    return this;
-  }
-
-  get url() {
-    return `http://127.0.0.1:${this.port}/`;
-  }
-
-  async handle(req, res) {
-    const path = new URL(req.url, 'http://x').pathname;
-    const file = path === '/' ? 'index.html' : path.slice(1);
-    const local = normalize(join(consoleDir, file));
-    if (req.method === 'GET' && local.startsWith(consoleDir + sep) && CONTENT_TYPES[extname(local)] &&
-        existsSync(local)) {
-      const body = await readFile(local);
-      res.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(local)], ...CONSOLE_HEADERS });
-      res.end(body);
-      return;
-    }
-    const upstream = http.request({
-      host: '127.0.0.1',
-      port: this.apiPort,
-      method: req.method,
-      path: req.url,
-      headers: { ...req.headers, host: `127.0.0.1:${this.apiPort}` },
-    }, (answer) => {
-      res.writeHead(answer.statusCode, answer.headers);
-      answer.pipe(res);  // streamed: the pull's NDJSON lines reach the page as they come
-    });
-    upstream.on('error', (err) => {
-      res.writeHead(502, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ code: 14, status: 'UNAVAILABLE', message: `forwarding: ${err.message}` }));
-    });
-    req.pipe(upstream);
-  }
-
-  async stop() {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-}
-
 /** A control plane, its nodes and a proxy, in a temporary directory. */
 export class Fleet {
   constructor() {
@@ -269,7 +214,7 @@ export class Fleet {
     this.proxyPort = await child.waitForPortFile(portFile);
   }
 
-  /** Where the browser loads the console: the control plane's `/`, or a ConsoleServer. */
+  /** Where the browser loads the console: the control plane's `/`. */
   async consoleUrl() {
     const res = await fetch(`${this.apiBase}/`).catch(() => null);
     const text = res && res.ok ? await res.text() : '';
@@ -281,9 +226,7 @@ export class Fleet {
       this.consoleSource = 'corral-control';
       return `${this.apiBase}/`;
     }
-    this.consoleServer = await new ConsoleServer(this.httpPort).start();
-    this.consoleSource = 'web/console through a forwarding server';
-    return this.consoleServer.url;
+    throw new Error(`corral-control does not serve the console at ${this.apiBase}/ (status ${res ? res.status : 'none'})`);
   }
 
   logTails() {
@@ -291,7 +234,6 @@ export class Fleet {
   }
 
   async stop({ keep = false } = {}) {
-    if (this.consoleServer) await this.consoleServer.stop();
     await Promise.all(this.children.map((c) => c.stop()));
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
