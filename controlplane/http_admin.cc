@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/duration.h"
 #include "common/log.h"
 #include "common/node_name.h"
 #include "corral_console.h"
@@ -168,35 +169,12 @@ std::string HttpErrorBody(const absl::Status& status) {
 }
 
 absl::StatusOr<int64_t> ParseSinceSeconds(const std::string& text) {
-  int64_t unit = 1;
-  absl::string_view number = text;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 's':
-        unit = 1;
-        break;
-      case 'm':
-        unit = 60;
-        break;
-      case 'h':
-        unit = 3600;
-        break;
-      case 'd':
-        unit = 86400;
-        break;
-      default:
-        unit = 0;
-    }
-    if (unit != 0) number.remove_suffix(1);
-    if (unit == 0) unit = 1;
-  }
-  int64_t n = 0;
-  if (number.empty() || !absl::ascii_isdigit(number.front()) || !absl::SimpleAtoi(number, &n) ||
-      n > (int64_t{1} << 40) / unit) {
+  std::optional<int64_t> seconds = ParseDurationSeconds(text);
+  if (!seconds) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "since \"", text, "\" is not a duration: give seconds (3600) or 30m, 24h, 7d"));
+        "since \"", text, "\" is not a duration: give seconds (3600) or 30m, 24h, 7d, 2w"));
   }
-  return n * unit;
+  return *seconds;
 }
 
 HttpAdmin::HttpAdmin(FleetAdmin* fleet, const std::string& admin_token, std::string admin_hint)

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/duration.h"
 
 namespace corral::ctl {
 namespace {
@@ -772,38 +773,6 @@ std::optional<int64_t> ParseDurationMs(const std::string& text) {
   const int64_t n = std::stoll(text.substr(0, unit_start));
   if (n <= 0) return std::nullopt;
   return n * scale;
-}
-
-std::optional<int64_t> ParseDurationSeconds(const std::string& text) {
-  if (text.size() < 2) return std::nullopt;
-  int64_t unit = 0;
-  switch (text.back()) {
-    case 's':
-      unit = 1;
-      break;
-    case 'm':
-      unit = 60;
-      break;
-    case 'h':
-      unit = 3600;
-      break;
-    case 'd':
-      unit = 24 * 3600;
-      break;
-    case 'w':
-      unit = 7 * 24 * 3600;
-      break;
-    default:
-      return std::nullopt;
-  }
-  const std::string digits = text.substr(0, text.size() - 1);
-  if (digits.empty() || digits.size() > 9 ||
-      digits.find_first_not_of("0123456789") != std::string::npos) {
-    return std::nullopt;
-  }
-  const int64_t n = std::stoll(digits);
-  if (n <= 0) return std::nullopt;
-  return n * unit;
 }
 
 std::optional<Strategy> ParseStrategyName(const std::string& name) {

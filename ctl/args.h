@@ -131,9 +131,6 @@ ParseOutcome ParseArgs(const std::vector<std::string>& args);
 // number and a unit, ms, s, m or h ("500ms", "30s", "2m"); nullopt otherwise. In milliseconds.
 std::optional<int64_t> ParseDurationMs(const std::string& text);
 
-// A duration as `usage --since` takes it: a positive whole number and a unit, s, m, h, d or w
-// ("30m", "24h", "7d"); nullopt otherwise. In seconds.
-std::optional<int64_t> ParseDurationSeconds(const std::string& text);
 
 // The design's strategy names (least_active, lowest_latency, round_robin, weighted, priority).
 std::optional<corral::v1::Strategy> ParseStrategyName(const std::string& name);

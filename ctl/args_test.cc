@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 
+#include "common/duration.h"
+
 namespace corral::ctl {
 namespace {
 
@@ -328,14 +330,15 @@ TEST(ArgsTest, UsageByAndSince) {
   ExpectUsage({"usage", "extra"}, "unexpected argument 'extra'");
 }
 
-TEST(ArgsTest, DurationsHaveOneUnit) {
+TEST(ArgsTest, DurationsAreSecondsOrOneUnit) {
+  EXPECT_EQ(ParseDurationSeconds("24"), 24);
   EXPECT_EQ(ParseDurationSeconds("90s"), 90);
   EXPECT_EQ(ParseDurationSeconds("30m"), 1800);
   EXPECT_EQ(ParseDurationSeconds("24h"), 86400);
   EXPECT_EQ(ParseDurationSeconds("7d"), 604800);
   EXPECT_EQ(ParseDurationSeconds("2w"), 1209600);
   for (const char* bad :
-       {"", "h", "24", "24x", "-1h", "1.5h", "0d", "1h30m", " 1h", "9999999999d"}) {
+       {"", "h", "24x", "-1h", "1.5h", "0d", "0", "1h30m", " 1h", "9999999999d"}) {
     EXPECT_EQ(ParseDurationSeconds(bad), std::nullopt) << bad;
   }
 }
