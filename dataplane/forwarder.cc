@@ -62,6 +62,7 @@ class NodeAttemptImpl final : public NodeAttempt {
     RequestRecord& record = call_.record();
     const size_t index = record.attempts.size();
     record.attempts.push_back(TriedNode{node.name, 0, "", -1});
+    LiveRequests::Update(call_.admitted.live);  // the active-requests view names the node now
     NodeAnswer answer = exchange_.Send(call_, node);
     if (answer.kind == NodeAnswer::kClientGone) {
       record.attempts[index].error = "the client left";
@@ -170,8 +171,8 @@ class ModelCandidates final : public CandidateSource {
     const WaitQueue::Outcome outcome =
         router_.queue().Wait(limits, model_key_, can_use, take, call_.ClientFd(), &aborting_);
     waited_for_ += outcome.waited;
-    call_.record().queued += std::chrono::duration_cast<RequestRecord::Clock::duration>(
-        outcome.waited);
+    call_.record().queued +=
+        std::chrono::duration_cast<RequestRecord::Clock::duration>(outcome.waited);
     waited_ = FromQueue(outcome.end);
     if (outcome.end == WaitQueue::End::kGot) return got;
     if (outcome.end == WaitQueue::End::kTimedOut) {
@@ -380,6 +381,7 @@ void Forwarder::FanOut(ProxyCall& call, const std::vector<std::string>& nodes,
     }
     const size_t index = record.attempts.size();
     record.attempts.push_back(TriedNode{name, 0, "", -1});
+    LiveRequests::Update(call.admitted.live);
     NodeAnswer answer = exchange_.Send(call, *node);
     if (answer.kind == NodeAnswer::kClientGone) {
       record.attempts[index].error = "the client left";

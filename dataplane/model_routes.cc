@@ -149,6 +149,7 @@ void ModelRoutes::Inference(ProxyCall& call) {
     return;
   }
   call.record().model_key = routed_key;
+  LiveRequests::Update(call.admitted.live);
   if (!call.pinned.empty()) {
     forwarder_.InOrder(call, {call.pinned}, routed_key, /*model_limited=*/true);
     return;
@@ -186,6 +187,7 @@ void ModelRoutes::NodeLocal(ProxyCall& call) {
   const std::string key = ref ? CanonicalKey(*ref) : "";
   call.record().model = model;
   call.record().model_key = key;
+  LiveRequests::Update(call.admitted.live);
   const RoutingTable& table = *call.table;
 
   std::vector<std::string> holders;  // nodes of the snapshot that list the model
