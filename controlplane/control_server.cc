@@ -114,9 +114,8 @@ absl::Status ControlServer::Init() {
   }
   fleet_ = std::make_unique<FleetAdmin>(registry_.get(), &tracker_, prober_.get(), scanner_.get());
   admin_ = std::make_unique<AdminService>(fleet_.get(), auth_.get());
-  discovery_ =
-      std::make_unique<DiscoveryService>(publisher_.get(), &tracker_, auth_.get(), registry_.get(),
-                                         prober_.get());
+  discovery_ = std::make_unique<DiscoveryService>(publisher_.get(), &tracker_, auth_.get(),
+                                                  registry_.get(), prober_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   RegisterHealthSchema();
