@@ -15,6 +15,7 @@ namespace {
 using corral::dataplane::ClassifyRoute;
 using corral::dataplane::Endpoint;
 using corral::dataplane::EndpointName;
+using corral::dataplane::kProxyBasePath;
 using corral::dataplane::RedirectStatus;
 using corral::dataplane::Route;
 using corral::dataplane::RouteClass;
@@ -41,6 +42,12 @@ RouteClass ExpectedClass(Endpoint e) {
       return RouteClass::kInference;
     case Endpoint::kProxyHealth:
     case Endpoint::kProxyState:
+    case Endpoint::kMetrics:
+    case Endpoint::kProxyActiveRequests:
+    case Endpoint::kApiHealth:
+    case Endpoint::kBackendsHealth:
+    case Endpoint::kBackends:
+    case Endpoint::kHealth:
       return RouteClass::kProxy;
     case Endpoint::kRedirect:
     case Endpoint::kMethodNotAllowed:
@@ -60,8 +67,19 @@ void CheckRoute(std::string_view method, std::string_view path) {
   FUZZ_CHECK(name != nullptr && *name != '\0' && std::string_view(name) != "unknown", "%s",
              shown.c_str());
 
-  // openai follows the path alone: every /v1/ path, errors included.
-  const bool v1 = path == "/v1" || path.substr(0, 4) == "/v1/";
+  // Under the base URL /api/proxy, a route is the one its node path names, the prefix taken off.
+  if (!route.node_path.empty()) {
+    FUZZ_CHECK(path.substr(0, kProxyBasePath.size() + 1) == std::string(kProxyBasePath) + "/", "%s",
+               shown.c_str());
+    const Route plain = ClassifyRoute(method, route.node_path);
+    FUZZ_CHECK(plain.endpoint == route.endpoint && plain.openai == route.openai, "%s -> %s",
+               shown.c_str(), route.node_path.c_str());
+  }
+
+  // openai follows the path alone: every /v1/ path, errors included, under the base URL too.
+  auto is_v1 = [](std::string_view p) { return p == "/v1" || p.substr(0, 4) == "/v1/"; };
+  const bool under_base = path.substr(0, kProxyBasePath.size()) == kProxyBasePath;
+  const bool v1 = is_v1(path) || (under_base && is_v1(path.substr(kProxyBasePath.size())));
   FUZZ_CHECK(route.openai == v1, "%s", shown.c_str());
 
   // Only known methods reach a handler; anything else on a known path is a 405 or a 404.
