@@ -129,6 +129,13 @@ grpc::Status AdminService::PullModel(grpc::ServerContext* context,
       [context] { return context->IsCancelled(); }));
 }
 
+grpc::Status AdminService::DeleteModel(grpc::ServerContext* context,
+                                       const corral::v1::DeleteModelRequest* req,
+                                       corral::v1::DeleteModelResponse* resp) {
+  CORRAL_CHECK_ADMIN(context);
+  return Answer(fleet_->DeleteModel(*req), resp);
+}
+
 grpc::Status AdminService::SetDiscovery(grpc::ServerContext* context,
                                         const corral::v1::SetDiscoveryRequest* req,
                                         corral::v1::DiscoveryConfig* resp) {

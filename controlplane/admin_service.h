@@ -59,6 +59,8 @@ class AdminService final : public corral::v1::Admin::Service {
                            corral::v1::ListProxiesResponse* resp) override;
   grpc::Status PullModel(grpc::ServerContext* context, const corral::v1::PullModelRequest* req,
                          grpc::ServerWriter<corral::v1::PullProgress>* writer) override;
+  grpc::Status DeleteModel(grpc::ServerContext* context, const corral::v1::DeleteModelRequest* req,
+                           corral::v1::DeleteModelResponse* resp) override;
   grpc::Status SetDiscovery(grpc::ServerContext* context,
                             const corral::v1::SetDiscoveryRequest* req,
                             corral::v1::DiscoveryConfig* resp) override;

@@ -26,6 +26,21 @@ using corral::v1::NodeInfo;
 // (progress is cumulative, so the newest line says everything).
 constexpr size_t kMaxQueuedPerNode = 64;
 
+// The input rules a pull and a delete share: a valid model name, and exactly one of a node's name
+// and `all` (`every` says what `all` covers).
+absl::Status CheckModelAndTarget(const std::string& model, const std::string& node, bool all,
+                                 const char* every) {
+  if (!ParseModelName(model).has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model name \"", model, "\" is not valid (expected e.g. llama3.2 or qwen3:8b)"));
+  }
+  if (node.empty() == !all) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name one node (node) or ask for ", every, " (all), not both"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 FleetAdmin::FleetAdmin(Registry* registry, ProxyTracker* tracker, Prober* prober,
@@ -180,13 +195,10 @@ absl::StatusOr<corral::v1::ListProxiesResponse> FleetAdmin::ListProxies() {
 
 absl::StatusOr<std::vector<NodeInfo>> FleetAdmin::PullTargets(
     const corral::v1::PullModelRequest& req) {
-  if (!ParseModelName(req.model()).has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model name \"", req.model(), "\" is not valid (expected e.g. llama3.2 or qwen3:8b)"));
-  }
-  if (req.node().empty() == !req.all()) {
-    return absl::InvalidArgumentError(
-        "name one node (node) or ask for every enabled node (all), not both");
+  if (absl::Status s =
+          CheckModelAndTarget(req.model(), req.node(), req.all(), "every enabled node");
+      !s.ok()) {
+    return s;
   }
   std::vector<NodeInfo> targets;
   if (!req.node().empty()) {
@@ -297,6 +309,78 @@ absl::Status FleetAdmin::PullModel(const corral::v1::PullModelRequest& req, cons
   absl::StatusOr<std::vector<NodeInfo>> targets = PullTargets(req);
   if (!targets.ok()) return targets.status();
   return Pull(req, *targets, sink, cancelled);
+}
+
+absl::StatusOr<corral::v1::DeleteModelResponse> FleetAdmin::DeleteModel(
+    const corral::v1::DeleteModelRequest& req) {
+  if (absl::Status s =
+          CheckModelAndTarget(req.model(), req.node(), req.all(), "every node that has the model");
+      !s.ok()) {
+    return s;
+  }
+  const std::string key = CanonicalModelKey(req.model()).value_or(req.model());
+  std::vector<NodeInfo> targets;
+  if (!req.node().empty()) {
+    absl::StatusOr<NodeInfo> node = registry_->GetNode(req.node());
+    if (!node.ok()) return node.status();
+    targets.push_back(*std::move(node));
+  } else {
+    absl::StatusOr<std::vector<NodeInfo>> nodes = registry_->ListNodes();
+    if (!nodes.ok()) return nodes.status();
+    for (NodeInfo& n : *nodes) {
+      const auto& models = n.node().models();
+      if (std::any_of(models.begin(), models.end(), [&](const corral::v1::Model& m) {
+            return CanonicalModelKey(m.name()).value_or(m.name()) == key;
+          })) {
+        targets.push_back(std::move(n));
+      }
+    }
+    if (targets.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("no node lists model ", req.model(), " (see `corralctl model list`)"));
+    }
+  }
+  CORRAL_LOG(kInfo, "admin") << "deleting " << req.model() << " from " << targets.size()
+                             << " node(s)";
+
+  // Each node's delete is bounded by NodeClient's delete timeout; they run side by side so one
+  // slow node does not hold up the rest.
+  std::vector<absl::Status> results(targets.size());
+  std::vector<std::thread> deletes;
+  deletes.reserve(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    deletes.emplace_back(
+        [&, i] { results[i] = NodeClient(targets[i].node().url()).Delete(req.model()); });
+  }
+  for (std::thread& t : deletes) t.join();
+
+  corral::v1::DeleteModelResponse resp;
+  std::string failures;
+  absl::StatusCode first_code = absl::StatusCode::kOk;
+  size_t failed = 0;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const std::string& name = targets[i].node().name();
+    // The node's model list changed (or was stale): re-read it soon rather than at the next
+    // round, so the fleet's model view follows the delete.
+    if (prober_ != nullptr) prober_->ProbeSoon(name);
+    corral::v1::NodeDeleteResult* r = resp.add_results();
+    r->set_node(name);
+    r->set_ok(results[i].ok());
+    if (results[i].ok()) continue;
+    r->set_error(std::string(results[i].message()));
+    if (failed++ == 0) first_code = results[i].code();
+    absl::StrAppend(&failures, failures.empty() ? "" : "; ", name, ": ", results[i].message());
+  }
+  std::sort(resp.mutable_results()->begin(), resp.mutable_results()->end(),
+            [](const auto& a, const auto& b) { return a.node() < b.node(); });
+  if (failed > 0 && failed == targets.size()) {
+    CORRAL_LOG(kWarn, "admin") << "delete of " << req.model() << " failed: " << failures;
+    return absl::Status(first_code, absl::StrCat("delete of ", req.model(), " failed on ", failed,
+                                                 " of ", targets.size(), " node(s): ", failures));
+  }
+  CORRAL_LOG(kInfo, "admin") << "deleted " << req.model() << " from " << targets.size() - failed
+                             << " of " << targets.size() << " node(s)";
+  return resp;
 }
 
 absl::StatusOr<corral::v1::DiscoveryConfig> FleetAdmin::GetDiscovery() {

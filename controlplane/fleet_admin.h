@@ -1,6 +1,7 @@
 // FleetAdmin: everything an operator can do to a fleet — nodes (create, read, update, remove,
 // drain, enable, disable), strategy and routing policies, fleet state, models, proxies,
-// discovery, inference tokens and their policy, usage, and pulls with each node's progress — as
+// discovery, inference tokens and their policy, usage, pulls with each node's progress, and
+// deletes — as
 // plain calls on the Registry, the ProxyTracker, the Prober, the PortScanner and NodeClient.
 //
 // It is the one implementation behind every admin front end: the gRPC Admin service
@@ -9,9 +10,9 @@
 // tested without either. Authentication is the front ends' job.
 //
 // Node views fold in the fleet-wide load the proxies report. CreateNode and a URL change trigger
-// an immediate probe; SetDiscovery wakes the port scanner. Failures are absl::Status codes with
-// messages a user can act on (InvalidArgument for bad input, which changes nothing; NotFound;
-// AlreadyExists; FailedPrecondition).
+// an immediate probe; a delete asks for one soon; SetDiscovery wakes the port scanner. Failures are
+// absl::Status codes with messages a user can act on (InvalidArgument for bad input, which changes
+// nothing; NotFound; AlreadyExists; FailedPrecondition).
 //
 // Thread safety: any thread may call any method at once; the class keeps no mutable state of its
 // own. Every pointer passed in must outlive it (prober and scanner may be null: no probing, no
@@ -75,6 +76,16 @@ class FleetAdmin {
   // PullTargets then Pull.
   absl::Status PullModel(const corral::v1::PullModelRequest& req, const PullSink& sink,
                          const std::function<bool()>& cancelled);
+
+  // ---- delete ----
+  // Deletes `model` from one node (`node`) or from every node whose model list has it (`all`),
+  // in parallel, then asks the prober to re-read each node's models soon. InvalidArgument for a
+  // bad model name or for neither/both of node and all (nothing is deleted), NotFound for an
+  // unknown node or when `all` finds no node listing the model. When every node failed, the first
+  // failed node's code (NotFound when the node has no such model) and a message naming each;
+  // otherwise OK with one result per node, sorted by node name, failures included.
+  absl::StatusOr<corral::v1::DeleteModelResponse> DeleteModel(
+      const corral::v1::DeleteModelRequest& req);
 
   // ---- discovery ----
   absl::StatusOr<corral::v1::DiscoveryConfig> GetDiscovery();

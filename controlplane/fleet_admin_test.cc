@@ -1,16 +1,20 @@
 // FleetAdmin on its own, with no gRPC and no HTTP: a real registry (SQLite in a temp dir), a
-// proxy tracker fed a report, and pulls against real corral-sim processes. It reads as the
-// specification of what every admin front end does.
+// proxy tracker fed a report, and pulls and deletes against real corral-sim processes. It reads as
+// the specification of what every admin front end does.
 #include "controlplane/fleet_admin.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/model_name.h"
 #include "controlplane/auth.h"
+#include "controlplane/prober.h"
 #include "tests/support/process.h"
 
 namespace corral::control {
@@ -19,6 +23,7 @@ namespace {
 using corral::testing::BinaryPath;
 using corral::testing::ChildProcess;
 using corral::testing::MakeTempDir;
+using corral::testing::WaitFor;
 
 class FleetAdminTest : public ::testing::Test {
  protected:
@@ -231,6 +236,104 @@ TEST_F(FleetAdminTest, APullHandsOverEveryNodesProgressAndEndsEachNode) {
   absl::Status cancelled = fleet_->PullModel(
       req, [](const corral::v1::PullProgress&) { return false; }, [] { return false; });
   EXPECT_EQ(cancelled.code(), absl::StatusCode::kCancelled);
+}
+
+// The nodes whose models `fleet` lists `model` on, sorted.
+std::vector<std::string> NodesWith(FleetAdmin& fleet, const std::string& model) {
+  std::vector<std::string> nodes;
+  absl::StatusOr<corral::v1::ListModelsResponse> models = fleet.ListModels();
+  if (!models.ok()) return nodes;
+  for (const auto& m : models->models()) {
+    if (CanonicalModelKey(m.name()) != CanonicalModelKey(model)) continue;
+    for (const auto& where : m.locations()) nodes.push_back(where.node());
+  }
+  std::sort(nodes.begin(), nodes.end());
+  return nodes;
+}
+
+TEST_F(FleetAdminTest, ADeleteRemovesTheModelFromTheNodesNamedAndTheProberSeesIt) {
+  // A real prober whose own rounds are an hour apart: only the create's ProbeNow and the delete's
+  // ProbeSoon can bring the model list up to date within the test.
+  ProberOptions options;
+  options.interval = std::chrono::hours(1);
+  options.refresh_interval = std::chrono::hours(1);
+  options.jitter = 0;
+  Prober prober(registry_.get(), options);
+  prober.Start();
+  FleetAdmin fleet(registry_.get(), &tracker_, &prober, nullptr);
+  std::vector<std::unique_ptr<ChildProcess>> sims;
+  for (int i = 0; i < 2; ++i) {
+    sims.push_back(std::make_unique<ChildProcess>(
+        BinaryPath("corral-sim"),
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--models", "llama3.2,mistral"}, dir_));
+    ASSERT_NE(sims.back()->WaitForPort(), 0) << sims.back()->Log();
+    corral::v1::CreateNodeRequest create;
+    create.set_name("gpu-" + std::to_string(i));
+    create.set_url("http://127.0.0.1:" + std::to_string(sims.back()->port()));
+    ASSERT_TRUE(fleet.CreateNode(create).ok());
+  }
+  const std::vector<std::string> both = {"gpu-0", "gpu-1"};
+  ASSERT_TRUE(WaitFor([&] { return NodesWith(fleet, "llama3.2") == both; },
+                      std::chrono::seconds(10), "llama3.2 probed on both nodes"));
+
+  // Bad input changes nothing.
+  auto request = [](const std::string& model, const std::string& node, bool all) {
+    corral::v1::DeleteModelRequest req;
+    req.set_model(model);
+    req.set_node(node);
+    req.set_all(all);
+    return req;
+  };
+  EXPECT_EQ(fleet.DeleteModel(request("bad name!", "gpu-0", false)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fleet.DeleteModel(request("llama3.2", "", false)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fleet.DeleteModel(request("llama3.2", "gpu-0", true)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fleet.DeleteModel(request("llama3.2", "nope", false)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(NodesWith(fleet, "llama3.2"), both);
+
+  // One node: gone from it once the prober has looked again, still on the other.
+  absl::StatusOr<corral::v1::DeleteModelResponse> one =
+      fleet.DeleteModel(request("llama3.2", "gpu-0", false));
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->results_size(), 1);
+  EXPECT_EQ(one->results(0).node(), "gpu-0");
+  EXPECT_TRUE(one->results(0).ok());
+  EXPECT_TRUE(
+      WaitFor([&] { return NodesWith(fleet, "llama3.2") == std::vector<std::string>{"gpu-1"}; },
+              std::chrono::seconds(10), "llama3.2 gone from gpu-0"));
+  EXPECT_EQ(NodesWith(fleet, "mistral"), both);  // the other model stays
+
+  // Again on the same node: the node's own "not found".
+  absl::StatusOr<corral::v1::DeleteModelResponse> again =
+      fleet.DeleteModel(request("llama3.2", "gpu-0", false));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(again.status().message().find("not found"), absl::string_view::npos) << again.status();
+
+  // Every node that lists the model ("mistral:latest" is the same model), then none is left.
+  absl::StatusOr<corral::v1::DeleteModelResponse> all =
+      fleet.DeleteModel(request("mistral:latest", "", true));
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->results_size(), 2);
+  EXPECT_EQ(all->results(0).node(), "gpu-0");
+  EXPECT_EQ(all->results(1).node(), "gpu-1");
+  EXPECT_TRUE(all->results(0).ok() && all->results(1).ok()) << all->DebugString();
+  EXPECT_TRUE(WaitFor([&] { return NodesWith(fleet, "mistral").empty(); }, std::chrono::seconds(10),
+                      "mistral gone from the fleet"));
+  EXPECT_EQ(fleet.DeleteModel(request("mistral", "", true)).status().code(),
+            absl::StatusCode::kNotFound);
+
+  // A node that cannot be reached fails alone: the answer still lists it, with its error.
+  corral::v1::CreateNodeRequest gone;
+  gone.set_name("gone");
+  gone.set_url("http://127.0.0.1:1");
+  ASSERT_TRUE(fleet.CreateNode(gone).ok());
+  absl::StatusOr<corral::v1::DeleteModelResponse> unreachable =
+      fleet.DeleteModel(request("llama3.2", "gone", false));
+  EXPECT_EQ(unreachable.status().code(), absl::StatusCode::kUnavailable) << unreachable.status();
+  prober.Stop();
 }
 
 }  // namespace

@@ -444,6 +444,12 @@ void HttpAdmin::Handle(const httplib::Request& req, httplib::Response& res) {
                return !gone.load();
              });
        }},
+      {"POST", "/v1/models:delete",
+       [&](auto&, auto&, auto& res) {
+         if (!no_query()) return;
+         body_then(corral::v1::DeleteModelRequest(),
+                   [&](const auto& m) { Reply(res, fleet->DeleteModel(m)); });
+       }},
       {"GET", "/v1/proxies",
        [&](auto&, auto&, auto& res) {
          if (no_query()) Reply(res, fleet->ListProxies());

@@ -495,4 +495,56 @@ absl::Status NodeClient::Pull(
   return absl::OkStatus();
 }
 
+absl::Status NodeClient::Delete(const std::string& model) const {
+  const std::string path = "/api/delete";
+  const std::chrono::milliseconds timeout = options_.delete_timeout;
+  absl::StatusOr<std::unique_ptr<httplib::Client>> client =
+      Connect(base_url_, std::min(options_.connect_timeout, timeout), timeout);
+  if (!client.ok()) return client.status();
+  const size_t max_bytes = options_.small_answer_max_bytes;
+  std::string body;
+  int status = 0;
+  bool capped = false;
+  httplib::Request req;
+  req.method = "DELETE";
+  req.path = path;
+  req.body = Json{{"model", model}}.dump();
+  req.headers.emplace("Content-Type", "application/json");
+  req.response_handler = [&](const httplib::Response& head) {
+    status = head.status;
+    return true;
+  };
+  // Only an error answer has a body worth reading; reading stops at the cap.
+  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    body.append(data, std::min(len, max_bytes - body.size()));
+    capped = body.size() >= max_bytes;
+    return !capped;
+  };
+  const auto start = SteadyTime::now();
+  CallWatch watch(client->get(), start + timeout, nullptr);
+  httplib::Result res = (*client)->send(req);
+  watch.Finish();
+  const std::string where = absl::StrCat("delete of ", model, " on ", base_url_);
+  if (watch.expired()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(where, ": no answer within ", timeout.count(), " ms"));
+  }
+  if (!res && !capped) {
+    absl::Status err =
+        TransportError(base_url_, path, res.error(), SteadyTime::now() - start, timeout);
+    return absl::Status(err.code(), absl::StrCat(where, ": ", err.message()));
+  }
+  if (status == 200) return absl::OkStatus();
+  // Ollama answers {"error": "model 'x' not found"}; keep its text, else the start of the body.
+  std::string shown = body.substr(0, 200);
+  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_discarded() && j.is_object()) {
+    if (std::string e = StringField(j, "error"); !e.empty()) shown = e;
+  }
+  const std::string message =
+      absl::StrCat(where, ": HTTP ", status, shown.empty() ? "" : ": ", shown);
+  if (status == 404) return absl::NotFoundError(message);
+  return absl::InternalError(message);
+}
+
 }  // namespace corral::control

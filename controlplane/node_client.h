@@ -1,5 +1,5 @@
 // NodeClient: the control plane's HTTP/1.1 calls to one Ollama node — liveness and version,
-// the installed models (/api/tags), the models resident in memory (/api/ps), and pulls.
+// the installed models (/api/tags), the models resident in memory (/api/ps), pulls and deletes.
 //
 // Every call has explicit timeouts (never the HTTP library's 300 s default) and opens its own
 // connection, which closes when the call returns: a probe therefore measures what a fresh proxy
@@ -67,6 +67,9 @@ struct NodeClientOptions {
   // Longest silence between two progress lines of a pull. Verifying a large blob's digest can
   // keep a node quiet for minutes.
   std::chrono::milliseconds pull_idle_timeout{std::chrono::minutes(10)};
+  // Total deadline of `DELETE /api/delete`: the node removes a manifest and unreferenced blobs,
+  // which takes well under a second even for a large model.
+  std::chrono::milliseconds delete_timeout{30000};
 };
 
 // What the limits did to one /api/tags or /api/ps answer.
@@ -111,6 +114,12 @@ class NodeClient {
   absl::Status Pull(const std::string& model, bool insecure,
                     const std::function<void(const corral::v1::PullProgress&)>& on_progress,
                     const std::function<bool()>& cancel) const;
+
+  // DELETE /api/delete with {"model": model}. OK on the node's 200; NotFound with the node's text
+  // when it does not have the model (404); Internal with the node's text on any other answer;
+  // transport failures as Version's. The whole exchange is bounded by delete_timeout, and at most
+  // small_answer_max_bytes of an error answer is read.
+  absl::Status Delete(const std::string& model) const;
 
  private:
   std::string base_url_;

@@ -1,8 +1,9 @@
 // The HTTP admin API against a real corral-control over real sockets: every path of the OpenAPI
 // document answers with its documented status (the proxy's paths against a real corral-proxy),
 // /v1 refuses a missing or wrong token, bad input is a 400 that changes nothing, a pull streams
-// each real corral-sim node's progress as NDJSON, and an operation through HTTP reads the same
-// through gRPC and the other way round.
+// each real corral-sim node's progress as NDJSON, a delete removes the model from the nodes named
+// and the fleet's model list follows, and an operation through HTTP reads the same through gRPC
+// and the other way round.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -142,6 +143,7 @@ TEST_F(HttpAdminTest, EveryDocumentedPathAnswersWithItsDocumentedStatus) {
       {"PATCH /v1/nodes/{name}", R"({"weight": 2})"},
       {"PUT /v1/strategy", R"({"strategy": "STRATEGY_ROUND_ROBIN"})"},
       {"POST /v1/models:pull", R"({"model": "llama3.2", "node": "gpu-a"})"},
+      {"POST /v1/models:delete", R"({"model": "llama3.2", "node": "gpu-a"})"},
       {"PUT /v1/discovery", R"({"ranges": []})"},
       {"POST /v1/tokens", R"({"name": "ci-token"})"},
       {"PUT /v1/token-policy", R"({"require_tokens": false})"},
@@ -214,7 +216,7 @@ TEST_F(HttpAdminTest, V1RefusesAMissingOrWrongTokenAndTheDocsStayOpen) {
   httplib::Result bundle = Call("GET", "/docs/swagger-ui-bundle.js", "", "");
   ASSERT_TRUE(bundle);
   EXPECT_EQ(bundle->status, 200);
-  EXPECT_GT(bundle->body.size(), 100000u);           // the real bundle, from the binary
+  EXPECT_GT(bundle->body.size(), 100000u);             // the real bundle, from the binary
   httplib::Result console = Call("GET", "/", "", "");  // the web console, open like /docs
   ASSERT_TRUE(console);
   EXPECT_EQ(console->status, 200);
@@ -312,6 +314,81 @@ TEST_F(HttpAdminTest, APullStreamsEveryNodesProgressAsNdjson) {
   EXPECT_EQ(node_end["status"], "error");
   const json stream_end = json::parse(lines.back());
   EXPECT_EQ(stream_end["status"], "UNAVAILABLE") << r->body;
+}
+
+// The nodes of `model` (bare or :latest) in a GET /v1/models answer, sorted.
+std::vector<std::string> NodesWith(const json& models, const std::string& model) {
+  std::vector<std::string> nodes;
+  for (const json& m : models.value("models", json::array())) {
+    const std::string name = m.value("name", "");
+    if (name != model && name != model + ":latest") continue;
+    for (const json& where : m.value("locations", json::array())) nodes.push_back(where["node"]);
+  }
+  std::sort(nodes.begin(), nodes.end());
+  return nodes;
+}
+
+TEST_F(HttpAdminTest, ADeleteRemovesTheModelFromTheNodesNamedAndTheModelListFollows) {
+  CallJson("POST", "/v1/nodes", NodeBody("gpu-a", SimUrl(0)));
+  CallJson("POST", "/v1/nodes", NodeBody("gpu-b", SimUrl(1)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return NodesWith(CallJson("GET", "/v1/models"), "llama3.2") ==
+               std::vector<std::string>{"gpu-a", "gpu-b"};
+      },
+      std::chrono::seconds(10), "llama3.2 listed on both nodes"));
+
+  // Bad input is a 400 naming the problem, and deletes nothing.
+  for (const char* bad :
+       {R"({"model": "llama3.2"})", R"({"model": "llama3.2", "node": "gpu-a", "all": true})",
+        R"({"model": "bad name!", "node": "gpu-a"})", R"({"modle": "x"})"}) {
+    httplib::Result r = Call("POST", "/v1/models:delete", bad);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad << ": " << r->body;
+    EXPECT_EQ(json::parse(r->body, nullptr, false).value("status", ""), "INVALID_ARGUMENT")
+        << r->body;
+  }
+  httplib::Result r = Call("POST", "/v1/models:delete", R"({"model": "llama3.2", "node": "nope"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
+  EXPECT_EQ(NodesWith(CallJson("GET", "/v1/models"), "llama3.2"),
+            (std::vector<std::string>{"gpu-a", "gpu-b"}));
+
+  // One node: gone from it, still on the other.
+  json answer = CallJson("POST", "/v1/models:delete", R"({"model": "llama3.2", "node": "gpu-a"})");
+  ASSERT_EQ(answer["results"].size(), 1u) << answer.dump();
+  EXPECT_EQ(answer["results"][0]["node"], "gpu-a");
+  EXPECT_EQ(answer["results"][0]["ok"], true) << answer.dump();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return NodesWith(CallJson("GET", "/v1/models"), "llama3.2") ==
+               std::vector<std::string>{"gpu-b"};
+      },
+      std::chrono::seconds(10), "llama3.2 gone from gpu-a only"));
+
+  // The node no longer has it: the node's own 404 and message come back.
+  r = Call("POST", "/v1/models:delete", R"({"model": "llama3.2", "node": "gpu-a"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
+  EXPECT_TRUE(absl::StrContains(r->body, "not found")) << r->body;
+
+  // Every node that lists it, through gRPC: the same operation, the same result.
+  corral::v1::DeleteModelRequest all;
+  all.set_model("llama3.2");
+  all.set_all(true);
+  corral::v1::DeleteModelResponse resp;
+  grpc::ClientContext context;
+  Authorize(&context);
+  grpc::Status status = Grpc()->DeleteModel(&context, all, &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(resp.results_size(), 1) << resp.DebugString();
+  EXPECT_EQ(resp.results(0).node(), "gpu-b");
+  EXPECT_TRUE(resp.results(0).ok());
+  ASSERT_TRUE(WaitFor([&] { return NodesWith(CallJson("GET", "/v1/models"), "llama3.2").empty(); },
+                      std::chrono::seconds(10), "llama3.2 gone from the fleet"));
+  r = Call("POST", "/v1/models:delete", R"({"model": "llama3.2", "all": true})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
 }
 
 TEST_F(HttpAdminTest, HttpAndGrpcGiveTheSameAnswers) {

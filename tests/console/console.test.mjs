@@ -335,6 +335,39 @@ step('a pull that fails shows the node\'s error and the API message', async () =
   assert.match(shown, /sim-2/, 'the API\'s message names the node that failed');
 });
 
+step('deletes a model from one node and sees it gone from that node only', async () => {
+  const row = '#models-table tbody tr[data-key="mistral:latest"]';
+  await until((r) => document.querySelector(`${r} li[data-node="sim-1"]`), 'mistral on sim-1', row);
+  // The confirmation is accepted by the page's dialog handler.
+  await press(`${row} li[data-node="sim-1"] button[data-action="delete-model"]`);
+  await until(() => document.querySelector('#delete-status').textContent.includes('Deleted'),
+      'the delete to end');
+  assert.equal(await page.$eval('#delete-error', (el) => el.textContent), '');
+  await until((r) => {
+    const nodes = [...document.querySelectorAll(`${r} li[data-node]`)].map((li) => li.dataset.node);
+    return nodes.length === 1 && nodes[0] === 'sim-2';
+  }, 'mistral listed on sim-2 only', row);
+  const models = await fleet.api('GET', '/v1/models');
+  const mistral = models.models.find((m) => m.name === 'mistral:latest');
+  assert.deepEqual(mistral.locations.map((l) => l.node), ['sim-2']);
+});
+
+step('a delete the node refuses shows the API message', async () => {
+  // sim-1 no longer has mistral: a button still naming it (as a stale page would) gets the
+  // node's own "not found" through the API.
+  await page.evaluate(() => {
+    const button = document.querySelector(
+        '#models-table tbody tr[data-key="mistral:latest"] li[data-node="sim-2"] button');
+    button.dataset.node = 'sim-1';
+    button.click();
+  });
+  await until(() => document.querySelector('#delete-error').textContent, 'the error shown');
+  assert.match(await page.$eval('#delete-error', (el) => el.textContent), /sim-1.*not found/);
+  const models = await fleet.api('GET', '/v1/models');
+  const mistral = models.models.find((m) => m.name === 'mistral:latest');
+  assert.deepEqual(mistral.locations.map((l) => l.node), ['sim-2'], 'nothing else was deleted');
+});
+
 step('changes the strategy and its policies', async () => {
   await go('strategy');
   await page.select('#strategy-form select[name="strategy"]', 'STRATEGY_ROUND_ROBIN');

@@ -105,6 +105,13 @@ export class Api {
   del(path) { return this.request('DELETE', path); }
 
   /**
+   * POST /v1/models:delete: `body` is a DeleteModelRequest ({model, node} or {model, all: true}).
+   * Resolves with the DeleteModelResponse (one result per node, failures included); rejects with
+   * the API's message when nothing could be deleted.
+   */
+  deleteModel(body) { return this.post('/v1/models:delete', body); }
+
+  /**
    * POST /v1/models:pull, calling onProgress with each PullProgress line as it arrives.
    * Resolves when the stream ends; rejects with the API's message when the pull cannot start,
    * or when the stream carries an error object of its own.

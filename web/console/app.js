@@ -302,18 +302,57 @@ async function nodeAction(action, name) {
 
 // ---- models and pulls ----
 
+/** A model's delete button: from `node`, or from every node that lists it when `node` is ''. */
+function deleteButton(model, node) {
+  const label = node ? `Delete ${model} from ${node}` : `Delete ${model} from every node`;
+  return `<button type="button" class="small danger" data-action="delete-model" ` +
+      `data-model="${esc(model)}" data-node="${esc(node)}" aria-label="${esc(label)}">` +
+      `${node ? 'Delete' : 'From every node'}</button>`;
+}
+
 function renderModels() {
   const models = list(data.models, 'models');
   syncRows($('#models-table tbody'), models, (m) => field(m, 'name', ''), (m) => {
+    const name = field(m, 'name', '');
     const where = list(m, 'locations').map((l) => {
+      const node = field(l, 'node', '');
       const vram = num(l, 'size_vram');
       const loaded = field(l, 'loaded', false)
           ? ` ${badge(vram ? `loaded, ${bytes(vram)} VRAM` : 'loaded', 'ok')}` : '';
-      return `<li>${esc(field(l, 'node', ''))} <span class="muted">${bytes(num(l, 'size'))}</span>${loaded}</li>`;
+      return `<li data-node="${esc(node)}">${esc(node)} <span class="muted">${bytes(num(l, 'size'))}</span>` +
+          `${loaded} ${deleteButton(name, node)}</li>`;
     });
-    return [esc(field(m, 'name', '')), `<ul class="plain">${where.join('')}</ul>`];
+    return [esc(name), `<ul class="plain">${where.join('')}</ul>`, deleteButton(name, '')];
   });
   $('#models-empty').hidden = models.length > 0;
+}
+
+/**
+ * Deletes `model` from `node` (or from every node that lists it when `node` is ''), once the
+ * operator confirms. The model list follows on the refresh: the control plane re-reads each
+ * node's models right after a delete.
+ */
+async function deleteModel(model, node) {
+  const where = node || 'every node that has it';
+  if (!window.confirm(`Delete ${model} from ${where}? Its files are removed from the node's disk.`)) {
+    return;
+  }
+  $('#delete-error').textContent = '';
+  $('#delete-status').textContent = `Deleting ${model} from ${where}…`;
+  try {
+    const answer = await api.deleteModel(node ? { model, node } : { model, all: true });
+    const results = list(answer, 'results');
+    const done = results.filter((r) => field(r, 'ok', false)).map((r) => field(r, 'node', ''));
+    const failed = results.filter((r) => !field(r, 'ok', false))
+        .map((r) => `${field(r, 'node', '')}: ${field(r, 'error', '')}`);
+    $('#delete-status').textContent = `Deleted ${model} from ${done.join(', ')}.`;
+    $('#delete-error').textContent = failed.length ? `Not deleted on ${failed.join('; ')}` : '';
+  } catch (err) {
+    if (signedOutBy(err)) return signOut(err.message);
+    $('#delete-status').textContent = '';
+    $('#delete-error').textContent = message(err);
+  }
+  await refresh();
 }
 
 function renderPullTargets(nodes) {
@@ -692,6 +731,10 @@ function wire() {
     if (button) nodeAction(button.dataset.action, button.dataset.node);
   });
   $('#pull-form').addEventListener('submit', submitPull);
+  $('#models-table').addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-action="delete-model"]');
+    if (button) deleteModel(button.dataset.model, button.dataset.node);
+  });
   $('#strategy-form').addEventListener('submit', submitStrategy);
   $('#strategy-form').addEventListener('input', () => { strategyDirty = true; });
   $('#strategy-reset').addEventListener('click', () => {
