@@ -423,7 +423,9 @@ TEST_F(ProxyTest, MaxParallelIsRespectedAndInFlightReturnsToZero) {
   json nb = Node("b", SimPort(b), {"llama3.2:latest"});
   na["max_parallel"] = 1;
   nb["max_parallel"] = 1;
-  WriteSnapshot({na, nb});
+  // Without the wait queue a request over every node's limit is refused at once (with it, it
+  // would wait: tests/routing covers that).
+  WriteSnapshot({na, nb}, 1, {{"queue", {{"disabled", true}}}});
   StartProxy();
   const std::string request = Post("/api/generate", R"({"model":"llama3.2","prompt":"x"})");
   RawClient one(ProxyPort(), request);
