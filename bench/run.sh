@@ -153,10 +153,13 @@ sim1_port=$(wait_port_file "$work/sim1.port" "${sim_pids[1]}")
 sim2_port=$(wait_port_file "$work/sim2.port" "${sim_pids[2]}")
 
 model_entries='[{"name":"llama3.2:latest"},{"name":"qwen3:8b"},{"name":"all-minilm:latest"}]'
+# num_parallel is the nodes' real per-model parallelism (their --num-parallel), as an operator
+# sets it to OLLAMA_NUM_PARALLEL: left at the default of 1, the proxy would queue every request
+# beyond one per model per node, as it must for a real Ollama node with that setting.
 node_json() {
   printf '{"name":"%s","url":"http://127.0.0.1:%s","admin_state":"ADMIN_STATE_ENABLED",' "$1" "$2"
-  printf '"health":"HEALTH_HEALTHY","models":%s,"loaded_models":%s}' "$model_entries" \
-    '[{"name":"llama3.2:latest"}]'
+  printf '"health":"HEALTH_HEALTHY","num_parallel":%s,"models":%s,"loaded_models":%s}' \
+    "$sim_threads" "$model_entries" '[{"name":"llama3.2:latest"}]'
 }
 cat >"$work/snapshot.json" <<EOF
 {"version":"1","strategy":"STRATEGY_LEAST_ACTIVE",
